@@ -1,1 +1,35 @@
-//! placeholder
+//! herd-core: the event-loop layer of herd.
+//!
+//! Top to bottom:
+//! - [`Server`] starts N event loops (threads) and, in acceptor mode, an accept thread; it
+//!   returns a [`ServerHandle`] to read counters and stop gracefully.
+//! - Each loop owns a mio `Poll`, a slab of connections addressed by [`ConnId`] (loop, slot,
+//!   generation), a timer wheel ([`timer`]), a buffer pool ([`buf`]) and one [`Handler`] made
+//!   by the factory given to [`Server::serve`]. Nothing on the per-message path takes a lock or
+//!   touches a shared atomic.
+//! - A handler decodes with a per-connection [`codec`] and sees each connection through
+//!   [`Conn`] (send, close, timers) and the loop through [`LoopCx`]; other threads use a
+//!   [`Handle`], whose commands go through the loop's queue with one coalesced wake-up.
+//! - [`sys`] holds everything OS-specific, and is the only module with `unsafe`.
+//!
+//! What this crate does not do: parse application protocols (that is `herd-proto`, sans-IO),
+//! read config files or manage processes (that is the `herd` server).
+
+#![warn(missing_docs)]
+
+pub mod buf;
+pub mod clock;
+pub mod codec;
+mod conn;
+mod event_loop;
+mod handler;
+mod inbox;
+mod server;
+pub mod stats;
+pub mod sys;
+pub mod timer;
+
+pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};
+pub use handler::{CloseReason, Handler, Item};
+pub use server::{AcceptMode, Balance, Options, Server, ServerHandle, StopReport};
+pub use stats::Stats;

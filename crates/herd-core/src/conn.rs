@@ -1,0 +1,367 @@
+//! What a handler sees: the connection context [`Conn`], the loop context [`LoopCx`], and the
+//! stale-safe addresses [`ConnId`] and [`Handle`].
+//!
+//! `Conn` and `LoopCx` borrow the loop's internals for the length of one callback; they never
+//! outlive it and are never shared across threads. A [`Handle`] is the cross-thread way in: it
+//! queues a command to the owning loop and wakes it once (coalesced), and the loop checks the
+//! connection's generation before acting, so a handle to a closed connection can never reach
+//! the next tenant of the same slot.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::codec::Encoder;
+use crate::event_loop::{Core, Io, Slot, TimerKind};
+use crate::handler::{CloseReason, Handler};
+use crate::inbox::{Cmd, Inbox};
+use crate::stats::Stats;
+use crate::timer::TimerId;
+
+/// Address of one connection: (loop, slot, generation). Copy, hashable, cheap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) loop_index: u32,
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+}
+
+impl ConnId {
+    /// The index of the loop that owns the connection.
+    pub fn loop_index(&self) -> usize {
+        self.loop_index as usize
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.loop_index, self.slot, self.gen)
+    }
+}
+
+/// A cross-thread, stale-safe reference to a connection. `Send + Sync + Clone`.
+///
+/// Commands are queued to the owning loop; if the connection has closed by the time the loop
+/// runs them they are dropped and counted in [`Stats::stale_commands`].
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) id: ConnId,
+    pub(crate) inbox: Arc<Inbox>,
+}
+
+impl Handle {
+    /// The connection this handle addresses.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Queue already-encoded bytes to be written to the connection.
+    pub fn send(&self, bytes: impl Into<Bytes>) {
+        self.inbox.push(Cmd::Send(self.id, bytes.into()));
+    }
+
+    /// Close the connection now (pending output is discarded).
+    pub fn close(&self) {
+        self.inbox.push(Cmd::Close(self.id, false));
+    }
+
+    /// Close the connection once its pending output has been written.
+    pub fn close_after_flush(&self) {
+        self.inbox.push(Cmd::Close(self.id, true));
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").field("id", &self.id).finish()
+    }
+}
+
+/// A timer set through [`Conn`] or [`LoopCx`]; pass it to `cancel_timer` to cancel it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// A one-shot timer.
+    Once(TimerId),
+    /// A repeating timer (its wheel entry changes on every period; this id does not).
+    Every(u64),
+}
+
+/// The connection a callback is about. Valid only during that callback.
+pub struct Conn<'a, H: Handler> {
+    pub(crate) io: &'a mut Io<H::Codec>,
+    pub(crate) core: &'a mut Core,
+}
+
+impl<'a, H: Handler> Conn<'a, H> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.io.id
+    }
+
+    /// A cross-thread handle to this connection.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            id: self.io.id,
+            inbox: self.core.inbox.clone(),
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.io.peer
+    }
+
+    /// The local address the connection was accepted on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.io.stream.local_addr().ok()
+    }
+
+    /// The loop's current time in ms (its clock, read once per loop iteration).
+    pub fn now_ms(&self) -> u64 {
+        self.core.now
+    }
+
+    /// Encode `item` with the connection's codec and queue it. Everything sent during one read
+    /// event goes out in one write after the event. After close, sends are dropped and counted.
+    /// An encoder error closes the connection ([`CloseReason::Encode`]).
+    pub fn send<T>(&mut self, item: T)
+    where
+        H::Codec: Encoder<T>,
+    {
+        if !self.io.accepts_output() {
+            self.core.stats.stale_commands += 1;
+            return;
+        }
+        let Io {
+            wbuf, codec, id, ..
+        } = &mut *self.io;
+        let dst = wbuf.vec_mut(&mut self.core.pool);
+        let before = dst.len();
+        match codec.encode(item, dst) {
+            Ok(()) => {
+                self.core.stats.msgs_out += 1;
+                self.core.after_send(self.io);
+            }
+            Err(e) => {
+                dst.truncate(before);
+                tracing::warn!("conn {id}: encode failed: {e}");
+                self.core.mark_close(self.io, CloseReason::Encode);
+            }
+        }
+    }
+
+    /// Queue raw bytes, bypassing the codec.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        if !self.io.accepts_output() {
+            self.core.stats.stale_commands += 1;
+            return;
+        }
+        self.io
+            .wbuf
+            .vec_mut(&mut self.core.pool)
+            .extend_from_slice(bytes);
+        self.core.stats.msgs_out += 1;
+        self.core.after_send(self.io);
+    }
+
+    /// Append to the output buffer directly (for encoders that need no codec state).
+    pub fn with_output<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
+        if !self.io.accepts_output() {
+            self.core.stats.stale_commands += 1;
+            return None;
+        }
+        let r = f(self.io.wbuf.vec_mut(&mut self.core.pool));
+        self.core.stats.msgs_out += 1;
+        self.core.after_send(self.io);
+        Some(r)
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub fn pending_output(&self) -> usize {
+        self.io.wbuf.len()
+    }
+
+    /// True while reading is paused because output passed the high watermark.
+    pub fn is_paused(&self) -> bool {
+        self.io.paused
+    }
+
+    /// Close now; pending output is discarded. `on_close` runs at the end of this loop
+    /// iteration with [`CloseReason::Local`].
+    pub fn close(&mut self) {
+        self.core.mark_close(self.io, CloseReason::Local);
+    }
+
+    /// Close once everything queued so far has been written.
+    pub fn close_after_flush(&mut self) {
+        self.core.close_after_flush(self.io, CloseReason::Local);
+    }
+
+    /// Close with a specific reason once everything queued has been written (protocol layers
+    /// use this for e.g. [`CloseReason::Flood`] or [`CloseReason::Heartbeat`]).
+    pub fn close_with(&mut self, reason: CloseReason, flush: bool) {
+        if flush {
+            self.core.close_after_flush(self.io, reason);
+        } else {
+            self.core.mark_close(self.io, reason);
+        }
+    }
+
+    /// Half-close: shut down the write side once queued output is written; reading goes on.
+    pub fn shutdown_write(&mut self) {
+        self.io.shutdown_after_flush = true;
+        self.core.mark_dirty(self.io);
+    }
+
+    /// Stop reading from this peer (its data waits in the kernel) until [`resume_reading`].
+    ///
+    /// [`resume_reading`]: Self::resume_reading
+    pub fn pause_reading(&mut self) {
+        self.io.user_paused = true;
+    }
+
+    /// Undo [`pause_reading`](Self::pause_reading).
+    pub fn resume_reading(&mut self) {
+        if self.io.user_paused {
+            self.io.user_paused = false;
+            self.core.want_read(self.io);
+        }
+    }
+
+    /// Run `on_timer(token)` for this connection once, after `delay`.
+    pub fn run_after(&mut self, delay: Duration, token: u64) -> Timer {
+        let kind = TimerKind::Conn {
+            id: self.io.id,
+            token,
+            every: 0,
+            periodic: 0,
+        };
+        Timer::Once(self.core.timers.insert(self.core.now + ms(delay), kind))
+    }
+
+    /// Run `on_timer(token)` for this connection every `period` until cancelled or closed.
+    pub fn run_every(&mut self, period: Duration, token: u64) -> Timer {
+        let id = self.io.id;
+        self.core
+            .schedule_every(ms(period), |every, periodic| TimerKind::Conn {
+                id,
+                token,
+                every,
+                periodic,
+            })
+    }
+
+    /// Cancel a timer of this connection (a fired or unknown timer is ignored).
+    pub fn cancel_timer(&mut self, timer: Timer) {
+        self.core.cancel_timer(timer);
+    }
+
+    /// Loop-wide counters (read-only).
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+
+    /// The index of the loop running this connection.
+    pub fn loop_index(&self) -> usize {
+        self.core.loop_index
+    }
+}
+
+/// The loop a loop-level callback runs on. Valid only during that callback.
+pub struct LoopCx<'a, H: Handler> {
+    pub(crate) slab: &'a mut slab::Slab<Slot<H>>,
+    pub(crate) core: &'a mut Core,
+}
+
+impl<'a, H: Handler> LoopCx<'a, H> {
+    /// This loop's index (0-based).
+    pub fn loop_index(&self) -> usize {
+        self.core.loop_index
+    }
+
+    /// The loop's current time in ms.
+    pub fn now_ms(&self) -> u64 {
+        self.core.now
+    }
+
+    /// Number of open connections on this loop.
+    pub fn connections(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Run `on_loop_timer(token)` once after `delay`.
+    pub fn run_after(&mut self, delay: Duration, token: u64) -> Timer {
+        let at = self.core.now + ms(delay);
+        Timer::Once(self.core.timers.insert(
+            at,
+            TimerKind::Loop {
+                token,
+                every: 0,
+                periodic: 0,
+            },
+        ))
+    }
+
+    /// Run `on_loop_timer(token)` every `period` until cancelled.
+    pub fn run_every(&mut self, period: Duration, token: u64) -> Timer {
+        self.core
+            .schedule_every(ms(period), |every, periodic| TimerKind::Loop {
+                token,
+                every,
+                periodic,
+            })
+    }
+
+    /// Cancel a loop timer.
+    pub fn cancel_timer(&mut self, timer: Timer) {
+        self.core.cancel_timer(timer);
+    }
+
+    /// Call `f` for every open connection of this loop.
+    pub fn for_each(&mut self, mut f: impl FnMut(&mut Conn<'_, H>, &mut H::State)) {
+        for (_, slot) in self.slab.iter_mut() {
+            if let Some(state) = slot.state.as_mut() {
+                let mut cx = Conn {
+                    io: &mut slot.io,
+                    core: self.core,
+                };
+                f(&mut cx, state);
+            }
+        }
+    }
+
+    /// Call `f` for one connection of this loop, if it is still open.
+    pub fn with_conn<R>(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut Conn<'_, H>, &mut H::State) -> R,
+    ) -> Option<R> {
+        let slot = self.slab.get_mut(id.slot as usize)?;
+        if slot.io.id != id {
+            return None;
+        }
+        let state = slot.state.as_mut()?;
+        let mut cx = Conn {
+            io: &mut slot.io,
+            core: self.core,
+        };
+        Some(f(&mut cx, state))
+    }
+
+    /// Loop-wide counters (read-only).
+    pub fn stats(&self) -> &Stats {
+        &self.core.stats
+    }
+}
+
+/// Whole milliseconds in a duration, rounded up so a 0.5 ms timer does not fire early.
+pub(crate) fn ms(d: Duration) -> u64 {
+    let m = d.as_millis() as u64;
+    if Duration::from_millis(m) < d {
+        m + 1
+    } else {
+        m
+    }
+}

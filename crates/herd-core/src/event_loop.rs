@@ -1,0 +1,988 @@
+//! One event loop: a thread that owns a mio `Poll`, a slab of connections, a timer wheel, a
+//! buffer pool and one handler instance.
+//!
+//! The iteration is: wait (timeout = next timer, or zero if a connection still has budgeted
+//! reads pending) → handle readiness (accept, command queue, reads, writes) → continue reads
+//! that hit the budget → run due timers → write everything sent outside a read event → reap
+//! closed connections. Reaping happens only at the end of an iteration (delayed reclaim), so a
+//! slot is never freed while a callback could still be on the stack, and a slot is reused only
+//! with a new generation, which is how stale [`Handle`](crate::Handle)s are recognised.
+//!
+//! Syscall discipline (DESIGN.md rule 5): sockets are registered once, edge-triggered, for
+//! read and write; a reply is written directly from the output buffer after the read event
+//! that produced it (one write for all replies of that read); a short read or a short write
+//! is not followed by another call just to collect `EAGAIN`.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::buf::{BufPool, ReadBuf, WriteBuf};
+use crate::clock::SharedClock;
+use crate::codec::Decoder;
+use crate::conn::{Conn, ConnId, LoopCx, Timer};
+use crate::handler::{CloseReason, Handler};
+use crate::inbox::{Cmd, Inbox};
+use crate::server::Shared;
+use crate::stats::Stats;
+use crate::timer::{TimerId, TimerWheel};
+
+pub(crate) const WAKER: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX / 2;
+/// Minimum spare room when reading into a connection's own buffer.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long accepting pauses after EMFILE/ENFILE.
+const ACCEPT_BACKOFF_MS: u64 = 500;
+
+/// The socket side of a connection: everything but the handler's state.
+pub(crate) struct Io<C> {
+    pub(crate) stream: TcpStream,
+    pub(crate) id: ConnId,
+    pub(crate) codec: C,
+    pub(crate) rbuf: ReadBuf,
+    pub(crate) wbuf: WriteBuf,
+    pub(crate) peer: SocketAddr,
+    pub(crate) last_active: u64,
+    pub(crate) idle_timer: Option<TimerId>,
+    /// Set once: the connection is closing and will be reaped at the end of the iteration.
+    pub(crate) closing: Option<CloseReason>,
+    /// Close with this reason once the output buffer is empty.
+    pub(crate) close_after: Option<CloseReason>,
+    pub(crate) shutdown_after_flush: bool,
+    /// Reading stopped by backpressure (output above the high watermark).
+    pub(crate) paused: bool,
+    /// Reading stopped by the handler.
+    pub(crate) user_paused: bool,
+    /// The peer closed its write side.
+    pub(crate) eof: bool,
+    /// Queued in `Core::dirty` (output to flush at the end of the iteration).
+    pub(crate) dirty: bool,
+    /// Queued in `Core::read_more` (readable data may be left: budget hit or resumed).
+    pub(crate) read_queued: bool,
+}
+
+impl<C> Io<C> {
+    pub(crate) fn accepts_output(&self) -> bool {
+        self.closing.is_none()
+    }
+
+    fn slot(&self) -> usize {
+        self.id.slot as usize
+    }
+}
+
+/// A connection: its socket side and the handler's state (`None` until opened and after close).
+pub(crate) struct Slot<H: Handler> {
+    pub(crate) io: Io<H::Codec>,
+    pub(crate) state: Option<H::State>,
+}
+
+/// What a timer in the wheel is for.
+pub(crate) enum TimerKind {
+    Idle(ConnId),
+    Conn {
+        id: ConnId,
+        token: u64,
+        every: u64,
+        periodic: u64,
+    },
+    Loop {
+        token: u64,
+        every: u64,
+        periodic: u64,
+    },
+    AcceptResume,
+    StopDeadline,
+}
+
+/// Loop services that callbacks may use while a connection is borrowed.
+pub(crate) struct Core {
+    pub(crate) loop_index: usize,
+    pub(crate) now: u64,
+    pub(crate) timers: TimerWheel<TimerKind>,
+    periodic: HashMap<u64, TimerId>,
+    next_periodic: u64,
+    pub(crate) pool: BufPool,
+    pub(crate) stats: Stats,
+    pub(crate) inbox: Arc<Inbox>,
+    to_close: Vec<usize>,
+    dirty: Vec<usize>,
+    read_more: Vec<usize>,
+    max_write_buffer: usize,
+}
+
+impl Core {
+    pub(crate) fn mark_close<C>(&mut self, io: &mut Io<C>, reason: CloseReason) {
+        if io.closing.is_none() {
+            io.closing = Some(reason);
+            self.to_close.push(io.slot());
+        }
+    }
+
+    pub(crate) fn close_after_flush<C>(&mut self, io: &mut Io<C>, reason: CloseReason) {
+        if io.closing.is_none() && io.close_after.is_none() {
+            io.close_after = Some(reason);
+            self.mark_dirty(io);
+        }
+    }
+
+    pub(crate) fn mark_dirty<C>(&mut self, io: &mut Io<C>) {
+        if !io.dirty {
+            io.dirty = true;
+            self.dirty.push(io.slot());
+        }
+    }
+
+    pub(crate) fn want_read<C>(&mut self, io: &mut Io<C>) {
+        if !io.read_queued {
+            io.read_queued = true;
+            self.read_more.push(io.slot());
+        }
+    }
+
+    /// Bookkeeping after bytes were appended to a connection's output buffer.
+    pub(crate) fn after_send<C>(&mut self, io: &mut Io<C>) {
+        self.mark_dirty(io);
+        if io.wbuf.len() > self.max_write_buffer {
+            tracing::warn!(
+                "conn {} ({}): {} bytes of output waiting, over the {} limit; closing",
+                io.id,
+                io.peer,
+                io.wbuf.len(),
+                self.max_write_buffer
+            );
+            io.wbuf.clear();
+            self.mark_close(io, CloseReason::Overflow);
+        }
+    }
+
+    pub(crate) fn schedule_every(
+        &mut self,
+        period_ms: u64,
+        make: impl FnOnce(u64, u64) -> TimerKind,
+    ) -> Timer {
+        self.next_periodic += 1;
+        let pid = self.next_periodic;
+        let every = period_ms.max(1);
+        let id = self.timers.insert(self.now + every, make(every, pid));
+        self.periodic.insert(pid, id);
+        Timer::Every(pid)
+    }
+
+    pub(crate) fn cancel_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Once(id) => {
+                self.timers.cancel(id);
+            }
+            Timer::Every(pid) => {
+                if let Some(id) = self.periodic.remove(&pid) {
+                    self.timers.cancel(id);
+                }
+            }
+        }
+    }
+
+    /// For a fired periodic timer: is it still wanted? If so, schedule its next period.
+    fn renew_periodic(
+        &mut self,
+        fired: TimerId,
+        periodic: u64,
+        every: u64,
+        kind: TimerKind,
+    ) -> bool {
+        if periodic == 0 {
+            return true;
+        }
+        if self.periodic.get(&periodic) != Some(&fired) {
+            return false;
+        }
+        let next = self.timers.insert(self.now + every, kind);
+        self.periodic.insert(periodic, next);
+        true
+    }
+}
+
+/// What a loop reports when it exits.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LoopReport {
+    pub(crate) stats: Stats,
+    pub(crate) closed_graceful: u64,
+    pub(crate) closed_forced: u64,
+}
+
+struct Stopping {
+    forced: bool,
+}
+
+/// Everything one loop thread owns.
+pub(crate) struct EventLoop<H: Handler> {
+    handler: H,
+    slab: Slab<Slot<H>>,
+    core: Core,
+    poll: Poll,
+    scratch: Vec<u8>,
+    listeners: Vec<TcpListener>,
+    accept_paused: bool,
+    emfile_logged: bool,
+    next_gen: u32,
+    shared: Arc<Shared>,
+    clock: SharedClock,
+    stopping: Option<Stopping>,
+    report: LoopReport,
+    cmds: Vec<Cmd>,
+    fired: Vec<(TimerId, u64, TimerKind)>,
+}
+
+/// Run a handler callback; a panic is caught, counted and logged, and reported as `None`.
+fn guarded<R>(stats: &mut Stats, what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            stats.handler_panics += 1;
+            tracing::error!("handler panicked in {what}; closing the connection");
+            None
+        }
+    }
+}
+
+impl<H: Handler> EventLoop<H> {
+    pub(crate) fn new(
+        loop_index: usize,
+        handler: H,
+        poll: Poll,
+        inbox: Arc<Inbox>,
+        listeners: Vec<TcpListener>,
+        shared: Arc<Shared>,
+        clock: SharedClock,
+    ) -> io::Result<Self> {
+        let now = clock.now_ms();
+        let opts = &shared.opts;
+        let mut lp = EventLoop {
+            handler,
+            slab: Slab::new(),
+            core: Core {
+                loop_index,
+                now,
+                timers: TimerWheel::new(now),
+                periodic: HashMap::new(),
+                next_periodic: 0,
+                pool: BufPool::new(opts.buffer_size, 256),
+                stats: Stats::default(),
+                inbox,
+                to_close: Vec::new(),
+                dirty: Vec::new(),
+                read_more: Vec::new(),
+                max_write_buffer: opts.max_write_buffer,
+            },
+            poll,
+            scratch: vec![0; opts.scratch_size.max(1024)],
+            listeners,
+            accept_paused: false,
+            emfile_logged: false,
+            next_gen: 0,
+            shared,
+            clock,
+            stopping: None,
+            report: LoopReport::default(),
+            cmds: Vec::new(),
+            fired: Vec::new(),
+        };
+        for (i, l) in lp.listeners.iter_mut().enumerate() {
+            lp.poll
+                .registry()
+                .register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        }
+        Ok(lp)
+    }
+
+    /// Run until stopped; returns the loop's final counters.
+    pub(crate) fn run(mut self) -> LoopReport {
+        let mut events = Events::with_capacity(1024);
+        {
+            let mut lp = LoopCx {
+                slab: &mut self.slab,
+                core: &mut self.core,
+            };
+            let h = &mut self.handler;
+            guarded(&mut lp.core.stats.clone(), "on_loop_start", || {
+                h.on_loop_start(&mut lp)
+            });
+        }
+        loop {
+            let timeout = if !self.core.read_more.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.core
+                    .timers
+                    .next_deadline()
+                    .map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!("loop {}: poll failed: {e}", self.core.loop_index);
+                break;
+            }
+            self.core.now = self.clock.now_ms();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => self.drain_inbox(),
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(idx) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.on_readable(idx);
+                        }
+                        if ev.is_writable() {
+                            self.on_writable(idx);
+                        }
+                    }
+                }
+            }
+            self.run_read_more();
+            self.run_timers();
+            self.flush_dirty();
+            self.reap();
+            if self.stopping.is_some() {
+                self.close_idle_for_stop();
+                self.reap();
+                if self.slab.is_empty() {
+                    break;
+                }
+            }
+        }
+        self.report.stats = self.snapshot();
+        self.report
+    }
+
+    fn snapshot(&self) -> Stats {
+        let mut s = self.core.stats.clone();
+        s.open = self.slab.iter().filter(|(_, s)| s.state.is_some()).count() as u64;
+        s
+    }
+
+    // ----- accepting -----
+
+    fn accept(&mut self, li: usize) {
+        if self.accept_paused || self.stopping.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listeners.get(li) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.emfile_logged = false;
+                    let admitted = self.shared.try_admit(self.core.loop_index);
+                    self.adopt(stream, peer, admitted);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if crate::sys::is_fd_exhausted(&e) => {
+                    self.core.stats.accept_fd_exhausted += 1;
+                    if !self.emfile_logged {
+                        self.emfile_logged = true;
+                        tracing::error!(
+                            "loop {}: accept: {e}; pausing accepts for {ACCEPT_BACKOFF_MS} ms",
+                            self.core.loop_index
+                        );
+                    }
+                    self.accept_paused = true;
+                    self.core
+                        .timers
+                        .insert(self.core.now + ACCEPT_BACKOFF_MS, TimerKind::AcceptResume);
+                    return;
+                }
+                Err(e) if crate::sys::is_transient_accept_error(&e) => continue,
+                Err(e) => {
+                    self.core.stats.accept_errors += 1;
+                    tracing::warn!("loop {}: accept: {e}", self.core.loop_index);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Take a newly accepted connection: register it and run `on_open`.
+    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, admitted: bool) {
+        self.core.stats.accepted += 1;
+        if !admitted || self.stopping.is_some() {
+            if admitted {
+                self.shared.release(self.core.loop_index);
+            }
+            self.core.stats.closed[CloseReason::Limit.index()] += 1;
+            tracing::debug!("connection from {peer} refused: connection limit");
+            return;
+        }
+        if self.shared.opts.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        let entry = self.slab.vacant_entry();
+        let idx = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(idx),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!("register {peer}: {e}");
+            self.shared.release(self.core.loop_index);
+            self.core.stats.closed[CloseReason::Error.index()] += 1;
+            return;
+        }
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let id = ConnId {
+            loop_index: self.core.loop_index as u32,
+            slot: idx as u32,
+            gen: self.next_gen,
+        };
+        let codec = self.handler.new_codec();
+        let now = self.core.now;
+        let slot = entry.insert(Slot {
+            io: Io {
+                stream,
+                id,
+                codec,
+                rbuf: ReadBuf::default(),
+                wbuf: WriteBuf::default(),
+                peer,
+                last_active: now,
+                idle_timer: None,
+                closing: None,
+                close_after: None,
+                shutdown_after_flush: false,
+                paused: false,
+                user_paused: false,
+                eof: false,
+                dirty: false,
+                read_queued: false,
+            },
+            state: None,
+        });
+        let core = &mut self.core;
+        let h = &mut self.handler;
+        let mut cx = Conn {
+            io: &mut slot.io,
+            core,
+        };
+        let opened = guarded(&mut cx.core.stats.clone(), "on_open", || h.on_open(&mut cx));
+        match opened {
+            Some(Some(state)) => {
+                slot.state = Some(state);
+                if let Some(idle) = self.shared.opts.idle_timeout {
+                    let at = now + crate::conn::ms(idle);
+                    slot.io.idle_timer = Some(self.core.timers.insert(at, TimerKind::Idle(id)));
+                }
+            }
+            Some(None) => self
+                .core
+                .close_after_flush(&mut slot.io, CloseReason::Refused),
+            None => {
+                self.core.stats.handler_panics += 1;
+                self.core.mark_close(&mut slot.io, CloseReason::Panic);
+            }
+        }
+    }
+
+    // ----- reading -----
+
+    fn on_readable(&mut self, idx: usize) {
+        let mut budget = self.shared.opts.read_budget.max(1);
+        loop {
+            let Some(slot) = self.slab.get_mut(idx) else {
+                return;
+            };
+            let io = &mut slot.io;
+            if io.closing.is_some() || io.eof {
+                break;
+            }
+            if io.paused || io.user_paused {
+                break;
+            }
+            let from_scratch = io.rbuf.is_empty();
+            let (res, cap) = if from_scratch {
+                let cap = self.scratch.len();
+                ((&io.stream).read(&mut self.scratch), cap)
+            } else {
+                let room = io.rbuf.spare(READ_CHUNK, &mut self.core.pool);
+                let cap = room.len();
+                ((&io.stream).read(room), cap)
+            };
+            self.core.stats.reads += 1;
+            match res {
+                Ok(0) => {
+                    io.eof = true;
+                    self.core.close_after_flush(io, CloseReason::PeerClosed);
+                    break;
+                }
+                Ok(n) => {
+                    self.core.stats.bytes_in += n as u64;
+                    io.last_active = self.core.now;
+                    if from_scratch {
+                        self.process_scratch(idx, n);
+                    } else {
+                        slot.io.rbuf.commit(n);
+                        self.process_rbuf(idx);
+                    }
+                    if n < cap {
+                        break;
+                    }
+                    budget -= 1;
+                    if budget == 0 {
+                        if let Some(slot) = self.slab.get_mut(idx) {
+                            self.core.want_read(&mut slot.io);
+                        }
+                        break;
+                    }
+                    // Output may have grown past the high watermark: write it now so the
+                    // pause check sees the real backlog before reading more.
+                    if self.slab[idx].io.wbuf.len() > self.shared.opts.write_high_water {
+                        self.flush(idx);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!("conn {} ({}): read: {e}", io.id, io.peer);
+                    io.wbuf.clear();
+                    self.core.mark_close(io, CloseReason::Error);
+                    break;
+                }
+            }
+        }
+        self.flush(idx);
+    }
+
+    /// Decode and dispatch the `n` bytes just read into the scratch buffer; keep any partial
+    /// tail in the connection's own buffer.
+    fn process_scratch(&mut self, idx: usize, n: usize) {
+        let slot = &mut self.slab[idx];
+        let used = decode_dispatch(
+            &mut self.handler,
+            slot,
+            &mut self.core,
+            &mut self.scratch[..n],
+        );
+        if used < n && slot.io.closing.is_none() && slot.io.close_after.is_none() {
+            slot.io
+                .rbuf
+                .extend_from_slice(&self.scratch[used..n], &mut self.core.pool);
+        }
+    }
+
+    /// Decode and dispatch what the connection's own buffer holds.
+    fn process_rbuf(&mut self, idx: usize) {
+        let slot = &mut self.slab[idx];
+        let mut rb = std::mem::take(&mut slot.io.rbuf);
+        let used = decode_dispatch(&mut self.handler, slot, &mut self.core, rb.bytes_mut());
+        rb.consume(used);
+        if slot.io.closing.is_some() || slot.io.close_after.is_some() {
+            rb.consume(rb.len());
+        }
+        rb.release_if_empty(&mut self.core.pool);
+        slot.io.rbuf = rb;
+    }
+
+    fn run_read_more(&mut self) {
+        if self.core.read_more.is_empty() {
+            return;
+        }
+        let list = std::mem::take(&mut self.core.read_more);
+        for idx in list {
+            let queued = match self.slab.get_mut(idx) {
+                Some(slot) => std::mem::replace(&mut slot.io.read_queued, false),
+                None => false,
+            };
+            if queued {
+                self.on_readable(idx);
+            }
+        }
+    }
+
+    // ----- writing -----
+
+    fn on_writable(&mut self, idx: usize) {
+        if let Some(slot) = self.slab.get(idx) {
+            if !slot.io.wbuf.is_empty() || slot.io.paused {
+                self.flush(idx);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        while !self.core.dirty.is_empty() {
+            let list = std::mem::take(&mut self.core.dirty);
+            for idx in list {
+                if self.slab.get(idx).is_some_and(|s| s.io.dirty) {
+                    self.flush(idx);
+                }
+            }
+        }
+    }
+
+    /// Write what the connection has queued (one `write`; a short write waits for the next
+    /// writable edge), then apply close-after-flush, half-close and the watermarks.
+    fn flush(&mut self, idx: usize) {
+        let Some(slot) = self.slab.get_mut(idx) else {
+            return;
+        };
+        let io = &mut slot.io;
+        io.dirty = false;
+        if io.closing.is_some() {
+            return;
+        }
+        while !io.wbuf.is_empty() {
+            let len = io.wbuf.len();
+            match (&io.stream).write(io.wbuf.bytes()) {
+                Ok(n) => {
+                    self.core.stats.writes += 1;
+                    self.core.stats.bytes_out += n as u64;
+                    io.wbuf.advance(n);
+                    if n < len {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.core.stats.writes += 1;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.core.stats.writes += 1;
+                    tracing::debug!("conn {} ({}): write: {e}", io.id, io.peer);
+                    io.wbuf.clear();
+                    self.core.mark_close(io, CloseReason::Error);
+                    return;
+                }
+            }
+        }
+        if io.wbuf.is_empty() {
+            io.wbuf.release_if_empty(&mut self.core.pool);
+            if let Some(reason) = io.close_after.take() {
+                self.core.mark_close(io, reason);
+                return;
+            }
+            if io.shutdown_after_flush {
+                io.shutdown_after_flush = false;
+                let _ = io.stream.shutdown(Shutdown::Write);
+            }
+        }
+        let pending = io.wbuf.len();
+        let opts = &self.shared.opts;
+        let change = if !io.paused && pending > opts.write_high_water {
+            io.paused = true;
+            self.core.stats.backpressure_pauses += 1;
+            Some(true)
+        } else if io.paused && pending <= opts.write_low_water {
+            io.paused = false;
+            self.core.want_read(io);
+            Some(false)
+        } else {
+            None
+        };
+        if let (Some(paused), Some(state)) = (change, slot.state.as_mut()) {
+            let h = &mut self.handler;
+            let mut cx = Conn {
+                io: &mut slot.io,
+                core: &mut self.core,
+            };
+            if guarded(&mut Stats::default(), "on_backpressure", || {
+                h.on_backpressure(&mut cx, state, paused)
+            })
+            .is_none()
+            {
+                self.core.stats.handler_panics += 1;
+                self.core.mark_close(&mut slot.io, CloseReason::Panic);
+            }
+        }
+    }
+
+    // ----- commands from other threads -----
+
+    fn drain_inbox(&mut self) {
+        let mut cmds = std::mem::take(&mut self.cmds);
+        self.core.inbox.drain(&mut cmds);
+        for cmd in cmds.drain(..) {
+            match cmd {
+                Cmd::Send(id, bytes) => match live(&mut self.slab, id) {
+                    Some(slot) if slot.io.accepts_output() => {
+                        let io = &mut slot.io;
+                        io.wbuf
+                            .vec_mut(&mut self.core.pool)
+                            .extend_from_slice(&bytes);
+                        self.core.stats.msgs_out += 1;
+                        self.core.after_send(io);
+                    }
+                    _ => self.core.stats.stale_commands += 1,
+                },
+                Cmd::Close(id, flush) => match live(&mut self.slab, id) {
+                    Some(slot) if flush => self
+                        .core
+                        .close_after_flush(&mut slot.io, CloseReason::Local),
+                    Some(slot) => self.core.mark_close(&mut slot.io, CloseReason::Local),
+                    None => self.core.stats.stale_commands += 1,
+                },
+                Cmd::Adopt(stream, peer) => self.adopt(stream, peer, true),
+                Cmd::Stop { grace_ms } => self.begin_stop(grace_ms),
+                Cmd::Stats(tx) => {
+                    let _ = tx.send(self.snapshot());
+                }
+                Cmd::Tick => {}
+            }
+        }
+        self.cmds = cmds;
+    }
+
+    // ----- timers -----
+
+    fn run_timers(&mut self) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.core.timers.advance(self.core.now, &mut fired);
+        for (tid, _, kind) in fired.drain(..) {
+            match kind {
+                TimerKind::Idle(id) => self.idle_check(id),
+                TimerKind::Conn {
+                    id,
+                    token,
+                    every,
+                    periodic,
+                } => {
+                    let alive = live(&mut self.slab, id)
+                        .is_some_and(|s| s.state.is_some() && s.io.closing.is_none());
+                    if !alive {
+                        self.core.periodic.remove(&periodic);
+                        continue;
+                    }
+                    let again = TimerKind::Conn {
+                        id,
+                        token,
+                        every,
+                        periodic,
+                    };
+                    if !self.core.renew_periodic(tid, periodic, every, again) {
+                        continue;
+                    }
+                    let slot = &mut self.slab[id.slot as usize];
+                    let h = &mut self.handler;
+                    let state = slot.state.as_mut().expect("checked above");
+                    let mut cx = Conn {
+                        io: &mut slot.io,
+                        core: &mut self.core,
+                    };
+                    if guarded(&mut Stats::default(), "on_timer", || {
+                        h.on_timer(&mut cx, state, token)
+                    })
+                    .is_none()
+                    {
+                        self.core.stats.handler_panics += 1;
+                        self.core.mark_close(&mut slot.io, CloseReason::Panic);
+                    }
+                }
+                TimerKind::Loop {
+                    token,
+                    every,
+                    periodic,
+                } => {
+                    let again = TimerKind::Loop {
+                        token,
+                        every,
+                        periodic,
+                    };
+                    if !self.core.renew_periodic(tid, periodic, every, again) {
+                        continue;
+                    }
+                    let h = &mut self.handler;
+                    let mut lp = LoopCx {
+                        slab: &mut self.slab,
+                        core: &mut self.core,
+                    };
+                    if guarded(&mut Stats::default(), "on_loop_timer", || {
+                        h.on_loop_timer(&mut lp, token)
+                    })
+                    .is_none()
+                    {
+                        self.core.stats.handler_panics += 1;
+                    }
+                }
+                TimerKind::AcceptResume => {
+                    self.accept_paused = false;
+                    for li in 0..self.listeners.len() {
+                        self.accept(li);
+                    }
+                }
+                TimerKind::StopDeadline => self.force_close_all(),
+            }
+        }
+        self.fired = fired;
+    }
+
+    fn idle_check(&mut self, id: ConnId) {
+        let Some(idle) = self.shared.opts.idle_timeout else {
+            return;
+        };
+        let idle = crate::conn::ms(idle);
+        let now = self.core.now;
+        let Some(slot) = live(&mut self.slab, id) else {
+            return;
+        };
+        let io = &mut slot.io;
+        if io.closing.is_some() {
+            return;
+        }
+        let due = io.last_active + idle;
+        if now >= due {
+            tracing::debug!("conn {} ({}): idle for {idle} ms; closing", io.id, io.peer);
+            io.idle_timer = None;
+            io.wbuf.clear();
+            self.core.mark_close(io, CloseReason::Idle);
+        } else {
+            io.idle_timer = Some(self.core.timers.insert(due, TimerKind::Idle(id)));
+        }
+    }
+
+    // ----- closing -----
+
+    /// Reap connections marked closing: `on_close`, counters, release the slot.
+    fn reap(&mut self) {
+        while let Some(idx) = self.core.to_close.pop() {
+            let Some(slot) = self.slab.get_mut(idx) else {
+                continue;
+            };
+            let Some(reason) = slot.io.closing else {
+                continue;
+            };
+            if let Some(state) = slot.state.take() {
+                let h = &mut self.handler;
+                let mut cx = Conn {
+                    io: &mut slot.io,
+                    core: &mut self.core,
+                };
+                if guarded(&mut Stats::default(), "on_close", || {
+                    h.on_close(&mut cx, state, reason)
+                })
+                .is_none()
+                {
+                    self.core.stats.handler_panics += 1;
+                }
+            }
+            self.core.stats.closed[reason.index()] += 1;
+            let mut slot = self.slab.remove(idx);
+            if let Some(t) = slot.io.idle_timer.take() {
+                self.core.timers.cancel(t);
+            }
+            slot.io.wbuf.clear();
+            slot.io.wbuf.release_if_empty(&mut self.core.pool);
+            let n = slot.io.rbuf.len();
+            slot.io.rbuf.consume(n);
+            slot.io.rbuf.release_if_empty(&mut self.core.pool);
+            self.shared.release(self.core.loop_index);
+            // Dropping the stream closes the fd, which also removes it from epoll.
+        }
+    }
+
+    fn begin_stop(&mut self, grace_ms: u64) {
+        if self.stopping.is_some() {
+            return;
+        }
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.stopping = Some(Stopping { forced: false });
+        self.core
+            .timers
+            .insert(self.core.now + grace_ms, TimerKind::StopDeadline);
+        self.close_idle_for_stop();
+    }
+
+    /// During a stop: close every connection with nothing in flight.
+    fn close_idle_for_stop(&mut self) {
+        for (_, slot) in self.slab.iter_mut() {
+            let io = &mut slot.io;
+            if io.closing.is_some() || io.close_after.is_some() {
+                continue;
+            }
+            let busy = slot.state.as_ref().is_some_and(|s| self.handler.is_busy(s));
+            if io.rbuf.is_empty() && io.wbuf.is_empty() && !busy {
+                self.report.closed_graceful += 1;
+                self.core.mark_close(io, CloseReason::Stop);
+            }
+        }
+    }
+
+    fn force_close_all(&mut self) {
+        if let Some(st) = self.stopping.as_mut() {
+            st.forced = true;
+        }
+        for (_, slot) in self.slab.iter_mut() {
+            if slot.io.closing.is_none() {
+                self.report.closed_forced += 1;
+                slot.io.wbuf.clear();
+                self.core.mark_close(&mut slot.io, CloseReason::Stop);
+            }
+        }
+    }
+}
+
+/// Decode items from `data` and hand each to the handler. Returns the bytes consumed.
+/// Stops early if the connection starts closing or was never opened.
+fn decode_dispatch<H: Handler>(
+    handler: &mut H,
+    slot: &mut Slot<H>,
+    core: &mut Core,
+    data: &mut [u8],
+) -> usize {
+    let mut pos = 0;
+    while pos < data.len() {
+        if slot.io.closing.is_some() || slot.io.close_after.is_some() {
+            break;
+        }
+        let Some(state) = slot.state.as_mut() else {
+            break;
+        };
+        match slot.io.codec.decode(&mut data[pos..]) {
+            Ok((0, None)) => break,
+            Ok((n, item)) => {
+                pos += n;
+                if let Some(item) = item {
+                    core.stats.msgs_in += 1;
+                    let mut cx = Conn {
+                        io: &mut slot.io,
+                        core,
+                    };
+                    if guarded(&mut Stats::default(), "on_message", || {
+                        handler.on_message(&mut cx, state, item)
+                    })
+                    .is_none()
+                    {
+                        core.stats.handler_panics += 1;
+                        core.mark_close(&mut slot.io, CloseReason::Panic);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("conn {} ({}): bad input: {e}", slot.io.id, slot.io.peer);
+                let mut cx = Conn {
+                    io: &mut slot.io,
+                    core,
+                };
+                let _ = guarded(&mut Stats::default(), "on_decode_error", || {
+                    handler.on_decode_error(&mut cx, state, &e)
+                });
+                core.close_after_flush(&mut slot.io, CloseReason::Decode);
+                break;
+            }
+        }
+    }
+    pos
+}
+
+/// The slot for `id` if it still holds that very connection (same generation).
+fn live<H: Handler>(slab: &mut Slab<Slot<H>>, id: ConnId) -> Option<&mut Slot<H>> {
+    slab.get_mut(id.slot as usize).filter(|s| s.io.id == id)
+}

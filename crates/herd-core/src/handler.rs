@@ -1,0 +1,182 @@
+//! The handler trait: what a protocol or application implements to serve connections.
+//!
+//! The server calls a factory once per loop (`serve(|| MyHandler::new())`), so a handler is
+//! owned by one thread and needs neither `Send` nor `Sync` once built. Per-connection state is
+//! the typed associated [`Handler::State`], created by [`on_open`](Handler::on_open).
+//!
+//! Lifecycle, strictly: `on_open` exactly once before anything else (returning `None` refuses
+//! the connection: it is closed with [`CloseReason::Refused`] and no other callback runs); then
+//! any number of `on_message`, `on_timer`, `on_backpressure`; then `on_close` exactly once, and
+//! nothing after it. A panic in a callback closes that connection ([`CloseReason::Panic`]), not
+//! the loop.
+
+use crate::codec::Decoder;
+use crate::conn::{Conn, LoopCx};
+
+/// Why a connection closed. Counted per loop in [`Stats`](crate::Stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The peer closed its side (read returned 0) and pending output was flushed.
+    PeerClosed,
+    /// The handler (or a [`Handle`](crate::Handle)) closed it.
+    Local,
+    /// A read or write failed (reset, broken pipe, ...).
+    Error,
+    /// Nothing was received for longer than the idle timeout.
+    Idle,
+    /// Refused at once: a connection limit was reached.
+    Limit,
+    /// The handler's `on_open` returned `None`.
+    Refused,
+    /// The decoder reported invalid input.
+    Decode,
+    /// An encoder refused an item the handler sent.
+    Encode,
+    /// Output waiting for a slow reader passed the hard limit.
+    Overflow,
+    /// The server stopped (graceful stop closed it while idle, or the deadline passed).
+    Stop,
+    /// A handler callback panicked.
+    Panic,
+    /// The peer stayed silent past the heartbeat timeout.
+    Heartbeat,
+    /// The peer sent faster than the flood guard allows.
+    Flood,
+    /// A protocol-level timeout (e.g. a request head that took too long).
+    Timeout,
+}
+
+impl CloseReason {
+    /// Number of reasons (size of [`Stats::closed`](crate::Stats::closed)).
+    pub const COUNT: usize = 14;
+    /// Every reason, in index order.
+    pub const ALL: [CloseReason; Self::COUNT] = [
+        CloseReason::PeerClosed,
+        CloseReason::Local,
+        CloseReason::Error,
+        CloseReason::Idle,
+        CloseReason::Limit,
+        CloseReason::Refused,
+        CloseReason::Decode,
+        CloseReason::Encode,
+        CloseReason::Overflow,
+        CloseReason::Stop,
+        CloseReason::Panic,
+        CloseReason::Heartbeat,
+        CloseReason::Flood,
+        CloseReason::Timeout,
+    ];
+
+    /// Position in [`CloseReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A short snake_case label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Local => "local",
+            CloseReason::Error => "error",
+            CloseReason::Idle => "idle",
+            CloseReason::Limit => "limit",
+            CloseReason::Refused => "refused",
+            CloseReason::Decode => "decode",
+            CloseReason::Encode => "encode",
+            CloseReason::Overflow => "overflow",
+            CloseReason::Stop => "stop",
+            CloseReason::Panic => "panic",
+            CloseReason::Heartbeat => "heartbeat",
+            CloseReason::Flood => "flood",
+            CloseReason::Timeout => "timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The item type a handler's codec decodes.
+pub type Item<'a, H> = <<H as Handler>::Codec as Decoder>::Item<'a>;
+
+/// Serves the connections of one event loop.
+///
+/// ```
+/// use herd_core::{codec::BytesCodec, Conn, Handler};
+///
+/// /// Echoes every byte back.
+/// struct Echo;
+/// impl Handler for Echo {
+///     type State = ();
+///     type Codec = BytesCodec;
+///     fn new_codec(&mut self) -> BytesCodec { BytesCodec }
+///     fn on_open(&mut self, _cx: &mut Conn<'_, Self>) -> Option<()> { Some(()) }
+///     fn on_message(&mut self, cx: &mut Conn<'_, Self>, _st: &mut (), msg: &[u8]) {
+///         cx.send(msg);
+///     }
+/// }
+/// ```
+pub trait Handler: Sized + 'static {
+    /// Per-connection state, created by `on_open`, dropped after `on_close`.
+    type State;
+    /// Per-connection codec.
+    type Codec: Decoder;
+
+    /// Make the codec for a new connection (before `on_open`, so `on_open` may send).
+    fn new_codec(&mut self) -> Self::Codec;
+
+    /// A connection was accepted. Return its state, or `None` to refuse it.
+    fn on_open(&mut self, cx: &mut Conn<'_, Self>) -> Option<Self::State>;
+
+    /// A decoded item arrived. Replies sent here are written together after the read event.
+    fn on_message(&mut self, cx: &mut Conn<'_, Self>, state: &mut Self::State, msg: Item<'_, Self>);
+
+    /// The connection closed; `state` is handed back for the last time.
+    fn on_close(&mut self, cx: &mut Conn<'_, Self>, state: Self::State, reason: CloseReason) {
+        let _ = (cx, state, reason);
+    }
+
+    /// The decoder rejected the input. The loop counts it, logs it and closes the connection
+    /// after this returns (after flushing what was sent here, so an error reply such as HTTP 400
+    /// reaches the peer).
+    fn on_decode_error(
+        &mut self,
+        cx: &mut Conn<'_, Self>,
+        state: &mut Self::State,
+        err: &<Self::Codec as Decoder>::Error,
+    ) {
+        let _ = (cx, state, err);
+    }
+
+    /// Output passed the high watermark (`paused == true`: reading from this peer stopped) or
+    /// drained below the low watermark (`paused == false`: reading resumed). A handler that
+    /// pushes data on its own should stop while paused.
+    fn on_backpressure(&mut self, cx: &mut Conn<'_, Self>, state: &mut Self::State, paused: bool) {
+        let _ = (cx, state, paused);
+    }
+
+    /// A per-connection timer set with [`Conn::run_after`] or [`Conn::run_every`] fired.
+    fn on_timer(&mut self, cx: &mut Conn<'_, Self>, state: &mut Self::State, token: u64) {
+        let _ = (cx, state, token);
+    }
+
+    /// The loop started (before its first connection); set loop timers here.
+    fn on_loop_start(&mut self, lp: &mut LoopCx<'_, Self>) {
+        let _ = lp;
+    }
+
+    /// A loop timer set with [`LoopCx::run_after`] or [`LoopCx::run_every`] fired.
+    fn on_loop_timer(&mut self, lp: &mut LoopCx<'_, Self>, token: u64) {
+        let _ = (lp, token);
+    }
+
+    /// During a graceful stop, a connection with no buffered input or output is closed unless
+    /// this says it is still busy (e.g. a reply is being computed on a worker pool).
+    fn is_busy(&self, state: &Self::State) -> bool {
+        let _ = state;
+        false
+    }
+}

@@ -1,0 +1,47 @@
+//! Echo server: writes back every byte it reads.
+//!
+//! `cargo run --release --example echo -- --port 9000 --loops 1`
+//! (also `--mode acceptor` to use the acceptor thread instead of SO_REUSEPORT listeners).
+
+use herd::args::ServeArgs;
+use herd::codec::BytesCodec;
+use herd::{AcceptMode, Balance, Conn, Handler, Server};
+
+struct Echo;
+
+impl Handler for Echo {
+    type State = ();
+    type Codec = BytesCodec;
+
+    fn new_codec(&mut self) -> BytesCodec {
+        BytesCodec
+    }
+
+    fn on_open(&mut self, _cx: &mut Conn<'_, Self>) -> Option<()> {
+        Some(())
+    }
+
+    fn on_message(&mut self, cx: &mut Conn<'_, Self>, _st: &mut (), msg: &[u8]) {
+        cx.send(msg);
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let args = ServeArgs::from_env(9000);
+    let mode = match args.get::<String>("mode").as_deref() {
+        Some("acceptor") => AcceptMode::Acceptor(Balance::LeastConnections),
+        _ => AcceptMode::ReusePort,
+    };
+    let server = Server::new()
+        .bind(args.addr())?
+        .loops(args.loops)
+        .accept_mode(mode)
+        .serve(|| Echo)?;
+    eprintln!(
+        "echo: listening on {} with {} loop(s)",
+        server.local_addr(),
+        server.loops()
+    );
+    server.join();
+    Ok(())
+}
