@@ -128,3 +128,27 @@ fn emfile_child() {
     let _ = server.stop(Duration::ZERO);
     println!("EMFILE-CHILD-OK");
 }
+
+#[test]
+fn per_ip_limit_refuses_the_extra_connection() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(2)
+        .max_connections_per_ip(2)
+        .serve(move || Probe::new(l2.clone()))
+        .unwrap();
+    let mut a = connect(server.local_addr());
+    let mut b = connect(server.local_addr());
+    assert_eq!(roundtrip(&mut a, &frame(b"a")), frame(b"a"));
+    assert_eq!(roundtrip(&mut b, &frame(b"b")), frame(b"b"));
+    let mut c = connect(server.local_addr());
+    assert_eq!(read_to_close(&mut c), b"");
+    assert_eq!(server.stats().closed_by(CloseReason::Limit), 1);
+    drop(a);
+    wait_until("a closed", || log.closes() == 1);
+    let mut d = connect(server.local_addr());
+    assert_eq!(roundtrip(&mut d, &frame(b"d")), frame(b"d"));
+}

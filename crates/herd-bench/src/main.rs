@@ -1,1 +1,178 @@
-fn main(){}
+//! The `herd-bench` command: parse the command line, run one mode, print its report.
+//!
+//! ```text
+//! herd-bench echo --addr 127.0.0.1:9000 --connections 100 --size 64 --depth 1 \
+//!                 --duration 10s --warmup 1s --threads 1 [--json]
+//! herd-bench hold --addr 127.0.0.1:9000 --connections 10000 --size 64 --hold 10s [--json]
+//! ```
+//!
+//! Exit status: 0 when the run went through with no error, 1 when it ran but counted errors
+//! (echo mismatches, connections closed by the server), 2 when it could not run (bad options,
+//! connect failures). The measuring itself lives in the library (`herd_bench::echo`,
+//! `herd_bench::hold`); this file only translates between it and the terminal, and it must
+//! not measure anything itself.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use herd_bench::echo::{self, EchoOpts};
+use herd_bench::hold::{self, HoldOpts};
+use herd_bench::parse_duration;
+
+/// Load generator for servers on loopback.
+#[derive(Parser)]
+#[command(name = "herd-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Keep `depth` messages in flight per connection and verify every echoed byte.
+    Echo(EchoArgs),
+    /// Open connections, echo one message on each, hold them idle, then exit.
+    Hold(HoldArgs),
+}
+
+#[derive(Args)]
+struct EchoArgs {
+    /// Server address (host:port).
+    #[arg(long, value_parser = parse_addr)]
+    addr: SocketAddr,
+    /// Connections to open before measuring.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Messages in flight per connection (1 = ping-pong).
+    #[arg(long, default_value_t = 1)]
+    depth: usize,
+    /// Measured time (10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured time before it.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Client threads, one event loop each.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Connect attempts per connection (refused connects are retried with back-off).
+    #[arg(long, default_value_t = 20)]
+    connect_attempts: u32,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct HoldArgs {
+    /// Server address (host:port).
+    #[arg(long, value_parser = parse_addr)]
+    addr: SocketAddr,
+    /// Connections to open and hold.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Bytes of the one message echoed on each connection.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// How long to hold the connections idle after the echoes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    hold: Duration,
+    /// Connect attempts per connection.
+    #[arg(long, default_value_t = 20)]
+    connect_attempts: u32,
+    /// Print one JSON object as the final line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("`{s}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().mode {
+        Mode::Echo(a) => run_echo(a),
+        Mode::Hold(a) => run_hold(a),
+    }
+}
+
+fn run_echo(a: EchoArgs) -> ExitCode {
+    let opts = EchoOpts {
+        addr: a.addr,
+        connections: a.connections,
+        size: a.size,
+        depth: a.depth,
+        duration: a.duration,
+        warmup: a.warmup,
+        threads: a.threads,
+        connect_attempts: a.connect_attempts,
+    };
+    match echo::run(&opts) {
+        Ok(report) => {
+            if a.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_table());
+            }
+            if report.errors() > 0 {
+                eprintln!("herd-bench: {} error(s) during the run", report.errors());
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herd-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_hold(a: HoldArgs) -> ExitCode {
+    let opts = HoldOpts {
+        addr: a.addr,
+        connections: a.connections,
+        size: a.size,
+        connect_attempts: a.connect_attempts,
+    };
+    let started = Instant::now();
+    let held = match hold::open(&opts) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("herd-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let open_secs = started.elapsed().as_secs_f64();
+    // Scripts wait for this line, then sample the server.
+    println!("ready connections={} open_s={open_secs:.3}", held.len());
+    std::thread::sleep(a.hold);
+    let closed = hold::check_still_open(&held);
+    if a.json {
+        println!(
+            "{{\"mode\":\"hold\",\"connections\":{},\"size\":{},\"open_s\":{open_secs:.3},\
+             \"hold_s\":{:.3},\"closed_by_server\":{closed},\"errors\":{closed}}}",
+            held.len(),
+            a.size,
+            a.hold.as_secs_f64()
+        );
+    } else {
+        println!(
+            "hold: {} connections opened and echoed in {open_secs:.3} s, held {:.3} s, \
+             {closed} closed by the server meanwhile",
+            held.len(),
+            a.hold.as_secs_f64()
+        );
+    }
+    if closed > 0 {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

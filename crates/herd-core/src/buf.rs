@@ -143,6 +143,16 @@ impl WriteBuf {
         }
     }
 
+    /// Make `v` the pending bytes (the buffer must be empty); its old storage goes to the pool.
+    pub fn replace_vec(&mut self, v: Vec<u8>, pool: &mut BufPool) {
+        debug_assert!(self.is_empty());
+        let old = std::mem::replace(&mut self.data, v);
+        self.start = 0;
+        if old.capacity() != 0 {
+            pool.give_write(old);
+        }
+    }
+
     /// Drop everything waiting.
     pub fn clear(&mut self) {
         self.data.clear();

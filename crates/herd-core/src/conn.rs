@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::codec::Encoder;
-use crate::event_loop::{Core, Io, Slot, TimerKind};
+use crate::event_loop::{out_vec, Core, Io, Pending, Slot, TimerKind};
 use crate::handler::{CloseReason, Handler};
 use crate::inbox::{Cmd, Inbox};
 use crate::stats::Stats;
@@ -60,6 +60,13 @@ impl Handle {
     /// Queue already-encoded bytes to be written to the connection.
     pub fn send(&self, bytes: impl Into<Bytes>) {
         self.inbox.push(Cmd::Send(self.id, bytes.into()));
+    }
+
+    /// Run the handler's [`on_notify`](crate::Handler::on_notify) for this connection on its
+    /// loop, with a token and data of your choosing (e.g. a worker-pool result that the
+    /// handler must order with other replies). Dropped and counted if the connection is gone.
+    pub fn notify(&self, token: u64, data: impl Into<Bytes>) {
+        self.inbox.push(Cmd::Notify(self.id, token, data.into()));
     }
 
     /// Close the connection now (pending output is discarded).
@@ -135,9 +142,13 @@ impl<'a, H: Handler> Conn<'a, H> {
             return;
         }
         let Io {
-            wbuf, codec, id, ..
+            wbuf,
+            queue,
+            codec,
+            id,
+            ..
         } = &mut *self.io;
-        let dst = wbuf.vec_mut(&mut self.core.pool);
+        let dst = out_vec(wbuf, queue, &mut self.core.pool);
         let before = dst.len();
         match codec.encode(item, dst) {
             Ok(()) => {
@@ -158,10 +169,8 @@ impl<'a, H: Handler> Conn<'a, H> {
             self.core.stats.stale_commands += 1;
             return;
         }
-        self.io
-            .wbuf
-            .vec_mut(&mut self.core.pool)
-            .extend_from_slice(bytes);
+        let io = &mut *self.io;
+        out_vec(&mut io.wbuf, &mut io.queue, &mut self.core.pool).extend_from_slice(bytes);
         self.core.stats.msgs_out += 1;
         self.core.after_send(self.io);
     }
@@ -172,18 +181,42 @@ impl<'a, H: Handler> Conn<'a, H> {
             self.core.stats.stale_commands += 1;
             return None;
         }
-        let r = f(self.io.wbuf.vec_mut(&mut self.core.pool));
+        let io = &mut *self.io;
+        let r = f(out_vec(&mut io.wbuf, &mut io.queue, &mut self.core.pool));
         self.core.stats.msgs_out += 1;
         self.core.after_send(self.io);
         Some(r)
     }
 
-    /// Bytes queued and not yet taken by the socket.
+    /// Bytes queued in memory and not yet taken by the socket (queued files not counted).
     pub fn pending_output(&self) -> usize {
-        self.io.wbuf.len()
+        self.io.pending()
     }
 
-    /// True while reading is paused because output passed the high watermark.
+    /// Queue `len` bytes of `file` from `offset`, sent with `sendfile` (no copy through user
+    /// space, no buffer memory) after everything sent before; bytes sent afterwards follow
+    /// it. If the file turns out shorter than `len`, the connection is closed
+    /// ([`CloseReason::Error`]), since the peer was promised those bytes.
+    pub fn send_file(&mut self, file: std::fs::File, offset: u64, len: u64) {
+        if !self.io.accepts_output() {
+            self.core.stats.stale_commands += 1;
+            return;
+        }
+        if len == 0 {
+            return;
+        }
+        self.io.queue.push_back(Pending::File {
+            file,
+            offset,
+            end: offset + len,
+        });
+        self.core.stats.msgs_out += 1;
+        self.core.mark_dirty(self.io);
+    }
+
+    /// True while output has passed the high watermark and not yet drained to the low one
+    /// (reading from this peer is paused). A handler that pushes on its own should stop sending while this holds
+    /// and continue from `on_backpressure(false)`.
     pub fn is_paused(&self) -> bool {
         self.io.paused
     }

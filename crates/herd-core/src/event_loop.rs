@@ -13,7 +13,7 @@
 //! that produced it (one write for all replies of that read); a short read or a short write
 //! is not followed by another call just to collect `EAGAIN`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -48,6 +48,8 @@ pub(crate) struct Io<C> {
     pub(crate) codec: C,
     pub(crate) rbuf: ReadBuf,
     pub(crate) wbuf: WriteBuf,
+    /// Output queued behind a file being sent (files, and bytes sent after them), in order.
+    pub(crate) queue: VecDeque<Pending>,
     pub(crate) peer: SocketAddr,
     pub(crate) last_active: u64,
     pub(crate) idle_timer: Option<TimerId>,
@@ -56,8 +58,10 @@ pub(crate) struct Io<C> {
     /// Close with this reason once the output buffer is empty.
     pub(crate) close_after: Option<CloseReason>,
     pub(crate) shutdown_after_flush: bool,
-    /// Reading stopped by backpressure (output above the high watermark).
+    /// Reading stopped by backpressure (output passed the high watermark).
     pub(crate) paused: bool,
+    /// The handler has been told about the current pause.
+    pub(crate) pause_announced: bool,
     /// Reading stopped by the handler.
     pub(crate) user_paused: bool,
     /// The peer closed its write side.
@@ -68,9 +72,59 @@ pub(crate) struct Io<C> {
     pub(crate) read_queued: bool,
 }
 
+/// Output waiting behind a file: the file region itself, or bytes sent after it.
+pub(crate) enum Pending {
+    File {
+        file: std::fs::File,
+        offset: u64,
+        end: u64,
+    },
+    Bytes(Vec<u8>),
+}
+
+/// Where newly sent bytes go: the write buffer, or behind the last queued file.
+pub(crate) fn out_vec<'a>(
+    wbuf: &'a mut WriteBuf,
+    queue: &'a mut VecDeque<Pending>,
+    pool: &mut BufPool,
+) -> &'a mut Vec<u8> {
+    if queue.is_empty() {
+        return wbuf.vec_mut(pool);
+    }
+    if !matches!(queue.back(), Some(Pending::Bytes(_))) {
+        queue.push_back(Pending::Bytes(Vec::new()));
+    }
+    match queue.back_mut() {
+        Some(Pending::Bytes(v)) => v,
+        _ => unreachable!("just pushed"),
+    }
+}
+
 impl<C> Io<C> {
     pub(crate) fn accepts_output(&self) -> bool {
         self.closing.is_none()
+    }
+
+    /// Bytes of output held in memory (queued files are not counted: they cost no memory).
+    pub(crate) fn pending(&self) -> usize {
+        self.wbuf.len()
+            + self
+                .queue
+                .iter()
+                .map(|p| match p {
+                    Pending::Bytes(v) => v.len(),
+                    Pending::File { .. } => 0,
+                })
+                .sum::<usize>()
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        !self.wbuf.is_empty() || !self.queue.is_empty()
+    }
+
+    pub(crate) fn discard_output(&mut self) {
+        self.wbuf.clear();
+        self.queue.clear();
     }
 
     fn slot(&self) -> usize {
@@ -116,6 +170,7 @@ pub(crate) struct Core {
     dirty: Vec<usize>,
     read_more: Vec<usize>,
     max_write_buffer: usize,
+    pub(crate) write_high_water: usize,
 }
 
 impl Core {
@@ -150,15 +205,21 @@ impl Core {
     /// Bookkeeping after bytes were appended to a connection's output buffer.
     pub(crate) fn after_send<C>(&mut self, io: &mut Io<C>) {
         self.mark_dirty(io);
-        if io.wbuf.len() > self.max_write_buffer {
+        let pending = io.pending();
+        if !io.paused && pending > self.write_high_water {
+            io.paused = true;
+            io.pause_announced = false;
+            self.stats.backpressure_pauses += 1;
+        }
+        if pending > self.max_write_buffer {
             tracing::warn!(
                 "conn {} ({}): {} bytes of output waiting, over the {} limit; closing",
                 io.id,
                 io.peer,
-                io.wbuf.len(),
+                pending,
                 self.max_write_buffer
             );
-            io.wbuf.clear();
+            io.discard_output();
             self.mark_close(io, CloseReason::Overflow);
         }
     }
@@ -189,10 +250,13 @@ impl Core {
         }
     }
 
-    /// For a fired periodic timer: is it still wanted? If so, schedule its next period.
+    /// For a fired periodic timer: is it still wanted? If so, schedule its next period, one
+    /// period after the deadline that fired (no drift), or one period from now if the loop fell
+    /// more than a period behind (no burst of catch-up runs).
     fn renew_periodic(
         &mut self,
         fired: TimerId,
+        deadline: u64,
         periodic: u64,
         every: u64,
         kind: TimerKind,
@@ -203,7 +267,11 @@ impl Core {
         if self.periodic.get(&periodic) != Some(&fired) {
             return false;
         }
-        let next = self.timers.insert(self.now + every, kind);
+        let mut at = deadline + every;
+        if at <= self.now {
+            at = self.now + every;
+        }
+        let next = self.timers.insert(at, kind);
         self.periodic.insert(periodic, next);
         true
     }
@@ -280,6 +348,7 @@ impl<H: Handler> EventLoop<H> {
                 dirty: Vec::new(),
                 read_more: Vec::new(),
                 max_write_buffer: opts.max_write_buffer,
+                write_high_water: opts.write_high_water,
             },
             poll,
             scratch: vec![0; opts.scratch_size.max(1024)],
@@ -381,7 +450,7 @@ impl<H: Handler> EventLoop<H> {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     self.emfile_logged = false;
-                    let admitted = self.shared.try_admit(self.core.loop_index);
+                    let admitted = self.shared.try_admit(self.core.loop_index, peer.ip());
                     self.adopt(stream, peer, admitted);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -415,7 +484,7 @@ impl<H: Handler> EventLoop<H> {
         self.core.stats.accepted += 1;
         if !admitted || self.stopping.is_some() {
             if admitted {
-                self.shared.release(self.core.loop_index);
+                self.shared.release(self.core.loop_index, peer.ip());
             }
             self.core.stats.closed[CloseReason::Limit.index()] += 1;
             tracing::debug!("connection from {peer} refused: connection limit");
@@ -432,7 +501,7 @@ impl<H: Handler> EventLoop<H> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             tracing::warn!("register {peer}: {e}");
-            self.shared.release(self.core.loop_index);
+            self.shared.release(self.core.loop_index, peer.ip());
             self.core.stats.closed[CloseReason::Error.index()] += 1;
             return;
         }
@@ -451,6 +520,7 @@ impl<H: Handler> EventLoop<H> {
                 codec,
                 rbuf: ReadBuf::default(),
                 wbuf: WriteBuf::default(),
+                queue: VecDeque::new(),
                 peer,
                 last_active: now,
                 idle_timer: None,
@@ -458,6 +528,7 @@ impl<H: Handler> EventLoop<H> {
                 close_after: None,
                 shutdown_after_flush: false,
                 paused: false,
+                pause_announced: false,
                 user_paused: false,
                 eof: false,
                 dirty: false,
@@ -542,7 +613,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                     // Output may have grown past the high watermark: write it now so the
                     // pause check sees the real backlog before reading more.
-                    if self.slab[idx].io.wbuf.len() > self.shared.opts.write_high_water {
+                    if self.slab[idx].io.pending() > self.shared.opts.write_high_water {
                         self.flush(idx);
                     }
                 }
@@ -550,7 +621,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::debug!("conn {} ({}): read: {e}", io.id, io.peer);
-                    io.wbuf.clear();
+                    io.discard_output();
                     self.core.mark_close(io, CloseReason::Error);
                     break;
                 }
@@ -609,7 +680,7 @@ impl<H: Handler> EventLoop<H> {
 
     fn on_writable(&mut self, idx: usize) {
         if let Some(slot) = self.slab.get(idx) {
-            if !slot.io.wbuf.is_empty() || slot.io.paused {
+            if slot.io.has_output() || slot.io.paused {
                 self.flush(idx);
             }
         }
@@ -637,7 +708,50 @@ impl<H: Handler> EventLoop<H> {
         if io.closing.is_some() {
             return;
         }
-        while !io.wbuf.is_empty() {
+        loop {
+            if io.wbuf.is_empty() {
+                match io.queue.front_mut() {
+                    None => break,
+                    Some(Pending::Bytes(v)) => {
+                        let v = std::mem::take(v);
+                        io.queue.pop_front();
+                        io.wbuf.replace_vec(v, &mut self.core.pool);
+                        continue;
+                    }
+                    Some(Pending::File { file, offset, end }) => {
+                        let want = (*end - *offset).min(1 << 30) as usize;
+                        self.core.stats.writes += 1;
+                        match crate::sys::sendfile(&io.stream, file, offset, want) {
+                            Ok(n) if n > 0 => {
+                                self.core.stats.bytes_out += n as u64;
+                                if *offset >= *end {
+                                    io.queue.pop_front();
+                                }
+                                // A short count means a full socket or a file that shrank;
+                                // the next call tells which (EAGAIN or 0). Only large files
+                                // get here, so the extra call is cheap.
+                                continue;
+                            }
+                            Ok(_) => {
+                                // The file is shorter than promised: the response cannot be
+                                // completed, so the connection cannot be kept.
+                                tracing::warn!("conn {}: file ended early during sendfile", io.id);
+                                io.discard_output();
+                                self.core.mark_close(io, CloseReason::Error);
+                                return;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                tracing::debug!("conn {} ({}): sendfile: {e}", io.id, io.peer);
+                                io.discard_output();
+                                self.core.mark_close(io, CloseReason::Error);
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
             let len = io.wbuf.len();
             match (&io.stream).write(io.wbuf.bytes()) {
                 Ok(n) => {
@@ -656,13 +770,13 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) => {
                     self.core.stats.writes += 1;
                     tracing::debug!("conn {} ({}): write: {e}", io.id, io.peer);
-                    io.wbuf.clear();
+                    io.discard_output();
                     self.core.mark_close(io, CloseReason::Error);
                     return;
                 }
             }
         }
-        if io.wbuf.is_empty() {
+        if !io.has_output() {
             io.wbuf.release_if_empty(&mut self.core.pool);
             if let Some(reason) = io.close_after.take() {
                 self.core.mark_close(io, reason);
@@ -673,20 +787,28 @@ impl<H: Handler> EventLoop<H> {
                 let _ = io.stream.shutdown(Shutdown::Write);
             }
         }
-        let pending = io.wbuf.len();
-        let opts = &self.shared.opts;
-        let change = if !io.paused && pending > opts.write_high_water {
+        let pending = io.pending();
+        let low = self.shared.opts.write_low_water;
+        if !io.paused && pending > self.core.write_high_water {
             io.paused = true;
+            io.pause_announced = false;
             self.core.stats.backpressure_pauses += 1;
-            Some(true)
-        } else if io.paused && pending <= opts.write_low_water {
+        }
+        // Announce a pause once, and its end once the output has drained to the low mark.
+        let mut notes: [Option<bool>; 2] = [None, None];
+        if io.paused && !io.pause_announced {
+            io.pause_announced = true;
+            notes[0] = Some(true);
+        }
+        if io.paused && pending <= low {
             io.paused = false;
             self.core.want_read(io);
-            Some(false)
-        } else {
-            None
-        };
-        if let (Some(paused), Some(state)) = (change, slot.state.as_mut()) {
+            notes[1] = Some(false);
+        }
+        for paused in notes.into_iter().flatten() {
+            let Some(state) = slot.state.as_mut() else {
+                break;
+            };
             let h = &mut self.handler;
             let mut cx = Conn {
                 io: &mut slot.io,
@@ -699,6 +821,7 @@ impl<H: Handler> EventLoop<H> {
             {
                 self.core.stats.handler_panics += 1;
                 self.core.mark_close(&mut slot.io, CloseReason::Panic);
+                break;
             }
         }
     }
@@ -713,14 +836,36 @@ impl<H: Handler> EventLoop<H> {
                 Cmd::Send(id, bytes) => match live(&mut self.slab, id) {
                     Some(slot) if slot.io.accepts_output() => {
                         let io = &mut slot.io;
-                        io.wbuf
-                            .vec_mut(&mut self.core.pool)
+                        out_vec(&mut io.wbuf, &mut io.queue, &mut self.core.pool)
                             .extend_from_slice(&bytes);
                         self.core.stats.msgs_out += 1;
                         self.core.after_send(io);
                     }
                     _ => self.core.stats.stale_commands += 1,
                 },
+                Cmd::Notify(id, token, data) => {
+                    let Some(slot) = live(&mut self.slab, id) else {
+                        self.core.stats.stale_commands += 1;
+                        continue;
+                    };
+                    let (Some(state), None) = (slot.state.as_mut(), slot.io.closing) else {
+                        self.core.stats.stale_commands += 1;
+                        continue;
+                    };
+                    let h = &mut self.handler;
+                    let mut cx = Conn {
+                        io: &mut slot.io,
+                        core: &mut self.core,
+                    };
+                    if guarded(&mut Stats::default(), "on_notify", || {
+                        h.on_notify(&mut cx, state, token, data)
+                    })
+                    .is_none()
+                    {
+                        self.core.stats.handler_panics += 1;
+                        self.core.mark_close(&mut slot.io, CloseReason::Panic);
+                    }
+                }
                 Cmd::Close(id, flush) => match live(&mut self.slab, id) {
                     Some(slot) if flush => self
                         .core
@@ -744,7 +889,7 @@ impl<H: Handler> EventLoop<H> {
     fn run_timers(&mut self) {
         let mut fired = std::mem::take(&mut self.fired);
         self.core.timers.advance(self.core.now, &mut fired);
-        for (tid, _, kind) in fired.drain(..) {
+        for (tid, deadline, kind) in fired.drain(..) {
             match kind {
                 TimerKind::Idle(id) => self.idle_check(id),
                 TimerKind::Conn {
@@ -765,7 +910,7 @@ impl<H: Handler> EventLoop<H> {
                         every,
                         periodic,
                     };
-                    if !self.core.renew_periodic(tid, periodic, every, again) {
+                    if !self.core.renew_periodic(tid, deadline, periodic, every, again) {
                         continue;
                     }
                     let slot = &mut self.slab[id.slot as usize];
@@ -794,7 +939,7 @@ impl<H: Handler> EventLoop<H> {
                         every,
                         periodic,
                     };
-                    if !self.core.renew_periodic(tid, periodic, every, again) {
+                    if !self.core.renew_periodic(tid, deadline, periodic, every, again) {
                         continue;
                     }
                     let h = &mut self.handler;
@@ -839,7 +984,7 @@ impl<H: Handler> EventLoop<H> {
         if now >= due {
             tracing::debug!("conn {} ({}): idle for {idle} ms; closing", io.id, io.peer);
             io.idle_timer = None;
-            io.wbuf.clear();
+            io.discard_output();
             self.core.mark_close(io, CloseReason::Idle);
         } else {
             io.idle_timer = Some(self.core.timers.insert(due, TimerKind::Idle(id)));
@@ -876,12 +1021,12 @@ impl<H: Handler> EventLoop<H> {
             if let Some(t) = slot.io.idle_timer.take() {
                 self.core.timers.cancel(t);
             }
-            slot.io.wbuf.clear();
+            slot.io.discard_output();
             slot.io.wbuf.release_if_empty(&mut self.core.pool);
             let n = slot.io.rbuf.len();
             slot.io.rbuf.consume(n);
             slot.io.rbuf.release_if_empty(&mut self.core.pool);
-            self.shared.release(self.core.loop_index);
+            self.shared.release(self.core.loop_index, slot.io.peer.ip());
             // Dropping the stream closes the fd, which also removes it from epoll.
         }
     }
@@ -908,7 +1053,7 @@ impl<H: Handler> EventLoop<H> {
                 continue;
             }
             let busy = slot.state.as_ref().is_some_and(|s| self.handler.is_busy(s));
-            if io.rbuf.is_empty() && io.wbuf.is_empty() && !busy {
+            if io.rbuf.is_empty() && !io.has_output() && !busy {
                 self.report.closed_graceful += 1;
                 self.core.mark_close(io, CloseReason::Stop);
             }
@@ -922,7 +1067,7 @@ impl<H: Handler> EventLoop<H> {
         for (_, slot) in self.slab.iter_mut() {
             if slot.io.closing.is_none() {
                 self.report.closed_forced += 1;
-                slot.io.wbuf.clear();
+                slot.io.discard_output();
                 self.core.mark_close(&mut slot.io, CloseReason::Stop);
             }
         }

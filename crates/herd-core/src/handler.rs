@@ -163,6 +163,18 @@ pub trait Handler: Sized + 'static {
         let _ = (cx, state, token);
     }
 
+    /// A [`Handle::notify`](crate::Handle::notify) from another thread arrived for this
+    /// connection (only while it is open).
+    fn on_notify(
+        &mut self,
+        cx: &mut Conn<'_, Self>,
+        state: &mut Self::State,
+        token: u64,
+        data: bytes::Bytes,
+    ) {
+        let _ = (cx, state, token, data);
+    }
+
     /// The loop started (before its first connection); set loop timers here.
     fn on_loop_start(&mut self, lp: &mut LoopCx<'_, Self>) {
         let _ = lp;

@@ -19,6 +19,8 @@ use crate::stats::Stats;
 pub(crate) enum Cmd {
     /// Write these bytes to the connection (if it is still the same connection).
     Send(ConnId, Bytes),
+    /// Run the handler's `on_notify(token, data)` for the connection.
+    Notify(ConnId, u64, Bytes),
     /// Close the connection; `true` waits for pending output first.
     Close(ConnId, bool),
     /// Take over a connection accepted by the acceptor thread.

@@ -20,16 +20,20 @@
 pub mod buf;
 pub mod clock;
 pub mod codec;
+pub mod frame;
+pub mod http;
 mod conn;
 mod event_loop;
 mod handler;
 mod inbox;
+pub mod pool;
 mod server;
 pub mod stats;
 pub mod sys;
 pub mod timer;
 
 pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};
+pub use bytes::Bytes;
 pub use handler::{CloseReason, Handler, Item};
 pub use server::{AcceptMode, Balance, Options, Server, ServerHandle, StopReport};
 pub use stats::Stats;

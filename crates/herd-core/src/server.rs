@@ -14,9 +14,10 @@
 //! are closed at once and counted as [`CloseReason::Limit`](crate::CloseReason::Limit).
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,8 @@ pub struct Options {
     pub max_connections: usize,
     /// Maximum open connections per loop. Default: 1,000,000.
     pub max_connections_per_loop: usize,
+    /// Maximum concurrent connections from one IP address (all loops). Default: none.
+    pub max_connections_per_ip: Option<usize>,
     /// Reads per readiness event before moving on to other connections. Default: 16.
     pub read_budget: usize,
     /// The loop's scratch read buffer, in bytes. Default: 64 KiB.
@@ -87,6 +90,7 @@ impl Default for Options {
             idle_timeout: None,
             max_connections: 1_000_000,
             max_connections_per_loop: 1_000_000,
+            max_connections_per_ip: None,
             read_budget: 16,
             scratch_size: 64 * 1024,
             buffer_size: 4 * 1024,
@@ -105,13 +109,46 @@ pub(crate) struct Shared {
     pub(crate) opts: Options,
     open_total: AtomicUsize,
     open_per_loop: Vec<AtomicUsize>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     rejected_by_acceptor: AtomicU64,
     acceptor_fd_exhausted: AtomicU64,
 }
 
 impl Shared {
-    /// Count a new connection on loop `i` if limits allow; false means refuse it.
-    pub(crate) fn try_admit(&self, i: usize) -> bool {
+    /// Count a new connection from `ip` on loop `i` if limits allow; false means refuse it.
+    /// Touched once per accept and once per close, never per message.
+    pub(crate) fn try_admit(&self, i: usize, ip: IpAddr) -> bool {
+        if let Some(max) = self.opts.max_connections_per_ip {
+            let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(ip).or_insert(0);
+            if *n >= max {
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+                return false;
+            }
+            *n += 1;
+        }
+        if !self.admit_counts(i) {
+            self.release_ip(ip);
+            return false;
+        }
+        true
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        if self.opts.max_connections_per_ip.is_some() {
+            let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+
+    fn admit_counts(&self, i: usize) -> bool {
         if self.open_total.fetch_add(1, Ordering::AcqRel) >= self.opts.max_connections {
             self.open_total.fetch_sub(1, Ordering::AcqRel);
             return false;
@@ -127,7 +164,8 @@ impl Shared {
     }
 
     /// Undo `try_admit` when the connection is gone.
-    pub(crate) fn release(&self, i: usize) {
+    pub(crate) fn release(&self, i: usize, ip: IpAddr) {
+        self.release_ip(ip);
         self.open_per_loop[i].fetch_sub(1, Ordering::AcqRel);
         self.open_total.fetch_sub(1, Ordering::AcqRel);
     }
@@ -226,6 +264,12 @@ impl Server {
         self
     }
 
+    /// Per-IP concurrent connection limit.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.opts.max_connections_per_ip = Some(n);
+        self
+    }
+
     /// Reads per readiness event per connection.
     pub fn read_budget(mut self, n: usize) -> Self {
         self.opts.read_budget = n.max(1);
@@ -308,6 +352,7 @@ impl Server {
         let shared = Arc::new(Shared {
             open_total: AtomicUsize::new(0),
             open_per_loop: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            per_ip: Mutex::new(HashMap::new()),
             rejected_by_acceptor: AtomicU64::new(0),
             acceptor_fd_exhausted: AtomicU64::new(0),
             opts,
@@ -568,13 +613,13 @@ fn accept_thread(
                         let pick = match balance {
                             Balance::RoundRobin => (0..n)
                                 .map(|k| (next + k) % n)
-                                .find(|&i| shared.try_admit(i)),
+                                .find(|&i| shared.try_admit(i, peer.ip())),
                             Balance::LeastConnections => {
                                 let mut order: Vec<usize> = (0..n).collect();
                                 order.sort_by_key(|&i| {
                                     shared.open_per_loop[i].load(Ordering::Relaxed)
                                 });
-                                order.into_iter().find(|&i| shared.try_admit(i))
+                                order.into_iter().find(|&i| shared.try_admit(i, peer.ip()))
                             }
                         };
                         match pick {

@@ -226,7 +226,7 @@ impl<T> TimerWheel<T> {
         self.fire_overdue(fired);
         let now = now_ms.max(self.elapsed);
         while let Some((level, slot, start)) = self.first_slot() {
-            if start >= now {
+            if start > now {
                 break;
             }
             // Moving the wheel time to the slot's start keeps every other timer where an
@@ -917,5 +917,22 @@ mod tests {
             prop_assert_eq!(&fired, &model.advance(u64::MAX));
             prop_assert!(wheel.is_empty());
         }
+    }
+}
+#[cfg(test)]
+mod lead_check {
+    use super::*;
+    #[test]
+    fn periodic_like() {
+        let mut w = TimerWheel::new(0);
+        w.insert(1000, 1);
+        w.insert(2500, 2);
+        let mut f = Vec::new();
+        w.advance(1000, &mut f);
+        assert_eq!(f.len(), 1);
+        f.clear();
+        w.insert(2000, 3);
+        w.advance(2000, &mut f);
+        assert_eq!(f.iter().map(|x| x.2).collect::<Vec<_>>(), vec![3]);
     }
 }

@@ -6,6 +6,8 @@
 //! (the peer gave up before we accepted); the rlimit helpers read and set RLIMIT_NOFILE.
 //! Every `unsafe` block carries a `// SAFETY:` line.
 
+mod process;
 mod unix;
 
+pub use process::*;
 pub use unix::*;

@@ -67,3 +67,24 @@ pub fn set_nofile_limit(soft: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Send up to `count` bytes of `file` from `*offset` to the socket with `sendfile(2)`,
+/// advancing `*offset` by what was sent. Returns the number of bytes sent (0 at end of file).
+pub fn sendfile(
+    sock: &impl std::os::fd::AsRawFd,
+    file: &std::fs::File,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut off = i64::try_from(*offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+    // SAFETY: both descriptors are open for the duration of the call (borrowed), and `off`
+    // is a valid, exclusively borrowed off_t that the kernel updates.
+    let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, count) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *offset = off as u64;
+    Ok(n as usize)
+}

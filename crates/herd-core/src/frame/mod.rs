@@ -1,0 +1,1 @@
+//! The frame protocol server (being written).

@@ -1,0 +1,1 @@
+//! Process control: fork, signals, fd inheritance (being written).
