@@ -1,0 +1,20 @@
+//! Fuzz the WebSocket decoder (server role): any bytes never panic or over-consume.
+#![no_main]
+use herd_proto::ws::{Decoder, Role};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut dec = Decoder::new(Role::Server);
+    let mut buf = data.to_vec();
+    let mut pos = 0;
+    loop {
+        let len = buf.len();
+        match dec.decode(&mut buf[pos..]) {
+            Ok((None, 0)) | Err(_) => break,
+            Ok((_, used)) => {
+                assert!(pos + used <= len);
+                pos += used;
+            }
+        }
+    }
+});
