@@ -157,3 +157,24 @@ fn refused_connection_gets_no_callbacks() {
     assert_eq!(stats.closed_by(CloseReason::Refused), 1);
     assert_eq!(stats.handler_panics, 0);
 }
+
+/// Data and FIN in one event: a short read must not hide the EOF (edge-triggered epoll).
+#[test]
+fn eof_arriving_with_the_last_data_is_seen() {
+    let log = Log::default();
+    let l2 = log.clone();
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .serve(move || Probe::new(l2.clone()))
+        .unwrap();
+    for i in 0..20 {
+        let mut c = connect(server.local_addr());
+        // A partial frame, then shutdown: typically one event with data + RDHUP.
+        c.write_all(&frame(b"partial")[..6]).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_close(&mut c), b"", "connection {i}");
+    }
+    wait_until("all closed", || log.closes() == 20);
+}

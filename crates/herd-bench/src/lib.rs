@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod echo;
+pub mod frame;
 pub mod hold;
 pub mod pattern;
 pub mod stats;

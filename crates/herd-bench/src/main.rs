@@ -3,6 +3,7 @@
 //! ```text
 //! herd-bench echo --addr 127.0.0.1:9000 --connections 100 --size 64 --depth 1 \
 //!                 --duration 10s --warmup 1s --threads 1 [--json]
+//! herd-bench frame --addr 127.0.0.1:9200 --msg-id 1 [echo's options]
 //! herd-bench hold --addr 127.0.0.1:9000 --connections 10000 --size 64 --hold 10s [--json]
 //! ```
 //!
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use herd_bench::echo::{self, EchoOpts};
+use herd_bench::frame::{self, FrameOpts};
 use herd_bench::hold::{self, HoldOpts};
 use herd_bench::parse_duration;
 
@@ -35,6 +37,18 @@ enum Mode {
     Echo(EchoArgs),
     /// Open connections, echo one message on each, hold them idle, then exit.
     Hold(HoldArgs),
+    /// Frame-protocol RPCs (protobuf body of `size` payload bytes), `depth` in flight per
+    /// connection, every reply checked.
+    Frame(FrameArgs),
+}
+
+#[derive(Args)]
+struct FrameArgs {
+    #[command(flatten)]
+    common: EchoArgs,
+    /// Message id of the requests (herd's frame_rpc example: 1 inline, 2 worker pool).
+    #[arg(long, default_value_t = 1)]
+    msg_id: u16,
 }
 
 #[derive(Args)]
@@ -101,6 +115,7 @@ fn main() -> ExitCode {
     match Cli::parse().mode {
         Mode::Echo(a) => run_echo(a),
         Mode::Hold(a) => run_hold(a),
+        Mode::Frame(a) => run_frame(a),
     }
 }
 
@@ -118,6 +133,39 @@ fn run_echo(a: EchoArgs) -> ExitCode {
     match echo::run(&opts) {
         Ok(report) => {
             if a.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_table());
+            }
+            if report.errors() > 0 {
+                eprintln!("herd-bench: {} error(s) during the run", report.errors());
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herd-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_frame(a: FrameArgs) -> ExitCode {
+    let c = a.common;
+    let opts = FrameOpts {
+        addr: c.addr,
+        connections: c.connections,
+        size: c.size,
+        depth: c.depth,
+        msg_id: a.msg_id,
+        duration: c.duration,
+        warmup: c.warmup,
+        threads: c.threads,
+        connect_attempts: c.connect_attempts,
+    };
+    match frame::run(&opts) {
+        Ok(report) => {
+            if c.json {
                 println!("{}", report.to_json());
             } else {
                 print!("{}", report.to_table());

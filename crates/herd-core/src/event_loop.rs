@@ -64,8 +64,10 @@ pub(crate) struct Io<C> {
     pub(crate) pause_announced: bool,
     /// Reading stopped by the handler.
     pub(crate) user_paused: bool,
-    /// The peer closed its write side.
+    /// The peer closed its write side (read returned 0).
     pub(crate) eof: bool,
+    /// epoll reported the peer's FIN or a hang-up: read until 0 even after short reads.
+    pub(crate) peer_hup: bool,
     /// Queued in `Core::dirty` (output to flush at the end of the iteration).
     pub(crate) dirty: bool,
     /// Queued in `Core::read_more` (readable data may be left: budget hit or resumed).
@@ -107,6 +109,9 @@ impl<C> Io<C> {
 
     /// Bytes of output held in memory (queued files are not counted: they cost no memory).
     pub(crate) fn pending(&self) -> usize {
+        if self.queue.is_empty() {
+            return self.wbuf.len();
+        }
         self.wbuf.len()
             + self
                 .queue
@@ -406,6 +411,13 @@ impl<H: Handler> EventLoop<H> {
                     WAKER => self.drain_inbox(),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
                     Token(idx) => {
+                        if ev.is_read_closed() {
+                            // The FIN came with (or after) the data: a short read must not end
+                            // reading, or the EOF would never be seen (edge-triggered).
+                            if let Some(slot) = self.slab.get_mut(idx) {
+                                slot.io.peer_hup = true;
+                            }
+                        }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.on_readable(idx);
                         }
@@ -531,6 +543,7 @@ impl<H: Handler> EventLoop<H> {
                 pause_announced: false,
                 user_paused: false,
                 eof: false,
+                peer_hup: false,
                 dirty: false,
                 read_queued: false,
             },
@@ -601,7 +614,7 @@ impl<H: Handler> EventLoop<H> {
                         slot.io.rbuf.commit(n);
                         self.process_rbuf(idx);
                     }
-                    if n < cap {
+                    if n < cap && !self.slab.get(idx).is_some_and(|s| s.io.peer_hup) {
                         break;
                     }
                     budget -= 1;
