@@ -33,7 +33,10 @@ fn main() -> std::io::Result<()> {
         .loops(args.loops)
         .max_connections(max)
         .serve(|| Echo)?;
-    eprintln!("max_conn: {} (at most {max} connections)", server.local_addr());
+    eprintln!(
+        "max_conn: {} (at most {max} connections)",
+        server.local_addr()
+    );
     loop {
         std::thread::sleep(Duration::from_secs(5));
         let s = server.stats();

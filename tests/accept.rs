@@ -19,7 +19,10 @@ fn spread(mode: AcceptMode) {
     let mut conns: Vec<_> = (0..30).map(|_| connect(server.local_addr())).collect();
     for (i, c) in conns.iter_mut().enumerate() {
         let body = format!("conn {i}");
-        assert_eq!(roundtrip(c, &frame(body.as_bytes())), frame(body.as_bytes()));
+        assert_eq!(
+            roundtrip(c, &frame(body.as_bytes())),
+            frame(body.as_bytes())
+        );
     }
     let per_loop: Vec<u64> = server.loop_stats().iter().map(|s| s.open).collect();
     assert_eq!(per_loop.iter().sum::<u64>(), 30);
@@ -27,7 +30,10 @@ fn spread(mode: AcceptMode) {
         // The acceptor balances exactly; the kernel's hash only roughly.
         assert_eq!(per_loop, vec![10, 10, 10], "{mode:?}");
     } else {
-        assert!(per_loop.iter().filter(|&&n| n > 0).count() >= 2, "{per_loop:?}");
+        assert!(
+            per_loop.iter().filter(|&&n| n > 0).count() >= 2,
+            "{per_loop:?}"
+        );
     }
 }
 

@@ -80,7 +80,10 @@ fn slow_reader_keeps_server_memory_bounded() {
     // Not reading: the server fills the socket buffers, then must pause.
     wait_until("server paused", || pauses.lock().unwrap().0 >= 1);
     let stalled = server.stats().bytes_out;
-    assert!(stalled < TOTAL as u64 / 4, "the kernel cannot have taken {stalled} bytes");
+    assert!(
+        stalled < TOTAL as u64 / 4,
+        "the kernel cannot have taken {stalled} bytes"
+    );
     assert!(*max_pending.lock().unwrap() <= HIGH + CHUNK);
     // Now read everything and check it.
     let mut got = 0usize;
@@ -98,7 +101,10 @@ fn slow_reader_keeps_server_memory_bounded() {
     assert_eq!(got, TOTAL);
     let (paused, resumed) = *pauses.lock().unwrap();
     assert!(paused >= 1 && resumed >= 1);
-    assert!(*max_pending.lock().unwrap() <= HIGH + CHUNK, "pending output exceeded the bound");
+    assert!(
+        *max_pending.lock().unwrap() <= HIGH + CHUNK,
+        "pending output exceeded the bound"
+    );
     assert_eq!(server.stats().closed_by(CloseReason::Local), 1);
 }
 
@@ -130,5 +136,7 @@ fn hard_output_cap_closes_a_runaway_connection() {
         .serve(|| Flood)
         .unwrap();
     let _c = connect(server.local_addr());
-    wait_until("overflow close", || server.stats().closed_by(CloseReason::Overflow) == 1);
+    wait_until("overflow close", || {
+        server.stats().closed_by(CloseReason::Overflow) == 1
+    });
 }

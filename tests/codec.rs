@@ -36,7 +36,9 @@ fn frames_split_at_every_byte_boundary() {
     for cut in 1..wire.len() {
         let before = server.stats().bytes_in;
         c.write_all(&wire[..cut]).unwrap();
-        wait_until("first half read", || server.stats().bytes_in == before + cut as u64);
+        wait_until("first half read", || {
+            server.stats().bytes_in == before + cut as u64
+        });
         c.write_all(&wire[cut..]).unwrap();
         assert_eq!(read_n(&mut c, wire.len()), wire, "cut at {cut}");
     }

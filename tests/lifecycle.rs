@@ -83,7 +83,9 @@ fn racing_closes_close_exactly_once() {
         }
         drop(c);
     }
-    wait_until("non-idle connections closed", || log.closes() == N - idle.len());
+    wait_until("non-idle connections closed", || {
+        log.closes() == N - idle.len()
+    });
     for c in &mut idle {
         assert_eq!(read_n(c, 5), frame(b"y"));
     }
@@ -115,7 +117,10 @@ fn panic_in_handler_closes_only_that_connection() {
     assert_eq!(roundtrip(&mut good, &frame(b"a")), frame(b"a"));
     bad.write_all(&frame(b"panic")).unwrap();
     assert_eq!(read_to_close(&mut bad), b"");
-    assert_eq!(roundtrip(&mut good, &frame(b"still here")), frame(b"still here"));
+    assert_eq!(
+        roundtrip(&mut good, &frame(b"still here")),
+        frame(b"still here")
+    );
     let stats = server.stats();
     assert_eq!(stats.handler_panics, 1);
     assert_eq!(stats.closed_by(CloseReason::Panic), 1);

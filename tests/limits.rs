@@ -27,7 +27,11 @@ fn limited(mode: AcceptMode) {
     }
     let mut extra = connect(server.local_addr());
     let _ = extra.write_all(&frame(b"hi"));
-    assert_eq!(read_to_close(&mut extra), b"", "the 4th connection must be closed at once");
+    assert_eq!(
+        read_to_close(&mut extra),
+        b"",
+        "the 4th connection must be closed at once"
+    );
     let s = server.stats();
     assert_eq!(s.closed_by(CloseReason::Limit), 1);
     assert_eq!(s.open, 3);
@@ -36,7 +40,11 @@ fn limited(mode: AcceptMode) {
     wait_until("close", || log.closes() == 1);
     let mut next = connect(server.local_addr());
     assert_eq!(roundtrip(&mut next, &frame(b"in")), frame(b"in"));
-    assert_eq!(log.opens(), 4, "the refused connection never reached the handler");
+    assert_eq!(
+        log.opens(),
+        4,
+        "the refused connection never reached the handler"
+    );
 }
 
 #[test]
@@ -76,13 +84,22 @@ fn emfile_backs_off_instead_of_spinning() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["emfile_backs_off_instead_of_spinning", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "emfile_backs_off_instead_of_spinning",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("HERD_EMFILE_CHILD", "1")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{text}");
-    assert!(text.contains("EMFILE-CHILD-OK"), "child did not run its checks:\n{text}");
+    assert!(
+        text.contains("EMFILE-CHILD-OK"),
+        "child did not run its checks:\n{text}"
+    );
 }
 
 fn emfile_child() {
@@ -112,15 +129,23 @@ fn emfile_child() {
     for _ in 0..20 {
         server.tick();
     }
-    assert_eq!(server.stats().accept_fd_exhausted, 1, "retried accept before the back-off");
+    assert_eq!(
+        server.stats().accept_fd_exhausted,
+        1,
+        "retried accept before the back-off"
+    );
     clock.advance(500);
     server.tick();
-    wait_until("retry after back-off", || server.stats().accept_fd_exhausted == 2);
+    wait_until("retry after back-off", || {
+        server.stats().accept_fd_exhausted == 2
+    });
     // Give descriptors back: the pending connections are accepted after the next back-off.
     herd::sys::set_nofile_limit(used + 64).unwrap();
     clock.advance(500);
     server.tick();
-    wait_until("pending connections accepted", || log.opens() == clients.len());
+    wait_until("pending connections accepted", || {
+        log.opens() == clients.len()
+    });
     for c in clients.iter_mut() {
         c.set_read_timeout(Some(WAIT)).unwrap();
         assert_eq!(roundtrip(c, &frame(b"ok")), frame(b"ok"));

@@ -35,10 +35,16 @@ fn graceful_stop_with_idle_and_busy_connections() {
     let wire = frame(&body);
     partial.write_all(&wire[..10]).unwrap();
     stuck.write_all(&wire[..10]).unwrap();
-    wait_until("all bytes in", || server.stats().bytes_in == 5 + 8 + 10 + 10);
+    wait_until("all bytes in", || {
+        server.stats().bytes_in == 5 + 8 + 10 + 10
+    });
 
     server.shutdown(Duration::from_secs(10));
-    assert_eq!(read_to_close(&mut idle), b"", "idle connection closes at once");
+    assert_eq!(
+        read_to_close(&mut idle),
+        b"",
+        "idle connection closes at once"
+    );
     // New connections are no longer accepted (the listener is closed or the connection is).
     if let Ok(mut late) = std::net::TcpStream::connect(addr) {
         late.set_read_timeout(Some(WAIT)).unwrap();

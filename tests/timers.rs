@@ -116,12 +116,24 @@ fn connection_and_loop_timers_on_fake_clock() {
     }
     assert_eq!(read_line(&mut c), "tick 1 1");
     assert_eq!(read_line(&mut c), "tick 1 2");
-    assert_eq!(read_line(&mut c), "tick 2 3", "the 2.5 s one-shot fires between 2 s and 3 s");
+    assert_eq!(
+        read_line(&mut c),
+        "tick 2 3",
+        "the 2.5 s one-shot fires between 2 s and 3 s"
+    );
     assert_eq!(read_line(&mut c), "tick 1 4");
-    assert_eq!(read_line(&mut c), "tick 1 5", "a timer due exactly now fires now");
+    assert_eq!(
+        read_line(&mut c),
+        "tick 1 5",
+        "a timer due exactly now fires now"
+    );
     c.write_all(b"stop\n").unwrap();
     assert_eq!(read_line(&mut c), "stopped");
     step(6_000);
-    assert_eq!(read_line(&mut c), "loop 7", "the cancelled timer must not fire");
+    assert_eq!(
+        read_line(&mut c),
+        "loop 7",
+        "the cancelled timer must not fire"
+    );
     assert_eq!(*fired.lock().unwrap(), vec![10_000]);
 }

@@ -50,7 +50,11 @@ impl Log {
                 Ev::Open(id) => assert!(st.insert(id, 1).is_none(), "{id} opened twice"),
                 Ev::Msg(id, _) => assert_eq!(st.get(&id), Some(&1), "{id}: message outside open"),
                 Ev::Close(id, _) => {
-                    assert_eq!(st.insert(id, 2), Some(1), "{id}: close without open or twice")
+                    assert_eq!(
+                        st.insert(id, 2),
+                        Some(1),
+                        "{id}: close without open or twice"
+                    )
                 }
             }
         }

@@ -923,7 +923,10 @@ impl<H: Handler> EventLoop<H> {
                         every,
                         periodic,
                     };
-                    if !self.core.renew_periodic(tid, deadline, periodic, every, again) {
+                    if !self
+                        .core
+                        .renew_periodic(tid, deadline, periodic, every, again)
+                    {
                         continue;
                     }
                     let slot = &mut self.slab[id.slot as usize];
@@ -952,7 +955,10 @@ impl<H: Handler> EventLoop<H> {
                         every,
                         periodic,
                     };
-                    if !self.core.renew_periodic(tid, deadline, periodic, every, again) {
+                    if !self
+                        .core
+                        .renew_periodic(tid, deadline, periodic, every, again)
+                    {
                         continue;
                     }
                     let h = &mut self.handler;

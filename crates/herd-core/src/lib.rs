@@ -20,11 +20,11 @@
 pub mod buf;
 pub mod clock;
 pub mod codec;
-pub mod frame;
-pub mod http;
 mod conn;
 mod event_loop;
+pub mod frame;
 mod handler;
+pub mod http;
 mod inbox;
 pub mod pool;
 mod server;
@@ -32,8 +32,8 @@ pub mod stats;
 pub mod sys;
 pub mod timer;
 
-pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};
 pub use bytes::Bytes;
+pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};
 pub use handler::{CloseReason, Handler, Item};
 pub use server::{AcceptMode, Balance, Options, Server, ServerHandle, StopReport};
 pub use stats::Stats;

@@ -111,7 +111,8 @@ impl WorkerPool {
         if let Ok(mut tx) = self.inner.tx.lock() {
             tx.take();
         }
-        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
             let _ = t.join();
         }

@@ -13,8 +13,8 @@
 //! spinning, and connections over `max_connections` (global) or `max_connections_per_loop`
 //! are closed at once and counted as [`CloseReason::Limit`](crate::CloseReason::Limit).
 
-use std::io;
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};

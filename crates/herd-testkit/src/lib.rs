@@ -47,12 +47,20 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return out,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 panic!("peer did not close within {WAIT:?}")
             }
             Err(e) => panic!("read: {e}"),
         }
-        assert!(Instant::now() < deadline, "peer did not close within {WAIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "peer did not close within {WAIT:?}"
+        );
     }
 }
 
@@ -63,7 +71,10 @@ pub fn is_closed_within(s: &mut TcpStream, within: Duration) -> bool {
     let r = match s.read(&mut buf) {
         Ok(0) => true,
         Ok(_) => false,
-        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ),
     };
     s.set_read_timeout(Some(WAIT)).unwrap();
     r
