@@ -20,7 +20,9 @@ fn graceful_stop_with_idle_and_busy_connections() {
     let server = Server::new()
         .bind("127.0.0.1:0")
         .unwrap()
-        .loops(2)
+        // One loop: once the idle connection is closed, the stop has been applied and the
+        // listener is gone (with several loops, another loop may apply it a moment later).
+        .loops(1)
         .clock(Arc::new(clock.clone()))
         .serve(move || Probe::new(l2.clone()))
         .unwrap();
@@ -65,4 +67,33 @@ fn graceful_stop_with_idle_and_busy_connections() {
     assert_eq!(report.stats.closed_by(CloseReason::Stop), 4);
     assert_eq!(report.stats.open, 0);
     log.assert_lifecycles();
+}
+
+/// A connection accepted just before the stop, whose first request arrives just after it, is
+/// served (not mistaken for an idle keep-alive); a silent one is closed after the grace.
+#[test]
+fn fresh_connection_gets_its_first_request_served_during_stop() {
+    let clock = FakeClock::new(0);
+    let log = Log::default();
+    let l2 = log.clone();
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .clock(Arc::new(clock.clone()))
+        .serve(move || Probe::new(l2.clone()))
+        .unwrap();
+    let mut fresh = connect(server.local_addr());
+    let mut silent = connect(server.local_addr());
+    wait_until("both open", || log.opens() == 2);
+    server.shutdown(Duration::from_secs(30));
+    server.stats(); // the stop is applied after the iteration that answered this
+    fresh.write_all(&frame(b"first")).unwrap();
+    assert_eq!(read_to_close(&mut fresh), frame(b"first"));
+    assert!(!is_closed_within(&mut silent, Duration::from_millis(20)));
+    clock.advance(1_000);
+    server.tick();
+    assert_eq!(read_to_close(&mut silent), b"");
+    let report = server.join();
+    assert_eq!((report.closed_graceful, report.closed_forced), (2, 0));
 }

@@ -38,6 +38,9 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX / 2;
 /// Minimum spare room when reading into a connection's own buffer.
 const READ_CHUNK: usize = 16 * 1024;
+/// During a graceful stop, how long a just-accepted connection that has sent nothing yet is
+/// given before it counts as idle.
+const FRESH_GRACE_MS: u64 = 1_000;
 /// How long accepting pauses after EMFILE/ENFILE.
 const ACCEPT_BACKOFF_MS: u64 = 500;
 
@@ -64,6 +67,10 @@ pub(crate) struct Io<C> {
     pub(crate) pause_announced: bool,
     /// Reading stopped by the handler.
     pub(crate) user_paused: bool,
+    /// Loop time when the connection was accepted.
+    pub(crate) opened_at: u64,
+    /// Some bytes have been read from the peer.
+    pub(crate) got_data: bool,
     /// The peer closed its write side (read returned 0).
     pub(crate) eof: bool,
     /// epoll reported the peer's FIN or a hang-up: read until 0 even after short reads.
@@ -159,6 +166,8 @@ pub(crate) enum TimerKind {
     },
     AcceptResume,
     StopDeadline,
+    /// Wake up to look again for connections that became idle during a stop.
+    StopRecheck,
 }
 
 /// Loop services that callbacks may use while a connection is borrowed.
@@ -308,6 +317,7 @@ pub(crate) struct EventLoop<H: Handler> {
     shared: Arc<Shared>,
     clock: SharedClock,
     stopping: Option<Stopping>,
+    stop_requested: Option<u64>,
     report: LoopReport,
     cmds: Vec<Cmd>,
     fired: Vec<(TimerId, u64, TimerKind)>,
@@ -364,6 +374,7 @@ impl<H: Handler> EventLoop<H> {
             shared,
             clock,
             stopping: None,
+            stop_requested: None,
             report: LoopReport::default(),
             cmds: Vec::new(),
             fired: Vec::new(),
@@ -429,6 +440,9 @@ impl<H: Handler> EventLoop<H> {
             }
             self.run_read_more();
             self.run_timers();
+            if let Some(grace_ms) = self.stop_requested.take() {
+                self.begin_stop(grace_ms);
+            }
             self.flush_dirty();
             self.reap();
             if self.stopping.is_some() {
@@ -439,6 +453,7 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
+        self.core.inbox.close();
         self.report.stats = self.snapshot();
         self.report
     }
@@ -543,6 +558,8 @@ impl<H: Handler> EventLoop<H> {
                 pause_announced: false,
                 user_paused: false,
                 eof: false,
+                opened_at: now,
+                got_data: false,
                 peer_hup: false,
                 dirty: false,
                 read_queued: false,
@@ -608,6 +625,7 @@ impl<H: Handler> EventLoop<H> {
                 Ok(n) => {
                     self.core.stats.bytes_in += n as u64;
                     io.last_active = self.core.now;
+                    io.got_data = true;
                     if from_scratch {
                         self.process_scratch(idx, n);
                     } else {
@@ -887,7 +905,9 @@ impl<H: Handler> EventLoop<H> {
                     None => self.core.stats.stale_commands += 1,
                 },
                 Cmd::Adopt(stream, peer) => self.adopt(stream, peer, true),
-                Cmd::Stop { grace_ms } => self.begin_stop(grace_ms),
+                // Applied after this iteration's events, so requests that arrived together with
+                // the stop command are read before idle connections are closed.
+                Cmd::Stop { grace_ms } => self.stop_requested = Some(grace_ms),
                 Cmd::Stats(tx) => {
                     let _ = tx.send(self.snapshot());
                 }
@@ -981,6 +1001,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 TimerKind::StopDeadline => self.force_close_all(),
+                TimerKind::StopRecheck => {}
             }
         }
         self.fired = fired;
@@ -1061,14 +1082,23 @@ impl<H: Handler> EventLoop<H> {
         self.core
             .timers
             .insert(self.core.now + grace_ms, TimerKind::StopDeadline);
+        self.core
+            .timers
+            .insert(self.core.now + FRESH_GRACE_MS, TimerKind::StopRecheck);
         self.close_idle_for_stop();
     }
 
     /// During a stop: close every connection with nothing in flight.
     fn close_idle_for_stop(&mut self) {
+        let now = self.core.now;
         for (_, slot) in self.slab.iter_mut() {
             let io = &mut slot.io;
             if io.closing.is_some() || io.close_after.is_some() {
+                continue;
+            }
+            // A connection accepted moments ago that has sent nothing yet is most likely
+            // about to send its first request: give it FRESH_GRACE_MS before calling it idle.
+            if !io.got_data && now < io.opened_at + FRESH_GRACE_MS {
                 continue;
             }
             let busy = slot.state.as_ref().is_some_and(|s| self.handler.is_busy(s));

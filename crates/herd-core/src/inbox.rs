@@ -33,9 +33,16 @@ pub(crate) enum Cmd {
     Tick,
 }
 
+struct Queue {
+    cmds: Vec<Cmd>,
+    /// The loop has exited: commands are dropped at once (so a waiting `Stats` sender sees
+    /// its channel close instead of waiting for an answer that will never come).
+    closed: bool,
+}
+
 /// The queue plus its wake-up.
 pub(crate) struct Inbox {
-    queue: Mutex<Vec<Cmd>>,
+    queue: Mutex<Queue>,
     notified: AtomicBool,
     waker: mio::Waker,
 }
@@ -43,7 +50,10 @@ pub(crate) struct Inbox {
 impl Inbox {
     pub(crate) fn new(waker: mio::Waker) -> Self {
         Inbox {
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue {
+                cmds: Vec::new(),
+                closed: false,
+            }),
             notified: AtomicBool::new(false),
             waker,
         }
@@ -51,10 +61,13 @@ impl Inbox {
 
     /// Queue a command and wake the loop unless a wake-up is already pending.
     pub(crate) fn push(&self, cmd: Cmd) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(cmd);
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed {
+                return;
+            }
+            q.cmds.push(cmd);
+        }
         if !self.notified.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.waker.wake() {
                 tracing::error!("loop wake-up failed: {e}");
@@ -66,6 +79,16 @@ impl Inbox {
     pub(crate) fn drain(&self, into: &mut Vec<Cmd>) {
         self.notified.store(false, Ordering::Release);
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut *q, into);
+        std::mem::swap(&mut q.cmds, into);
+    }
+
+    /// The loop is exiting: drop what is queued and refuse what comes later.
+    pub(crate) fn close(&self) {
+        let dropped = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.closed = true;
+            std::mem::take(&mut q.cmds)
+        };
+        drop(dropped);
     }
 }

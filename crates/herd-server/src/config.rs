@@ -1,0 +1,745 @@
+//! The server's configuration: the TOML schema, defaults in code, unknown-key warnings, path
+//! resolution and validation.
+//!
+//! [`load`] reads a file, warns about every key it does not know (with its path, e.g.
+//! `listener.0.rot`) instead of failing, resolves relative paths against the file's directory,
+//! and [`Config::validate`]s the result; [`Config::builtin`] is the configuration used when no
+//! file is given. The master loads and validates; workers receive the already-validated
+//! configuration from the master (serialized in their environment) and never read the file, so a
+//! reload cannot race with an edit. This module must not bind sockets or start anything.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A configuration error: where (a dotted key path, or the file) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key path (`listener[0].bind`) or file the error is about.
+    pub at: String,
+    /// What is wrong.
+    pub msg: String,
+}
+
+impl ConfigError {
+    fn new(at: impl Into<String>, msg: impl Into<String>) -> Self {
+        ConfigError {
+            at: at.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.at.is_empty() {
+            f.write_str(&self.msg)
+        } else {
+            write!(f, "{}: {}", self.at, self.msg)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A duration written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a bare number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    /// Parse `"250ms"`, `"3s"`, `"2m"`, `"1h"` or `"7"` (seconds).
+    ///
+    /// ```
+    /// use herd_server::config::Dur;
+    /// use std::time::Duration;
+    /// assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
+    /// assert_eq!(Dur::parse("2m").unwrap().0, Duration::from_secs(120));
+    /// assert!(Dur::parse("soon").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Dur, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?} (use e.g. \"500ms\", \"10s\", \"2m\")"))?;
+        let ms = match unit.trim() {
+            "ms" => Some(n),
+            "" | "s" => n.checked_mul(1000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            other => return Err(format!("invalid duration unit {other:?} in {s:?}")),
+        }
+        .ok_or_else(|| format!("duration {s:?} is too long"))?;
+        Ok(Dur(Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\", \"10s\", \"2m\" or a number of seconds")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Dur, E> {
+                u64::try_from(n)
+                    .map(|n| Dur(Duration::from_secs(n)))
+                    .map_err(|_| E::custom(format!("negative duration {n}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Dur, E> {
+                Ok(Dur(Duration::from_secs(n)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Dur, E> {
+                Dur::parse(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A count that may be written `"auto"` (meaning: one per CPU core).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Count {
+    /// One per available core.
+    #[default]
+    Auto,
+    /// Exactly this many.
+    N(usize),
+}
+
+impl Count {
+    /// The number this stands for on this machine.
+    pub fn get(self) -> usize {
+        match self {
+            Count::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Count::N(n) => n,
+        }
+    }
+}
+
+impl Serialize for Count {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Count::Auto => s.serialize_str("auto"),
+            Count::N(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Count, E> {
+                usize::try_from(n)
+                    .map(Count::N)
+                    .map_err(|_| E::custom(format!("expected a number or \"auto\", got {n}")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Count, E> {
+                usize::try_from(n)
+                    .map(Count::N)
+                    .map_err(|_| E::custom(format!("{n} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Count, E> {
+                match s {
+                    "auto" => Ok(Count::Auto),
+                    _ => Err(E::custom(format!(
+                        "expected a number or \"auto\", got {s:?}"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP/1.1 (the bundled site or a static directory; WebSocket on `ws_path`).
+    Http,
+    /// herd's frame protocol (the demo router).
+    Frame,
+    /// WebSocket only (echo service on every path).
+    Ws,
+    /// Line echo: every `\n`-terminated line is sent back.
+    Echo,
+}
+
+impl Protocol {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Frame => "frame",
+            Protocol::Ws => "ws",
+            Protocol::Echo => "echo",
+        }
+    }
+}
+
+/// Log settings (`[log]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Error/event log file; absent means standard error.
+    pub file: Option<PathBuf>,
+    /// `trace`, `debug`, `info`, `warn`, `error` or `off`.
+    pub level: String,
+    /// HTTP access log file; absent means no access log.
+    pub access_file: Option<PathBuf>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            file: None,
+            level: "info".into(),
+            access_file: None,
+        }
+    }
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenerConfig {
+    /// A name for logs (default: the protocol and the address).
+    pub name: String,
+    /// `IP:port` to listen on.
+    pub bind: String,
+    /// What the listener speaks.
+    pub protocol: Protocol,
+    /// One `SO_REUSEPORT` socket per worker slot (true, the default) or one socket shared by
+    /// all workers (false).
+    pub reuseport: bool,
+    /// Listen backlog.
+    pub backlog: i32,
+    /// Event loops per worker for this listener (default: the top-level `loops`).
+    pub loops: Option<usize>,
+    /// http: serve this directory instead of the bundled page.
+    pub root: Option<PathBuf>,
+    /// http: the WebSocket path (default `/ws`; `""` turns WebSocket off).
+    pub ws_path: Option<String>,
+    /// Maximum open connections per worker.
+    pub max_connections: Option<usize>,
+    /// Maximum open connections per client IP per worker.
+    pub max_connections_per_ip: Option<usize>,
+    /// Close connections silent for this long.
+    pub idle_timeout: Option<Dur>,
+    /// http: a request head must arrive within this (408 otherwise).
+    pub header_timeout: Option<Dur>,
+    /// frame, ws: close a peer silent for this long.
+    pub heartbeat_timeout: Option<Dur>,
+    /// frame, ws, echo: largest frame / message / line in bytes.
+    pub max_frame: Option<usize>,
+    /// http: largest request body in bytes.
+    pub max_body: Option<usize>,
+    /// frame: flood guard, messages per second per connection.
+    pub flood_msgs_per_sec: Option<u32>,
+    /// frame: flood guard, bytes per second per connection.
+    pub flood_bytes_per_sec: Option<u64>,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            name: String::new(),
+            bind: String::new(),
+            protocol: Protocol::Http,
+            reuseport: true,
+            backlog: 1024,
+            loops: None,
+            root: None,
+            ws_path: None,
+            max_connections: None,
+            max_connections_per_ip: None,
+            idle_timeout: None,
+            header_timeout: None,
+            heartbeat_timeout: None,
+            max_frame: None,
+            max_body: None,
+            flood_msgs_per_sec: None,
+            flood_bytes_per_sec: None,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// The resolved socket address (validated by [`Config::validate`]).
+    pub fn addr(&self) -> Result<SocketAddr, String> {
+        if let Ok(a) = self.bind.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        self.bind
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {:?}: {e}", self.bind))?
+            .next()
+            .ok_or_else(|| format!("{:?} resolves to no address", self.bind))
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Worker processes (a number or `"auto"` = one per core).
+    pub workers: Count,
+    /// Event loops per worker per listener.
+    pub loops: usize,
+    /// Pid file of the master (needed by `-d` and `-s`).
+    pub pid_file: Option<PathBuf>,
+    /// Run workers as this user (the master keeps its user to bind and reload).
+    pub user: Option<String>,
+    /// Run workers with this group (default: the user's primary group).
+    pub group: Option<String>,
+    /// Graceful stop (QUIT, and old workers after a reload): how long in-flight work may take
+    /// before connections are closed by force.
+    pub shutdown_timeout: Dur,
+    /// Fast stop (TERM/INT): how long workers get before SIGKILL.
+    pub stop_timeout: Dur,
+    /// Logging.
+    pub log: LogConfig,
+    /// Listening sockets and their protocols.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: Count::Auto,
+            loops: 1,
+            pid_file: None,
+            user: None,
+            group: None,
+            shutdown_timeout: Dur(Duration::from_secs(10)),
+            stop_timeout: Dur(Duration::from_secs(5)),
+            log: LogConfig::default(),
+            listeners: Vec::new(),
+        }
+    }
+}
+
+/// A loaded configuration and the warnings (unknown keys) found while loading it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated configuration, paths made absolute.
+    pub config: Config,
+    /// One line per ignored key.
+    pub warnings: Vec<String>,
+}
+
+/// Read, parse and validate a configuration file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).map_err(|mut e| {
+        if e.at.is_empty() {
+            e.at = path.display().to_string();
+        }
+        e
+    })
+}
+
+/// Parse and validate configuration text; relative paths resolve against `base`.
+///
+/// ```
+/// let text = "workers = 2\n[[listener]]\nbind = \"127.0.0.1:7000\"\nprotocol = \"echo\"\nfoo = 1\n";
+/// let loaded = herd_server::config::parse(text, std::path::Path::new("/tmp")).unwrap();
+/// assert_eq!(loaded.config.workers.get(), 2);
+/// assert_eq!(loaded.warnings, ["unknown key `listener.0.foo` ignored"]);
+/// ```
+pub fn parse(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
+    let de = toml::de::Deserializer::parse(text)
+        .map_err(|e| ConfigError::new("", one_line(&e.to_string())))?;
+    let mut warnings = Vec::new();
+    let mut config: Config = serde_ignored::deserialize(de, |p| {
+        warnings.push(format!("unknown key `{p}` ignored"));
+    })
+    .map_err(|e| ConfigError::new("", one_line(&e.to_string())))?;
+    warnings.sort();
+    config.resolve_paths(base);
+    config.fill_names();
+    config.validate()?;
+    Ok(Loaded { config, warnings })
+}
+
+/// toml's multi-line error (with a source excerpt) as one line: the position, then the
+/// explanation.
+fn one_line(msg: &str) -> String {
+    let is_excerpt = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with('|')
+            || t.split_once(" |")
+                .is_some_and(|(n, _)| n.parse::<u64>().is_ok())
+    };
+    let parts: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_excerpt(l))
+        .collect();
+    match parts.split_first() {
+        Some((first, rest)) if !rest.is_empty() => format!("{first}: {}", rest.join(", ")),
+        Some((first, _)) => first.to_string(),
+        None => msg.trim().to_string(),
+    }
+}
+
+fn absolute(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+    if let Ok(abs) = std::path::absolute(&*p) {
+        *p = abs;
+    }
+}
+
+/// The levels `log.level` accepts.
+pub const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+impl Config {
+    /// The configuration used when no file is given: the HTTP site on 127.0.0.1:8081 (with
+    /// WebSocket on `/ws`) and the frame demo on 127.0.0.1:8082, logging to stderr.
+    pub fn builtin() -> Config {
+        let mut c = Config::default();
+        c.listeners.push(ListenerConfig {
+            name: "site".into(),
+            bind: "127.0.0.1:8081".into(),
+            protocol: Protocol::Http,
+            ..ListenerConfig::default()
+        });
+        c.listeners.push(ListenerConfig {
+            name: "frame-demo".into(),
+            bind: "127.0.0.1:8082".into(),
+            protocol: Protocol::Frame,
+            ..ListenerConfig::default()
+        });
+        c
+    }
+
+    /// Number of worker processes.
+    pub fn worker_count(&self) -> usize {
+        self.workers.get().max(1)
+    }
+
+    /// Make every path absolute (relative ones against `base`), so the server may `chdir`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let mut all: Vec<&mut PathBuf> = Vec::new();
+        all.extend(self.pid_file.as_mut());
+        all.extend(self.log.file.as_mut());
+        all.extend(self.log.access_file.as_mut());
+        for l in &mut self.listeners {
+            all.extend(l.root.as_mut());
+        }
+        for p in all {
+            absolute(base, p);
+        }
+    }
+
+    fn fill_names(&mut self) {
+        for l in &mut self.listeners {
+            if l.name.is_empty() {
+                l.name = format!("{}@{}", l.protocol.as_str(), l.bind);
+            }
+        }
+    }
+
+    /// Check everything that can be checked without binding: counts, addresses, paths,
+    /// options that apply to the listener's protocol, users and groups.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Count::N(n) = self.workers {
+            if !(1..=1024).contains(&n) {
+                return Err(ConfigError::new("workers", "must be between 1 and 1024"));
+            }
+        }
+        if !(1..=256).contains(&self.loops) {
+            return Err(ConfigError::new("loops", "must be between 1 and 256"));
+        }
+        if !LEVELS.contains(&self.log.level.as_str()) {
+            return Err(ConfigError::new(
+                "log.level",
+                format!("{:?} is not one of {}", self.log.level, LEVELS.join(", ")),
+            ));
+        }
+        for (key, p) in [
+            ("pid_file", &self.pid_file),
+            ("log.file", &self.log.file),
+            ("log.access_file", &self.log.access_file),
+        ] {
+            if let Some(p) = p {
+                let dir = p.parent().unwrap_or(Path::new("/"));
+                if !dir.is_dir() {
+                    return Err(ConfigError::new(
+                        key,
+                        format!("directory {} does not exist", dir.display()),
+                    ));
+                }
+            }
+        }
+        if let Some(u) = &self.user {
+            herd_core::sys::lookup_user(u).map_err(|e| ConfigError::new("user", e.to_string()))?;
+        }
+        if let Some(g) = &self.group {
+            herd_core::sys::lookup_group(g)
+                .map_err(|e| ConfigError::new("group", e.to_string()))?;
+        }
+        if self.listeners.is_empty() {
+            return Err(ConfigError::new(
+                "listener",
+                "at least one [[listener]] is needed",
+            ));
+        }
+        let mut seen_names = std::collections::HashSet::new();
+        let mut seen_addrs = std::collections::HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let at = |k: &str| format!("listener[{i}].{k}");
+            let addr = l.addr().map_err(|e| ConfigError::new(at("bind"), e))?;
+            if !seen_addrs.insert(addr) {
+                return Err(ConfigError::new(
+                    at("bind"),
+                    format!("{addr} is used by another listener"),
+                ));
+            }
+            if !seen_names.insert(l.name.as_str()) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    format!("{:?} is used by another listener", l.name),
+                ));
+            }
+            if !(1..=65535).contains(&l.backlog) {
+                return Err(ConfigError::new(at("backlog"), "must be 1..=65535"));
+            }
+            if let Some(n) = l.loops {
+                if !(1..=256).contains(&n) {
+                    return Err(ConfigError::new(at("loops"), "must be between 1 and 256"));
+                }
+            }
+            self.validate_protocol_keys(l, &at)?;
+        }
+        Ok(())
+    }
+
+    fn validate_protocol_keys(
+        &self,
+        l: &ListenerConfig,
+        at: &dyn Fn(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        use Protocol::*;
+        let only = |key: &str, set: bool, allowed: &[Protocol]| {
+            if set && !allowed.contains(&l.protocol) {
+                let names: Vec<_> = allowed.iter().map(|p| p.as_str()).collect();
+                Err(ConfigError::new(
+                    at(key),
+                    format!(
+                        "applies to protocol {} only, not {}",
+                        names.join("/"),
+                        l.protocol.as_str()
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        only("root", l.root.is_some(), &[Http])?;
+        only("ws_path", l.ws_path.is_some(), &[Http])?;
+        only("header_timeout", l.header_timeout.is_some(), &[Http])?;
+        only("max_body", l.max_body.is_some(), &[Http])?;
+        only(
+            "heartbeat_timeout",
+            l.heartbeat_timeout.is_some(),
+            &[Frame, Ws],
+        )?;
+        only("max_frame", l.max_frame.is_some(), &[Frame, Ws, Echo])?;
+        only(
+            "flood_msgs_per_sec",
+            l.flood_msgs_per_sec.is_some(),
+            &[Frame],
+        )?;
+        only(
+            "flood_bytes_per_sec",
+            l.flood_bytes_per_sec.is_some(),
+            &[Frame],
+        )?;
+        if let Some(root) = &l.root {
+            if !root.is_dir() {
+                return Err(ConfigError::new(
+                    at("root"),
+                    format!("{} is not a directory", root.display()),
+                ));
+            }
+        }
+        if let Some(p) = &l.ws_path {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(ConfigError::new(at("ws_path"), "must start with '/'"));
+            }
+        }
+        if l.max_frame == Some(0) || l.max_body == Some(0) {
+            return Err(ConfigError::new(at("max_frame"), "must be positive"));
+        }
+        if !crate::protocols::available(l.protocol) {
+            return Err(ConfigError::new(
+                at("protocol"),
+                format!(
+                    "protocol {} is not available in this build yet",
+                    l.protocol.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Loaded, ConfigError> {
+        parse(text, Path::new("/tmp"))
+    }
+
+    const ECHO: &str = "[[listener]]\nbind = \"127.0.0.1:7000\"\nprotocol = \"echo\"\n";
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = p(ECHO).unwrap().config;
+        assert_eq!(c.loops, 1);
+        assert_eq!(c.workers, Count::Auto);
+        assert!(c.worker_count() >= 1);
+        assert_eq!(c.shutdown_timeout.0, Duration::from_secs(10));
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.listeners[0].name, "echo@127.0.0.1:7000");
+        assert!(c.listeners[0].reuseport);
+    }
+
+    #[test]
+    fn unknown_keys_are_warned_with_their_path() {
+        let text = format!("wrokers = 3\n[log]\nlevle = \"x\"\n{ECHO}rot = \"/\"\n");
+        let w = p(&text).unwrap().warnings;
+        assert_eq!(
+            w,
+            [
+                "unknown key `listener.0.rot` ignored",
+                "unknown key `log.levle` ignored",
+                "unknown key `wrokers` ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("workers = 0\n", "workers"),
+            ("loops = 0\n", "loops"),
+            ("[log]\nlevel = \"loud\"\n", "log.level"),
+            ("pid_file = \"/no/such/dir/herd.pid\"\n", "pid_file"),
+            ("user = \"no-such-user-herd\"\n", "user"),
+        ];
+        for (prefix, key) in cases {
+            let e = p(&format!("{prefix}{ECHO}")).unwrap_err();
+            assert_eq!(e.at, key, "{prefix}: {e}");
+        }
+        assert_eq!(p("").unwrap_err().at, "listener");
+        let bad_bind = "[[listener]]\nbind = \"nonsense\"\nprotocol = \"echo\"\n";
+        assert_eq!(p(bad_bind).unwrap_err().at, "listener[0].bind");
+        let dup = format!("{ECHO}{ECHO}");
+        assert_eq!(p(&dup).unwrap_err().at, "listener[1].bind");
+        let wrong = format!("{ECHO}root = \"/\"\n");
+        let e = p(&wrong).unwrap_err();
+        assert_eq!(e.at, "listener[0].root");
+        assert!(e.msg.contains("http"), "{e}");
+    }
+
+    #[test]
+    fn syntax_and_type_errors_are_reported() {
+        let e = p("workers = [\n").unwrap_err();
+        assert!(e.msg.starts_with("TOML parse error at line 1"), "{e}");
+        assert!(!e.msg.contains('\n'), "{e}");
+        let e = p(&format!("workers = \"many\"\n{ECHO}")).unwrap_err();
+        assert!(e.msg.contains("auto"), "{e}");
+        let e = p(&format!("shutdown_timeout = \"5 parsecs\"\n{ECHO}")).unwrap_err();
+        assert!(e.msg.contains("duration"), "{e}");
+        let e = p(&format!("workers = -2\n{ECHO}")).unwrap_err();
+        assert!(e.msg.contains("got -2"), "{e}");
+        let e = p(&format!("stop_timeout = -1\n{ECHO}")).unwrap_err();
+        assert!(e.msg.contains("negative duration"), "{e}");
+        let e = p(&format!("stop_timeout = true\n{ECHO}")).unwrap_err();
+        assert!(e.msg.contains("a duration such as"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_counts() {
+        let c = p(&format!(
+            "workers = \"auto\"\nshutdown_timeout = 3\nstop_timeout = \"250ms\"\n{ECHO}idle_timeout = \"2m\"\n"
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(c.shutdown_timeout.0, Duration::from_secs(3));
+        assert_eq!(c.stop_timeout.0, Duration::from_millis(250));
+        assert_eq!(
+            c.listeners[0].idle_timeout,
+            Some(Dur(Duration::from_secs(120)))
+        );
+        assert!(Dur::parse("99999999999999999h").is_err());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_dir() {
+        let c = parse(
+            &format!("pid_file = \"run/herd.pid\"\n[log]\nfile = \"x.log\"\n{ECHO}"),
+            Path::new("/"),
+        );
+        // /run exists on Linux.
+        let c = c.unwrap().config;
+        assert_eq!(c.pid_file.unwrap(), PathBuf::from("/run/herd.pid"));
+        assert_eq!(c.log.file.unwrap(), PathBuf::from("/x.log"));
+    }
+
+    #[test]
+    fn serializes_for_workers_and_back() {
+        let c = p(&format!(
+            "workers = 3\nstop_timeout = \"1500ms\"\n{ECHO}max_frame = 100\n"
+        ))
+        .unwrap()
+        .config;
+        let json = serde_json::to_string(&c).unwrap();
+        let back: Config = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
+            let _ = p(&s);
+        }
+
+        #[test]
+        fn durations_round_trip(ms in 0u64..10_000_000_000) {
+            let d = Dur(Duration::from_millis(ms));
+            proptest::prop_assert_eq!(Dur::parse(&d.to_string()).unwrap(), d);
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! The master process: a single-threaded supervisor that owns the listening sockets, keeps one
+//! worker process per slot, and turns signals into actions (the nginx contract).
+//!
+//! | signal | action |
+//! |---|---|
+//! | TERM / INT | fast stop: TERM to workers, KILL after `stop_timeout`, exit |
+//! | QUIT | graceful stop: QUIT to workers, KILL after `shutdown_timeout` (+2 s), exit |
+//! | HUP | reload: re-read and validate; on error keep the old configuration and log why; else bind new sockets, start a new generation of workers and retire each old worker (QUIT) once its slot's new worker is ready |
+//! | USR1 | reopen log files, then USR1 to every worker |
+//! | USR2 | binary upgrade: rename the pid file to `.oldbin`, start the new binary with every listening socket inherited (`HERD_INHERIT_FDS`); this master runs on until QUIT; if the new master dies, the pid file is renamed back |
+//! | worker exit | respawn in its slot at once; with back-off if it keeps dying at start-up; never for exit code 2 |
+//!
+//! Workers are not bare forks of the master: each is the same executable started again
+//! (`/proc/self/exe --worker`) with only its sockets and the notification socket inherited and
+//! a death signal armed, so no Rust code runs in a forked copy of the master, and a worker
+//! always runs the binary its master runs even after the file on disk was replaced. The master
+//! never starts a thread. It must not serve connections itself.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herd_core::sys::{kill, spawn_inheriting, Signal};
+
+use crate::config::{self, Config};
+use crate::listeners::{ListenerSet, INHERIT_ENV};
+use crate::logging::Logs;
+use crate::pidfile::{self, PidFile};
+use crate::signals::{Notifier, Waiter, CONTROL_SIGNALS};
+use crate::status::unix_ms;
+use crate::worker::{parse_ready, WorkerSpec, EXIT_FATAL, WORKER_ENV};
+
+/// A worker that dies sooner than this after starting counts as failing at start-up.
+const STARTUP_WINDOW: Duration = Duration::from_secs(1);
+/// Longest back-off between respawns of a worker that keeps dying at start-up.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Extra time after a graceful deadline before SIGKILL.
+const KILL_MARGIN: Duration = Duration::from_secs(2);
+
+/// How the master was started.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    /// `-c FILE` (None: the built-in configuration).
+    pub config_path: Option<PathBuf>,
+    /// The executable to run for a binary upgrade (resolved from argv\[0\] at start).
+    pub exe: PathBuf,
+    /// The arguments for the new binary of an upgrade (`-c` with the absolute path; it
+    /// inherits the sockets, so it never daemonizes again).
+    pub args: Vec<OsString>,
+}
+
+struct Worker {
+    slot: usize,
+    generation: u64,
+    child: Child,
+    pid: u32,
+    started: Instant,
+    ready: bool,
+    /// Set when told to retire (QUIT): when to send KILL.
+    retire_deadline: Option<Instant>,
+    killed: bool,
+}
+
+#[derive(Default, Clone)]
+struct SlotState {
+    fails: u32,
+    respawn_at: Option<Instant>,
+    fatal: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopKind {
+    Fast,
+    Graceful,
+}
+
+/// The supervisor.
+pub struct Master {
+    startup: Startup,
+    config: Config,
+    generation: u64,
+    workers: Vec<Worker>,
+    slots: Vec<SlotState>,
+    listeners: ListenerSet,
+    waiter: Waiter,
+    notifier: Notifier,
+    logs: Logs,
+    pid_file: Option<PidFile>,
+    upgrade: Option<Child>,
+    stop: Option<(StopKind, Instant, bool)>,
+    started_ms: u64,
+}
+
+/// The back-off before respawning a worker that failed at start-up `fails` times in a row:
+/// none for the first failure, then 100 ms doubling up to 10 s.
+///
+/// ```
+/// use herd_server::master::backoff;
+/// use std::time::Duration;
+/// assert_eq!(backoff(1), Duration::ZERO);
+/// assert_eq!(backoff(3), Duration::from_millis(200));
+/// assert_eq!(backoff(60), Duration::from_secs(10));
+/// ```
+pub fn backoff(fails: u32) -> Duration {
+    if fails <= 1 {
+        return Duration::ZERO;
+    }
+    let ms = 100u64.saturating_mul(1u64 << (fails - 2).min(20));
+    Duration::from_millis(ms).min(MAX_BACKOFF)
+}
+
+/// The executable workers run: this very binary, even if the file was replaced since.
+fn self_exe() -> PathBuf {
+    if cfg!(target_os = "linux") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("herd"))
+    }
+}
+
+impl Master {
+    /// Take over the prepared pieces (listeners bound, pid file written, signals caught).
+    pub fn new(
+        startup: Startup,
+        config: Config,
+        listeners: ListenerSet,
+        waiter: Waiter,
+        logs: Logs,
+        pid_file: Option<PidFile>,
+    ) -> std::io::Result<Master> {
+        let notifier = waiter.notifier()?;
+        let n = config.worker_count();
+        Ok(Master {
+            startup,
+            config,
+            generation: 1,
+            workers: Vec::new(),
+            slots: vec![SlotState::default(); n],
+            listeners,
+            waiter,
+            notifier,
+            logs,
+            pid_file,
+            upgrade: None,
+            stop: None,
+            started_ms: unix_ms(),
+        })
+    }
+
+    /// Hand over the pid file (removed when the master exits).
+    pub fn set_pid_file(&mut self, pid_file: Option<PidFile>) {
+        self.pid_file = pid_file;
+    }
+
+    /// The signals the master handles (catch them before spawning anything).
+    pub const SIGNALS: [Signal; 8] = [
+        Signal::Term,
+        Signal::Int,
+        Signal::Quit,
+        Signal::Hup,
+        Signal::Usr1,
+        Signal::Usr2,
+        Signal::Chld,
+        Signal::Winch,
+    ];
+
+    /// Start the workers and supervise until stopped; returns the exit code.
+    pub fn run(mut self) -> i32 {
+        for (name, addr) in self.listeners.local_addrs(&self.config) {
+            tracing::info!("listening on {addr} ({name})");
+        }
+        tracing::info!(
+            "master started: {} workers, generation {}",
+            self.slots.len(),
+            self.generation
+        );
+        self.chown_logs();
+        for slot in 0..self.slots.len() {
+            self.spawn(slot);
+        }
+        let code = loop {
+            let timeout = self
+                .next_deadline()
+                .map_or(Duration::from_secs(1), |d| {
+                    d.saturating_duration_since(Instant::now())
+                })
+                .min(Duration::from_secs(1));
+            let wake = match self.waiter.wait(timeout) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!("waiting for signals failed: {e}");
+                    self.begin_stop(StopKind::Fast);
+                    Default::default()
+                }
+            };
+            for m in &wake.messages {
+                self.on_message(m);
+            }
+            for sig in wake.signals {
+                match sig {
+                    Signal::Term | Signal::Int => self.begin_stop(StopKind::Fast),
+                    Signal::Quit => self.begin_stop(StopKind::Graceful),
+                    Signal::Hup => self.reload(),
+                    Signal::Usr1 => self.reopen(),
+                    Signal::Usr2 => self.upgrade(),
+                    _ => {}
+                }
+            }
+            self.reap();
+            self.run_due();
+            if self.stop.is_some() {
+                if self.workers.is_empty() {
+                    break 0;
+                }
+            } else if self.workers.is_empty() && self.slots.iter().all(|s| s.fatal) {
+                tracing::error!("every worker failed with a fatal error; exiting");
+                break 1;
+            }
+        };
+        tracing::info!("master exiting");
+        if let Some(p) = self.pid_file.take() {
+            p.remove();
+        }
+        code
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let respawns = self.slots.iter().filter_map(|s| s.respawn_at);
+        let retires = self
+            .workers
+            .iter()
+            .filter(|w| !w.killed)
+            .filter_map(|w| w.retire_deadline);
+        let stop = self.stop.filter(|s| !s.2).map(|s| s.1);
+        respawns.chain(retires).chain(stop).min()
+    }
+
+    fn spawn(&mut self, slot: usize) {
+        let spec = WorkerSpec {
+            slot,
+            generation: self.generation,
+            master_pid: std::process::id() as i32,
+            master_started_ms: self.started_ms,
+            notify_fd: self.notifier.raw_fd(),
+            listeners: self.listeners.fds_for(&self.config, slot),
+            config: self.config.clone(),
+        };
+        let mut keep: Vec<_> = spec.listeners.iter().map(|(_, fd)| *fd).collect();
+        keep.push(spec.notify_fd);
+        let json = match serde_json::to_string(&spec) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!("cannot encode the worker spec: {e}");
+                return;
+            }
+        };
+        let mut cmd = Command::new(self_exe());
+        cmd.arg0(format!("herd: worker {slot}"))
+            .arg("--worker")
+            .env(WORKER_ENV, json)
+            .env_remove(INHERIT_ENV)
+            .stdin(Stdio::null());
+        if let Err(e) = self.apply_user(&mut cmd) {
+            tracing::error!("worker {slot}: {e}");
+        }
+        match spawn_inheriting(&mut cmd, &keep, Some(Signal::Term), &CONTROL_SIGNALS) {
+            Ok(child) => {
+                let pid = child.id();
+                tracing::info!(
+                    "worker {slot} started (pid {pid}, generation {})",
+                    self.generation
+                );
+                self.workers.push(Worker {
+                    slot,
+                    generation: self.generation,
+                    child,
+                    pid,
+                    started: Instant::now(),
+                    ready: false,
+                    retire_deadline: None,
+                    killed: false,
+                });
+            }
+            Err(e) => {
+                tracing::error!("cannot start worker {slot}: {e}");
+                self.schedule_respawn(slot, true);
+            }
+        }
+    }
+
+    fn apply_user(&self, cmd: &mut Command) -> Result<(), String> {
+        let user = match &self.config.user {
+            Some(u) => Some(herd_core::sys::lookup_user(u).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let group = match &self.config.group {
+            Some(g) => Some(herd_core::sys::lookup_group(g).map_err(|e| e.to_string())?),
+            None => user.map(|(_, gid)| gid),
+        };
+        if let Some(gid) = group {
+            cmd.gid(gid);
+        }
+        if let Some((uid, _)) = user {
+            cmd.uid(uid);
+        }
+        Ok(())
+    }
+
+    fn schedule_respawn(&mut self, slot: usize, quick_failure: bool) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if quick_failure {
+            s.fails += 1;
+        } else {
+            s.fails = 0;
+        }
+        let delay = backoff(s.fails);
+        if !delay.is_zero() {
+            tracing::warn!(
+                "worker {slot} keeps failing at start-up ({} times); respawning in {delay:?}",
+                s.fails
+            );
+        }
+        s.respawn_at = Some(Instant::now() + delay);
+    }
+
+    fn on_message(&mut self, msg: &str) {
+        let Some((pid, slot, generation)) = parse_ready(msg) else {
+            tracing::debug!("unexpected message {msg:?}");
+            return;
+        };
+        if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
+            w.ready = true;
+            tracing::info!("worker {slot} ready (pid {pid}, generation {generation})");
+        }
+        self.retire_replaced();
+    }
+
+    /// Retire (QUIT) old-generation workers whose slot's new worker is ready; old workers of
+    /// slots the new configuration dropped go once every new worker is ready.
+    fn retire_replaced(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let n = self.slots.len();
+        let ready: Vec<bool> = (0..n)
+            .map(|s| {
+                self.workers
+                    .iter()
+                    .any(|w| w.slot == s && w.generation == self.generation && w.ready)
+            })
+            .collect();
+        let all_ready = (0..n).all(|s| ready[s] || self.slots[s].fatal);
+        let deadline = Instant::now() + self.config.shutdown_timeout.0 + KILL_MARGIN;
+        for w in &mut self.workers {
+            if w.generation < self.generation && w.retire_deadline.is_none() {
+                let replaced = if w.slot < n { ready[w.slot] } else { all_ready };
+                if replaced {
+                    tracing::info!(
+                        "retiring worker {} (pid {}, generation {})",
+                        w.slot,
+                        w.pid,
+                        w.generation
+                    );
+                    let _ = kill(w.pid as i32, Signal::Quit);
+                    w.retire_deadline = Some(deadline);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.workers.len() {
+            match self.workers[i].child.try_wait() {
+                Ok(Some(status)) => {
+                    let w = self.workers.remove(i);
+                    self.on_worker_exit(w, status);
+                }
+                Ok(None) => i += 1,
+                Err(e) => {
+                    tracing::warn!("waiting for worker pid {}: {e}", self.workers[i].pid);
+                    i += 1;
+                }
+            }
+        }
+        if let Some(child) = self.upgrade.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let pid = child.id();
+                self.upgrade = None;
+                tracing::error!("new binary (pid {pid}) exited ({status}); this master carries on");
+                self.restore_pid_file();
+            }
+        }
+    }
+
+    fn on_worker_exit(&mut self, w: Worker, status: std::process::ExitStatus) {
+        let expected = self.stop.is_some() || w.retire_deadline.is_some();
+        if expected || w.generation != self.generation {
+            tracing::info!("worker {} (pid {}) exited ({status})", w.slot, w.pid);
+            return;
+        }
+        if status.code() == Some(EXIT_FATAL) {
+            tracing::error!(
+                "worker {} (pid {}) exited with a fatal configuration error; not respawning",
+                w.slot,
+                w.pid
+            );
+            if let Some(s) = self.slots.get_mut(w.slot) {
+                s.fatal = true;
+            }
+            return;
+        }
+        tracing::warn!(
+            "worker {} (pid {}) died ({status}); respawning",
+            w.slot,
+            w.pid
+        );
+        let quick = !w.ready || w.started.elapsed() < STARTUP_WINDOW;
+        self.schedule_respawn(w.slot, quick);
+    }
+
+    fn run_due(&mut self) {
+        let now = Instant::now();
+        if self.stop.is_none() {
+            for slot in 0..self.slots.len() {
+                if self.slots[slot].respawn_at.is_some_and(|t| t <= now) {
+                    self.slots[slot].respawn_at = None;
+                    self.spawn(slot);
+                }
+            }
+        }
+        for w in &mut self.workers {
+            if !w.killed && w.retire_deadline.is_some_and(|t| t <= now) {
+                tracing::warn!(
+                    "worker {} (pid {}) did not retire in time; killing",
+                    w.slot,
+                    w.pid
+                );
+                let _ = kill(w.pid as i32, Signal::Kill);
+                w.killed = true;
+            }
+        }
+        if let Some((_, deadline, killed)) = self.stop.as_mut() {
+            if !*killed && *deadline <= now {
+                *killed = true;
+                for w in &mut self.workers {
+                    tracing::warn!("worker {} (pid {}) still running; killing", w.slot, w.pid);
+                    let _ = kill(w.pid as i32, Signal::Kill);
+                    w.killed = true;
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, kind: StopKind) {
+        if let Some((current, _, _)) = self.stop {
+            if current == StopKind::Fast || kind == StopKind::Graceful {
+                return;
+            }
+        }
+        let (sig, wait) = match kind {
+            StopKind::Fast => (Signal::Term, self.config.stop_timeout.0),
+            StopKind::Graceful => (Signal::Quit, self.config.shutdown_timeout.0 + KILL_MARGIN),
+        };
+        tracing::info!(
+            "{} stop: {} to {} workers",
+            if kind == StopKind::Fast {
+                "fast"
+            } else {
+                "graceful"
+            },
+            sig,
+            self.workers.len()
+        );
+        for w in &self.workers {
+            let _ = kill(w.pid as i32, sig);
+        }
+        for s in &mut self.slots {
+            s.respawn_at = None;
+        }
+        // Like nginx: close our copies of the listening sockets, so once the workers have
+        // closed theirs new connections are refused instead of queueing for nobody. (After a
+        // binary upgrade the new master holds its own copies.)
+        self.listeners = ListenerSet::new();
+        self.stop = Some((kind, Instant::now() + wait, false));
+    }
+
+    fn reload(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let loaded = match &self.startup.config_path {
+            Some(p) => {
+                tracing::info!("reloading {}", p.display());
+                config::load(p)
+            }
+            None => {
+                tracing::info!("reloading the built-in configuration");
+                let c = Config::builtin();
+                c.validate().map(|()| config::Loaded {
+                    config: c,
+                    warnings: Vec::new(),
+                })
+            }
+        };
+        let mut new = match loaded {
+            Ok(l) => {
+                for w in &l.warnings {
+                    tracing::warn!("{w}");
+                }
+                l.config
+            }
+            Err(e) => {
+                tracing::error!("reload failed: {e}; keeping the old configuration");
+                return;
+            }
+        };
+        if new.pid_file != self.config.pid_file {
+            tracing::warn!("pid_file changes take effect after a restart");
+            new.pid_file = self.config.pid_file.clone();
+        }
+        if let Err(e) = self.listeners.prepare(&new) {
+            tracing::error!("reload failed: {e}; keeping the old configuration");
+            return;
+        }
+        if let Err(e) = self.logs.apply(&new.log) {
+            tracing::error!("reload failed: log files: {e}; keeping the old configuration");
+            self.listeners.retain(&[&self.config]);
+            return;
+        }
+        self.config = new;
+        self.generation += 1;
+        let n = self.config.worker_count();
+        self.slots = vec![SlotState::default(); n];
+        tracing::info!(
+            "configuration reloaded: generation {}, {n} workers",
+            self.generation
+        );
+        self.chown_logs();
+        for slot in 0..n {
+            self.spawn(slot);
+        }
+        self.listeners.retain(&[&self.config]);
+    }
+
+    /// Give the log files to the workers' user, so they can reopen them.
+    fn chown_logs(&self) {
+        let Some(user) = &self.config.user else {
+            return;
+        };
+        let Ok((uid, gid)) = herd_core::sys::lookup_user(user) else {
+            return;
+        };
+        for p in [&self.config.log.file, &self.config.log.access_file]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = std::os::unix::fs::chown(p, Some(uid), Some(gid)) {
+                tracing::warn!("chown {}: {e}", p.display());
+            }
+        }
+    }
+
+    fn reopen(&mut self) {
+        match self.logs.reopen() {
+            Ok(()) => tracing::info!("log files reopened"),
+            Err(e) => tracing::error!("cannot reopen log files: {e}"),
+        }
+        self.chown_logs();
+        for w in &self.workers {
+            let _ = kill(w.pid as i32, Signal::Usr1);
+        }
+    }
+
+    fn upgrade(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        if let Some(c) = &self.upgrade {
+            tracing::warn!("binary upgrade already in progress (pid {})", c.id());
+            return;
+        }
+        if let Some(p) = self.pid_file.as_mut() {
+            let old = pidfile::oldbin(p.path());
+            if let Err(e) = p.rename(&old) {
+                tracing::error!("upgrade aborted: cannot rename the pid file: {e}");
+                return;
+            }
+        }
+        let mut cmd = Command::new(&self.startup.exe);
+        cmd.args(&self.startup.args)
+            .env(INHERIT_ENV, self.listeners.export())
+            .env_remove(WORKER_ENV)
+            .stdin(Stdio::null());
+        match spawn_inheriting(&mut cmd, &self.listeners.all_fds(), None, &CONTROL_SIGNALS) {
+            Ok(child) => {
+                tracing::info!(
+                    "binary upgrade: started {} (pid {}); send QUIT to this master (pid {}) once it serves",
+                    self.startup.exe.display(),
+                    child.id(),
+                    std::process::id()
+                );
+                self.upgrade = Some(child);
+            }
+            Err(e) => {
+                tracing::error!(
+                    "upgrade failed: cannot start {}: {e}",
+                    self.startup.exe.display()
+                );
+                self.restore_pid_file();
+            }
+        }
+    }
+
+    /// After a failed upgrade: take the pid file name back unless someone else holds it.
+    fn restore_pid_file(&mut self) {
+        let Some(p) = self.pid_file.as_mut() else {
+            return;
+        };
+        let Some(orig) = p
+            .path()
+            .to_str()
+            .and_then(|s| s.strip_suffix(".oldbin"))
+            .map(PathBuf::from)
+        else {
+            return;
+        };
+        if let Some(other) = pidfile::live_holder(&orig) {
+            tracing::warn!("{} is held by pid {other}; leaving it", orig.display());
+            return;
+        }
+        if let Err(e) = p.rename(&orig) {
+            tracing::error!("cannot restore the pid file: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_millis(100));
+        assert_eq!(backoff(4), Duration::from_millis(400));
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        let mut prev = Duration::ZERO;
+        for f in 0..40 {
+            assert!(backoff(f) >= prev);
+            prev = backoff(f);
+        }
+    }
+}

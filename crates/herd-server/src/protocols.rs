@@ -1,0 +1,355 @@
+//! Protocol dispatch: turn one `[[listener]]` plus its inherited socket into a running herd-core
+//! [`Server`], with the handler for its protocol: HTTP (the bundled site, or a static
+//! directory, with an optional access log), the frame demo router, or the line [`Echo`].
+//!
+//! Adding a protocol is one arm in [`start`] (and one in [`available`]). Called by the worker
+//! once per listener after it has taken its sockets; this module never binds, forks or reads
+//! configuration files.
+
+use std::io;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use herd_core::frame::{FloodLimits, FrameServer, HandlerError};
+use herd_core::http::{
+    header, Body, HeaderValue, HttpOptions, HttpService, Limits, Response, Router, StaticDir,
+};
+use herd_core::{Options, Server, ServerHandle};
+
+use crate::config::{Config, ListenerConfig, Protocol};
+use crate::echo::{Echo, DEFAULT_MAX_LINE};
+use crate::logging::Logs;
+use crate::site;
+use crate::status::StatusBoard;
+
+/// True if this build can serve `p`.
+// TODO(ws): the WebSocket server (herd_core's loop side of herd_proto::ws) has not landed;
+// when it does, return true for Ws and add its arm in `start` (and `/ws` on the site).
+pub fn available(p: Protocol) -> bool {
+    !matches!(p, Protocol::Ws)
+}
+
+/// What a listener's handlers may need from the worker.
+#[derive(Clone)]
+pub struct Context {
+    /// The worker's status snapshot (served by the bundled site).
+    pub status: StatusBoard,
+    /// The worker's logs (for the HTTP access log).
+    pub logs: Logs,
+}
+
+/// herd-core options for a listener.
+pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
+    let mut o = Options {
+        loops: l.loops.unwrap_or(cfg.loops).max(1),
+        backlog: l.backlog,
+        ..Options::default()
+    };
+    // HTTP applies its own keep-alive timeout (a long download receives nothing for a while
+    // and must not count as idle); the others close connections silent for `idle_timeout`.
+    if l.protocol != Protocol::Http {
+        o.idle_timeout = l.idle_timeout.map(|d| d.0);
+    }
+    if let Some(n) = l.max_connections {
+        o.max_connections = n;
+    }
+    o.max_connections_per_ip = l.max_connections_per_ip;
+    o
+}
+
+/// Start serving `l` on `sock`.
+pub fn start(
+    l: &ListenerConfig,
+    cfg: &Config,
+    sock: TcpListener,
+    cx: &Context,
+) -> io::Result<ServerHandle> {
+    let server = Server::new().options(options(l, cfg)).listener(sock);
+    match l.protocol {
+        Protocol::Echo => {
+            let max = l.max_frame.unwrap_or(DEFAULT_MAX_LINE);
+            server.serve(move || Echo::new(max))
+        }
+        Protocol::Http => http_service(l, cx)?.serve(server),
+        Protocol::Frame => {
+            let frames = frame_server(l, cx);
+            server.serve(move || frames.handler())
+        }
+        Protocol::Ws => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "protocol ws is not available in this build yet",
+        )),
+    }
+}
+
+/// The HTTP service of a listener: a static directory if `root` is set, else the bundled
+/// site (the page and its status endpoint); the access log if one is configured.
+pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService> {
+    let router = match &l.root {
+        Some(root) => Router::new().statics("/", StaticDir::new(root)?),
+        None => site_router(cx.status.clone()),
+    };
+    let mut opts = HttpOptions::default();
+    if let Some(max) = l.max_body {
+        opts.limits = Limits {
+            max_body: max as u64,
+            ..opts.limits
+        };
+    }
+    if let Some(t) = l.header_timeout {
+        opts.header_timeout = t.0;
+    }
+    if let Some(t) = l.idle_timeout {
+        opts.keepalive_timeout = t.0;
+    }
+    let mut service = HttpService::new(router).options(opts);
+    if cx.logs.has_access_log() {
+        let logs = cx.logs.clone();
+        let name = l.name.clone();
+        service = service.access_log(move |e| {
+            logs.access(&format!(
+                "{} - - [{}] \"{} {}\" {} {} {}ms {}",
+                e.peer.ip(),
+                crate::logging::timestamp(std::time::SystemTime::now()),
+                e.method,
+                e.path,
+                e.status,
+                e.bytes,
+                e.duration.as_millis(),
+                name
+            ))
+        });
+    }
+    Ok(service)
+}
+
+/// The bundled site: `/` (the page) and [`site::STATUS_PATH`] (this worker's status as JSON).
+// TODO(ws): route `/ws` to the WebSocket echo once the WebSocket server lands.
+pub fn site_router(status: StatusBoard) -> Router {
+    let page = |_req| {
+        let mut r = Response::new(Body::from_static(site::INDEX_HTML.as_bytes()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r
+    };
+    Router::new()
+        .get("/", page)
+        .get("/index.html", page)
+        .get(site::STATUS_PATH, move |_req| {
+            let mut r = Response::new(Body::from(status.get().to_json()));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        })
+}
+
+/// Message ids of the frame demo service.
+pub mod frame_ids {
+    /// Echo the body back.
+    pub const ECHO: u16 = 1;
+    /// Reply with this worker's status as JSON (body ignored).
+    pub const STATUS: u16 = 2;
+    /// Reply with the body in upper case, computed on the worker pool.
+    pub const UPPER: u16 = 3;
+}
+
+/// The frame demo service: echo, status and a worker-pool route, with the listener's limits.
+pub fn frame_server(l: &ListenerConfig, cx: &Context) -> FrameServer {
+    let status = cx.status.clone();
+    let router = herd_core::frame::Router::new()
+        .route_raw(frame_ids::ECHO, |_cx, body| Ok(Some(body.to_vec())))
+        .route_raw(frame_ids::STATUS, move |_cx, _body| {
+            Ok(Some(status.get().to_json().into_bytes()))
+        })
+        .route_blocking_raw(frame_ids::UPPER, |body| {
+            std::str::from_utf8(body)
+                .map(|s| s.to_uppercase().into_bytes())
+                .map_err(|_| HandlerError::new("body is not UTF-8"))
+        });
+    let mut frames = FrameServer::new(router);
+    if let Some(max) = l.max_frame {
+        frames = frames.max_frame(u32::try_from(max).unwrap_or(u32::MAX));
+    }
+    if let Some(t) = l.heartbeat_timeout {
+        frames = frames
+            .heartbeat_timeout(t.0)
+            .ping_interval((t.0 / 3).max(Duration::from_millis(1)));
+    }
+    frames.flood_limits(FloodLimits {
+        msgs_per_sec: l.flood_msgs_per_sec.map(u64::from),
+        bytes_per_sec: l.flood_bytes_per_sec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dur;
+    use std::io::{BufRead, BufReader, Write};
+
+    #[test]
+    fn options_follow_the_listener() {
+        let cfg = Config {
+            loops: 3,
+            ..Config::default()
+        };
+        let l = ListenerConfig {
+            protocol: Protocol::Echo,
+            max_connections: Some(7),
+            max_connections_per_ip: Some(2),
+            idle_timeout: Some(Dur(Duration::from_secs(4))),
+            backlog: 99,
+            ..ListenerConfig::default()
+        };
+        let o = options(&l, &cfg);
+        assert_eq!(o.loops, 3);
+        assert_eq!(o.max_connections, 7);
+        assert_eq!(o.max_connections_per_ip, Some(2));
+        assert_eq!(o.idle_timeout, Some(Duration::from_secs(4)));
+        assert_eq!(o.backlog, 99);
+        let o = options(
+            &ListenerConfig {
+                loops: Some(1),
+                ..l
+            },
+            &cfg,
+        );
+        assert_eq!(o.loops, 1);
+    }
+
+    fn cx() -> Context {
+        Context {
+            status: StatusBoard::new(crate::status::Status {
+                worker_slot: 5,
+                ..Default::default()
+            }),
+            logs: Logs::init("test", &Default::default()).unwrap(),
+        }
+    }
+
+    fn serve(
+        p: Protocol,
+        adjust: impl FnOnce(&mut ListenerConfig),
+    ) -> (ServerHandle, std::net::SocketAddr) {
+        let sock = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let mut l = ListenerConfig {
+            protocol: p,
+            loops: Some(1),
+            ..ListenerConfig::default()
+        };
+        adjust(&mut l);
+        (start(&l, &Config::default(), sock, &cx()).unwrap(), addr)
+    }
+
+    fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn echo_serves_lines_on_a_given_socket() {
+        let (server, addr) = serve(Protocol::Echo, |l| l.max_frame = Some(16));
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"hello\r\nwor").unwrap();
+        s.write_all(b"ld\n").unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "hello\n");
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "world\n");
+        // Too long a line closes the connection.
+        s.write_all(&[b'x'; 40]).unwrap();
+        line.clear();
+        assert_eq!(r.read_line(&mut line).unwrap_or(0), 0);
+        server.stop(Duration::ZERO);
+    }
+
+    #[test]
+    fn the_bundled_site_serves_the_page_and_status() {
+        let (server, addr) = serve(Protocol::Http, |_| {});
+        let page = http_get(addr, "/");
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("text/html"), "{page}");
+        assert!(page.contains(site::STATUS_PATH));
+        let status = http_get(addr, site::STATUS_PATH);
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(status.contains("application/json"), "{status}");
+        let body = status.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["worker_slot"], 5);
+        assert!(http_get(addr, "/nope").starts_with("HTTP/1.1 404"));
+        server.stop(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_root_serves_that_directory() {
+        let dir = std::env::temp_dir().join(format!("herd-root-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hello.txt"), "hi from disk").unwrap();
+        let root = dir.clone();
+        let (server, addr) = serve(Protocol::Http, move |l| l.root = Some(root));
+        let got = http_get(addr, "/hello.txt");
+        assert!(
+            got.starts_with("HTTP/1.1 200") && got.ends_with("hi from disk"),
+            "{got}"
+        );
+        assert!(http_get(addr, site::STATUS_PATH).starts_with("HTTP/1.1 404"));
+        server.stop(Duration::ZERO);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_frame_demo_routes() {
+        let (server, addr) = serve(Protocol::Frame, |l| l.max_frame = Some(1024));
+        let mut c = herd_core::frame::Client::connect(addr).unwrap();
+        assert_eq!(c.call_raw(frame_ids::ECHO, b"ping").unwrap(), b"ping");
+        assert_eq!(c.call_raw(frame_ids::UPPER, b"herd").unwrap(), b"HERD");
+        let status = c.call_raw(frame_ids::STATUS, b"").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&status).unwrap();
+        assert_eq!(v["worker_slot"], 5);
+        assert!(c.call_raw(frame_ids::UPPER, &[0xff, 0xfe]).is_err());
+        server.stop(Duration::ZERO);
+    }
+
+    #[test]
+    fn unavailable_protocols_say_so() {
+        let sock = TcpListener::bind("127.0.0.1:0").unwrap();
+        for p in [
+            Protocol::Http,
+            Protocol::Frame,
+            Protocol::Ws,
+            Protocol::Echo,
+        ] {
+            if available(p) {
+                continue;
+            }
+            let l = ListenerConfig {
+                protocol: p,
+                ..ListenerConfig::default()
+            };
+            match start(&l, &Config::default(), sock.try_clone().unwrap(), &cx()) {
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::Unsupported),
+                Ok(_) => panic!("{p:?} started although unavailable"),
+            }
+        }
+    }
+}

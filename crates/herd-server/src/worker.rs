@@ -1,0 +1,250 @@
+//! A worker process: started by the master as `herd --worker` with its listening sockets
+//! inherited and its [`WorkerSpec`] (slot, generation, the validated configuration, descriptor
+//! numbers) in the `HERD_WORKER` environment variable.
+//!
+//! The worker takes its sockets, starts one herd-core [`Server`](herd_core::Server) per
+//! listener, tells the master it is ready (a datagram on the master's notification socket), and
+//! then waits for signals: TERM/INT stop at once, QUIT stops gracefully (stop accepting, finish
+//! in-flight work, close idle connections, force-close at `shutdown_timeout`), USR1 reopens the
+//! logs, HUP is ignored (reloading is the master's job). It dies with the master
+//! (`PR_SET_PDEATHSIG`, armed by the master when spawning it). It never binds, reads the
+//! configuration file or forks.
+//!
+//! Exit codes: 0 stopped, 1 runtime failure, [`EXIT_FATAL`] (2) the configuration cannot work
+//! (the master does not respawn it).
+
+use std::net::TcpListener;
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use herd_core::ServerHandle;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::logging::Logs;
+use crate::protocols::{self, Context};
+use crate::signals::{Notifier, Signal, Waiter};
+use crate::status::{unix_ms, ListenerStatus, Status, StatusBoard};
+
+/// The environment variable carrying the [`WorkerSpec`] as JSON.
+pub const WORKER_ENV: &str = "HERD_WORKER";
+
+/// Exit code of a worker whose configuration cannot work; the master does not respawn it.
+pub const EXIT_FATAL: i32 = 2;
+
+/// Everything a worker needs from its master.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// The worker's slot (0-based).
+    pub slot: usize,
+    /// The configuration generation.
+    pub generation: u64,
+    /// The master's pid.
+    pub master_pid: i32,
+    /// When the master started (ms since the epoch).
+    pub master_started_ms: u64,
+    /// The master's notification socket (a connected datagram socket).
+    pub notify_fd: RawFd,
+    /// `(listener name, descriptor)` for each listener.
+    pub listeners: Vec<(String, RawFd)>,
+    /// The validated configuration.
+    pub config: Config,
+}
+
+/// The text a worker sends when it is serving: `ready <pid> <slot> <generation>`.
+pub fn ready_message(pid: u32, slot: usize, generation: u64) -> String {
+    format!("ready {pid} {slot} {generation}")
+}
+
+/// Parse a [`ready_message`]: `(pid, slot, generation)`.
+///
+/// ```
+/// use herd_server::worker::{parse_ready, ready_message};
+/// assert_eq!(parse_ready(&ready_message(42, 1, 7)), Some((42, 1, 7)));
+/// assert_eq!(parse_ready("hello"), None);
+/// ```
+pub fn parse_ready(msg: &str) -> Option<(u32, usize, u64)> {
+    let mut it = msg.strip_prefix("ready ")?.split(' ');
+    let r = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
+    it.next().is_none().then_some(r)
+}
+
+/// Run the worker; returns the process exit code.
+pub fn run() -> i32 {
+    let spec: WorkerSpec = match std::env::var(WORKER_ENV)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herd worker: bad or missing {WORKER_ENV}: {e}");
+            return EXIT_FATAL;
+        }
+    };
+    let role = format!("worker {}", spec.slot);
+    let logs = match Logs::init(&role, &spec.config.log) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("herd {role}: cannot open log: {e}");
+            return EXIT_FATAL;
+        }
+    };
+    match serve(&spec, &logs) {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            tracing::error!("{msg}");
+            code
+        }
+    }
+}
+
+fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
+    let fatal = |m: String| (EXIT_FATAL, m);
+    let mut waiter = Waiter::new(&[
+        Signal::Term,
+        Signal::Int,
+        Signal::Quit,
+        Signal::Usr1,
+        Signal::Hup,
+        Signal::Winch,
+    ])
+    .map_err(|e| (1, format!("cannot catch signals: {e}")))?;
+    let notify = herd_core::sys::take_inherited_fd(spec.notify_fd)
+        .map(|fd| Notifier::from_socket(UnixDatagram::from(fd)))
+        .map_err(|e| fatal(format!("notification socket: {e}")))?;
+    let board = StatusBoard::new(Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        master_pid: spec.master_pid,
+        worker_pid: std::process::id(),
+        worker_slot: spec.slot,
+        generation: spec.generation,
+        workers: spec.config.worker_count(),
+        master_started_ms: spec.master_started_ms,
+        worker_started_ms: unix_ms(),
+        now_ms: unix_ms(),
+        // TODO(ws): the listener's ws_path once the WebSocket server lands.
+        ws_path: None,
+        listeners: Vec::new(),
+    });
+    let cx = Context {
+        status: board.clone(),
+        logs: logs.clone(),
+    };
+    let mut servers: Vec<(usize, ServerHandle)> = Vec::new();
+    for (name, fd) in &spec.listeners {
+        let Some(i) = spec.config.listeners.iter().position(|l| &l.name == name) else {
+            return Err(fatal(format!(
+                "no listener named {name:?} in the configuration"
+            )));
+        };
+        let l = &spec.config.listeners[i];
+        let sock = herd_core::sys::take_inherited_fd(*fd)
+            .map(TcpListener::from)
+            .map_err(|e| fatal(format!("listener {name}: descriptor {fd}: {e}")))?;
+        let handle = protocols::start(l, &spec.config, sock, &cx)
+            .map_err(|e| fatal(format!("listener {name}: cannot start: {e}")))?;
+        tracing::debug!("serving {} on {} ({})", name, l.bind, l.protocol.as_str());
+        servers.push((i, handle));
+    }
+    refresh(&board, spec, &servers);
+    let msg = crate::worker::ready_message(std::process::id(), spec.slot, spec.generation);
+    if let Err(e) = notify.send(&msg) {
+        tracing::warn!("cannot tell the master we are ready: {e}");
+    }
+    tracing::debug!(
+        "worker {} serving (generation {})",
+        spec.slot,
+        spec.generation
+    );
+
+    let grace = spec.config.shutdown_timeout.0;
+    let mut draining = false;
+    let self_notify = waiter
+        .notifier()
+        .map_err(|e| (1, format!("notifier: {e}")))?;
+    loop {
+        let wake = waiter
+            .wait(Duration::from_secs(1))
+            .map_err(|e| (1, format!("waiting for signals: {e}")))?;
+        if wake.messages.iter().any(|m| m == "drained") {
+            tracing::info!("graceful stop complete");
+            return Ok(0);
+        }
+        for sig in wake.signals {
+            match sig {
+                Signal::Term | Signal::Int => {
+                    tracing::info!("{sig}: stopping now");
+                    if draining {
+                        return Ok(0);
+                    }
+                    for (_, h) in &servers {
+                        h.shutdown(Duration::ZERO);
+                    }
+                    for (_, h) in servers.drain(..) {
+                        h.join();
+                    }
+                    return Ok(0);
+                }
+                Signal::Quit if !draining => {
+                    tracing::info!("{sig}: graceful stop (up to {grace:?})");
+                    draining = true;
+                    for (_, h) in &servers {
+                        h.shutdown(grace);
+                    }
+                    let handles: Vec<ServerHandle> = servers.drain(..).map(|(_, h)| h).collect();
+                    let done = self_notify
+                        .try_clone()
+                        .map_err(|e| (1, format!("notifier: {e}")))?;
+                    std::thread::Builder::new()
+                        .name("herd-drain".into())
+                        .spawn(move || {
+                            for h in handles {
+                                h.join();
+                            }
+                            let _ = done.send("drained");
+                        })
+                        .map_err(|e| (1, format!("cannot start drain thread: {e}")))?;
+                }
+                Signal::Usr1 => match logs.reopen() {
+                    Ok(()) => tracing::info!("{sig}: log files reopened"),
+                    Err(e) => tracing::error!("{sig}: cannot reopen log files: {e}"),
+                },
+                other => tracing::debug!("{other} ignored by workers"),
+            }
+        }
+        if !draining {
+            refresh(&board, spec, &servers);
+        }
+    }
+}
+
+/// Refresh the status snapshot from the servers' counters.
+fn refresh(board: &StatusBoard, spec: &WorkerSpec, servers: &[(usize, ServerHandle)]) {
+    let listeners = servers
+        .iter()
+        .map(|(i, h)| {
+            let l = &spec.config.listeners[*i];
+            let s = h.stats();
+            ListenerStatus {
+                name: l.name.clone(),
+                bind: l.bind.clone(),
+                protocol: l.protocol.as_str().into(),
+                open: s.open,
+                accepted: s.accepted,
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+                msgs_in: s.msgs_in,
+                msgs_out: s.msgs_out,
+            }
+        })
+        .collect();
+    board.update(|st| {
+        st.listeners = listeners;
+        st.now_ms = unix_ms();
+    });
+}

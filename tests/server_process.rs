@@ -1,0 +1,487 @@
+//! Process-level tests of the `herd` binary: real master and worker processes, real signals,
+//! loopback clients (the built-in line echo protocol), bounded waits.
+
+mod server_support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use server_support::*;
+
+#[test]
+fn killed_worker_is_back_within_a_second_and_the_listener_never_closes() {
+    let h = Herd::start("kill9", 2);
+    let master = h.pid();
+    let workers = h.wait_ready_workers(master, 2);
+    // Persistent connections, each attributed to the worker process that serves it.
+    let mut conns: Vec<(Persistent, i32)> = (0..8)
+        .map(|i| {
+            let mut p = Persistent::connect(h.addr());
+            assert_eq!(p.echo(&format!("hello {i}")).unwrap(), format!("hello {i}"));
+            let owner = owner_of(&p.stream, h.port, &workers).expect("connection owner");
+            (p, owner)
+        })
+        .collect();
+    let victim = conns[0].1;
+    let load = Load::start(h.addr(), 2);
+    load.wait_progress(50);
+
+    let killed_at = Instant::now();
+    kill(victim, Signal::Kill).unwrap();
+    let mut replacement = 0;
+    wait_until("a replacement worker that is ready", || {
+        let kids = children(master);
+        let lines = h.log_lines();
+        replacement = kids
+            .iter()
+            .copied()
+            .find(|k| {
+                !workers.contains(k)
+                    && lines
+                        .iter()
+                        .any(|l| l.pid == master && l.msg.contains(&format!("ready (pid {k},")))
+            })
+            .unwrap_or(0);
+        replacement != 0
+    });
+    let back_after = killed_at.elapsed();
+    assert!(
+        back_after < Duration::from_secs(1),
+        "respawn took {back_after:?}"
+    );
+    load.wait_progress(50);
+    let report = load.finish();
+
+    assert_eq!(
+        report.refused(),
+        0,
+        "the listener closed: {:?}",
+        report.failures
+    );
+    assert!(
+        report.failures.len() <= 2,
+        "more failures than requests in flight: {:?}",
+        report.failures
+    );
+    for (i, (p, owner)) in conns.iter_mut().enumerate() {
+        let r = p.echo(&format!("again {i}"));
+        if *owner == victim {
+            assert!(r.is_err(), "a connection of the killed worker survived");
+        } else {
+            assert_eq!(r.unwrap(), format!("again {i}"));
+        }
+    }
+    let died = h.wait_log(&format!("(pid {victim}) died"), |l| l.pid == master);
+    assert_eq!(died.level, "WARN");
+    assert!(children(master).contains(&replacement));
+}
+
+#[test]
+fn hup_under_load_loses_nothing_and_applies_the_new_config() {
+    let h = Herd::start("hup", 2);
+    let master = h.pid();
+    let old = h.wait_ready_workers(master, 2);
+    let load = Load::start(h.addr(), 2);
+    load.wait_progress(50);
+
+    // The new configuration adds a listener.
+    let port2 = free_port();
+    let mut text = std::fs::read_to_string(&h.config).unwrap();
+    text.push_str(&format!(
+        "\n[[listener]]\nname = \"echo2\"\nbind = \"127.0.0.1:{port2}\"\nprotocol = \"echo\"\n"
+    ));
+    std::fs::write(&h.config, text).unwrap();
+    h.signal(Signal::Hup);
+    h.wait_log("configuration reloaded: generation 2", |l| l.pid == master);
+    wait_until("old workers retired", || {
+        let kids = children(master);
+        kids.len() == 2 && kids.iter().all(|k| !old.contains(k))
+    });
+    let new = h.wait_ready_workers(master, 2);
+    for w in &old {
+        h.wait_log(&format!("(pid {w}) exited (exit status: 0)"), |l| {
+            l.pid == master
+        });
+    }
+    load.wait_progress(50);
+    let report = load.finish();
+
+    assert!(
+        report.failures.is_empty(),
+        "failed requests: {:?}",
+        report.failures
+    );
+    assert!(report.ok >= 100);
+    assert!(new.iter().all(|w| !old.contains(w)));
+    let addr2 = SocketAddr::from(([127, 0, 0, 1], port2));
+    assert_eq!(echo_once(addr2, "new listener").unwrap(), "new listener");
+}
+
+#[test]
+fn hup_with_a_broken_config_keeps_serving_the_old_one() {
+    let h = Herd::start("badhup", 2);
+    let master = h.pid();
+    let workers = h.wait_ready_workers(master, 2);
+    let good = std::fs::read_to_string(&h.config).unwrap();
+
+    // A syntax error.
+    std::fs::write(&h.config, "workers = [\n").unwrap();
+    h.signal(Signal::Hup);
+    let e = h.wait_log("reload failed", |l| l.pid == master);
+    assert_eq!(e.level, "ERROR");
+    assert!(e.msg.contains("keeping the old configuration"), "{}", e.msg);
+    assert_eq!(echo_once(h.addr(), "still here").unwrap(), "still here");
+
+    // Valid TOML, but a port someone else holds: fails when binding.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    std::fs::write(
+        &h.config,
+        format!("{good}\n[[listener]]\nbind = \"127.0.0.1:{busy}\"\nprotocol = \"echo\"\n"),
+    )
+    .unwrap();
+    h.signal(Signal::Hup);
+    wait_until("second reload failure", || {
+        h.log_lines()
+            .iter()
+            .filter(|l| l.pid == master && l.msg.contains("reload failed"))
+            .count()
+            == 2
+    });
+    let lines = h.log_lines();
+    let second = lines
+        .iter()
+        .filter(|l| l.msg.contains("reload failed"))
+        .nth(1)
+        .unwrap();
+    assert!(second.msg.contains(&busy.to_string()), "{}", second.msg);
+    assert!(!lines.iter().any(|l| l.msg.contains("generation 2")));
+    assert_eq!(children(master), workers, "workers were replaced");
+    assert_eq!(echo_once(h.addr(), "old config").unwrap(), "old config");
+}
+
+#[test]
+fn usr2_then_quit_to_the_old_master_hands_over_without_failures() {
+    let mut h = Herd::start("upgrade", 2);
+    let old_master = h.pid();
+    let load = Load::start(h.addr(), 2);
+    load.wait_progress(50);
+
+    h.signal(Signal::Usr2);
+    let oldbin = h.dir.path("herd.pid.oldbin");
+    let mut new_master = 0;
+    wait_until("the new master's pid file", || {
+        new_master = h.pid_in_file(&h.pid_file).unwrap_or(0);
+        new_master != 0 && new_master != old_master
+    });
+    h.also_kill.push(new_master);
+    assert_eq!(h.pid_in_file(&oldbin), Some(old_master));
+    h.wait_ready_workers(new_master, 2);
+    load.wait_progress(50);
+
+    h.signal(Signal::Quit);
+    assert!(h.wait_exit().success());
+    load.wait_progress(100);
+    let report = load.finish();
+
+    assert!(
+        report.failures.is_empty(),
+        "failed requests: {:?}",
+        report.failures
+    );
+    assert_eq!(h.pid_in_file(&h.pid_file), Some(new_master));
+    assert!(!oldbin.exists(), "the old master left its .oldbin pid file");
+    assert!(alive(new_master));
+    kill(new_master, Signal::Term).unwrap();
+    wait_until("new master exit", || !alive(new_master));
+    wait_until("pid file removal", || !h.pid_file.exists());
+}
+
+#[test]
+fn usr2_whose_new_master_dies_leaves_the_old_one_in_charge() {
+    let h = Herd::start("upgrade-fail", 1);
+    let master = h.pid();
+    // Break the configuration so the new binary exits at start-up.
+    std::fs::write(&h.config, "workers = [\n").unwrap();
+    h.signal(Signal::Usr2);
+    h.wait_log("this master carries on", |l| l.pid == master);
+    wait_until("pid file restored", || {
+        h.pid_in_file(&h.pid_file) == Some(master)
+    });
+    assert!(!h.dir.path("herd.pid.oldbin").exists());
+    assert_eq!(
+        echo_once(h.addr(), "still the old one").unwrap(),
+        "still the old one"
+    );
+}
+
+#[test]
+fn usr1_reopens_a_moved_log_in_master_and_workers() {
+    let h = Herd::start("reopen", 2);
+    let master = h.pid();
+    let workers = h.wait_ready_workers(master, 2);
+    let moved = h.dir.path("error.log.1");
+    std::fs::rename(&h.log, &moved).unwrap();
+    h.signal(Signal::Usr1);
+    wait_until("reopen lines from every process in the new file", || {
+        let lines = read_log(&h.log);
+        let has = |pid: i32| {
+            lines
+                .iter()
+                .any(|l| l.pid == pid && l.msg.contains("reopened"))
+        };
+        has(master) && workers.iter().all(|&w| has(w))
+    });
+    let old = read_log(&moved);
+    assert!(!old.is_empty());
+    assert!(!old.iter().any(|l| l.msg.contains("reopened")));
+    for l in read_log(&h.log) {
+        let role_ok = l.role == "master" || l.role.starts_with("worker ");
+        assert!(role_ok, "untagged line {l:?}");
+    }
+
+    // A USR1 that reaches workers still starting (right after a reload) is not fatal to
+    // them: they start with the signals blocked until their handlers are in place.
+    h.signal(Signal::Hup);
+    h.signal(Signal::Usr1);
+    h.wait_log("configuration reloaded: generation 2", |l| l.pid == master);
+    wait_until("old workers retired", || {
+        children(master).iter().all(|k| !workers.contains(k))
+    });
+    let new = h.wait_ready_workers(master, 2);
+    let lines = read_log(&h.log);
+    assert!(
+        !lines.iter().any(|l| l.msg.contains("died")),
+        "a worker died: {lines:?}"
+    );
+    assert!(new.iter().all(|w| alive(*w)));
+}
+
+#[test]
+fn quit_lets_a_slow_request_finish_then_exits() {
+    let mut h = Herd::start("slow", 1);
+    let master = h.pid();
+    let worker = h.wait_ready_workers(master, 1)[0];
+    let mut slow = Persistent::connect(h.addr());
+    slow.send_raw(b"slow request");
+    wait_until("the worker accepted the slow connection", || {
+        owner_of(&slow.stream, h.port, &[worker]).is_some()
+    });
+
+    h.signal(Signal::Quit);
+    h.wait_log("graceful stop", |l| l.pid == worker);
+    wait_until("new connections refused", || {
+        TcpStream::connect(h.addr()).is_err()
+    });
+    assert!(
+        h.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    assert!(alive(worker));
+
+    slow.send_raw(b", finished\n");
+    assert_eq!(slow.read_line().unwrap(), "slow request, finished\n");
+    assert_eq!(
+        slow.read_line().unwrap(),
+        "",
+        "connection not closed after the reply"
+    );
+    assert!(h.wait_exit().success());
+    assert!(!h.pid_file.exists());
+}
+
+#[test]
+fn term_stops_at_once_closing_connections() {
+    let mut h = Herd::start("term", 2);
+    let master = h.pid();
+    let workers = h.wait_ready_workers(master, 2);
+    let mut busy = Persistent::connect(h.addr());
+    busy.send_raw(b"never finished");
+    h.signal(Signal::Term);
+    assert!(h.wait_exit().success());
+    assert_eq!(busy.read_line().unwrap_or_default(), "");
+    wait_until("workers gone", || workers.iter().all(|&w| !alive(w)));
+    assert!(!h.pid_file.exists());
+    let lines = h.log_lines();
+    assert!(lines
+        .iter()
+        .any(|l| l.pid == master && l.msg.contains("fast stop")));
+}
+
+/// The user workers run as in the root-only tests, if this machine lets it run the binary.
+fn nobody() -> Option<(u32, u32)> {
+    use std::os::unix::process::CommandExt;
+    if herd::sys::geteuid() != 0 {
+        eprintln!("skipped: needs root to drop privileges");
+        return None;
+    }
+    let ids = herd::sys::lookup_user("nobody").ok()?;
+    let runs = std::process::Command::new(herd_bin())
+        .arg("--version")
+        .uid(ids.0)
+        .gid(ids.1)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        eprintln!("skipped: user nobody cannot run {}", herd_bin());
+        return None;
+    }
+    Some(ids)
+}
+
+#[test]
+fn workers_drop_to_the_configured_user() {
+    let Some((uid, _)) = nobody() else { return };
+    let h = Herd::start_with("user", 1, "user = \"nobody\"");
+    let master = h.pid();
+    let worker = h.wait_ready_workers(master, 1)[0];
+    let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace()
+            .skip(1)
+            .all(|u| u == uid.to_string()),
+        "{uids}"
+    );
+    assert_eq!(echo_once(h.addr(), "as nobody").unwrap(), "as nobody");
+    // Reopen works for the unprivileged worker too (the master hands it the new file).
+    std::fs::rename(&h.log, h.dir.path("error.log.1")).unwrap();
+    h.signal(Signal::Usr1);
+    wait_until("worker reopened", || {
+        read_log(&h.log)
+            .iter()
+            .any(|l| l.pid == worker && l.msg.contains("reopened"))
+    });
+}
+
+#[test]
+fn a_worker_failing_with_a_fatal_error_is_not_respawned() {
+    use std::os::unix::fs::PermissionsExt;
+    if nobody().is_none() {
+        return;
+    }
+    // The workers' user cannot reach the log directory: fatal for them (exit code 2).
+    let dir = TempDir::new("fatal");
+    let private = dir.path("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = private.join("error.log");
+    let log2 = log.clone();
+    let mut h = Herd::launch(dir, 2, "user = \"nobody\"", move |text| {
+        let default_log = text
+            .lines()
+            .find(|l| l.starts_with("file = "))
+            .unwrap()
+            .to_string();
+        *text = text.replace(&default_log, &format!("file = {log2:?}"));
+    });
+    h.log = log;
+    let status = h.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    let lines = h.log_lines();
+    let started = lines
+        .iter()
+        .filter(|l| l.msg.contains(" started (pid "))
+        .count();
+    let fatal = lines
+        .iter()
+        .filter(|l| l.msg.contains("not respawning"))
+        .count();
+    assert_eq!(started, 2, "{lines:?}");
+    assert_eq!(fatal, 2, "{lines:?}");
+    assert!(lines
+        .iter()
+        .any(|l| l.msg.contains("every worker failed with a fatal error")));
+}
+
+#[test]
+fn site_frame_demo_and_access_log_through_the_binary() {
+    use std::io::{Read, Write};
+    let (http_port, frame_port) = (free_port(), free_port());
+    let dir = TempDir::new("protocols");
+    let access = dir.path("access.log");
+    let access2 = access.clone();
+    let h = Herd::launch(dir, 1, "", move |text| {
+        *text = text.replace(
+            "level = \"info\"",
+            &format!("level = \"info\"\naccess_file = {access2:?}"),
+        );
+        text.push_str(&format!(
+            "\n[[listener]]\nname = \"site\"\nbind = \"127.0.0.1:{http_port}\"\nprotocol = \"http\"\n\
+             \n[[listener]]\nname = \"demo\"\nbind = \"127.0.0.1:{frame_port}\"\nprotocol = \"frame\"\n"
+        ));
+    });
+    let master = h.pid();
+    let worker = h.wait_ready_workers(master, 1)[0];
+
+    let mut s = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap();
+    assert!(body.contains(&format!("\"worker_pid\":{worker}")), "{body}");
+    assert!(body.contains(&format!("\"master_pid\":{master}")), "{body}");
+
+    let mut c =
+        herd::frame::Client::connect(SocketAddr::from(([127, 0, 0, 1], frame_port))).unwrap();
+    assert_eq!(c.call_raw(1, b"frame echo").unwrap(), b"frame echo");
+    assert_eq!(c.call_raw(3, b"upper").unwrap(), b"UPPER");
+
+    wait_until("access log line", || {
+        std::fs::read_to_string(&access)
+            .is_ok_and(|t| t.contains("\"GET /api/status\" 200") && t.contains(" site"))
+    });
+    assert_eq!(echo_once(h.addr(), "echo too").unwrap(), "echo too");
+}
+
+#[test]
+fn workers_die_with_a_killed_master() {
+    let mut h = Herd::start("orphans", 2);
+    let master = h.pid();
+    let workers = h.wait_ready_workers(master, 2);
+    kill(master, Signal::Kill).unwrap();
+    h.wait_exit();
+    wait_until("workers gone after the master", || {
+        workers.iter().all(|&w| !alive(w))
+    });
+}
+
+#[test]
+fn a_worker_that_keeps_dying_at_start_up_is_respawned_with_back_off() {
+    let h = Herd::start("backoff", 1);
+    let master = h.pid();
+    let mut victim = h.wait_ready_workers(master, 1)[0];
+    // Kill each replacement as soon as it is ready: every death is within its first second.
+    // (The first kill may find the original worker older than a second on a slow machine,
+    // which then does not count as a start-up failure: hence four kills for two back-offs.)
+    for _ in 0..4 {
+        kill(victim, Signal::Kill).unwrap();
+        let mut next = 0;
+        wait_until("a replacement", || {
+            next = children(master)
+                .into_iter()
+                .find(|&k| k != victim)
+                .filter(|k| {
+                    h.log_lines()
+                        .iter()
+                        .any(|l| l.pid == master && l.msg.contains(&format!("ready (pid {k},")))
+                })
+                .unwrap_or(0);
+            next != 0
+        });
+        victim = next;
+    }
+    let lines = h.log_lines();
+    let backoffs: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.msg.contains("keeps failing at start-up"))
+        .map(|l| l.msg.as_str())
+        .collect();
+    assert!(backoffs.len() >= 2, "{lines:?}");
+    assert!(backoffs[0].ends_with("respawning in 100ms"), "{backoffs:?}");
+    assert!(backoffs[1].ends_with("respawning in 200ms"), "{backoffs:?}");
+    assert_eq!(echo_once(h.addr(), "survivor").unwrap(), "survivor");
+}
