@@ -1,1 +1,136 @@
-//! The HTTP/1.1 server (being written).
+//! The HTTP/1.1 server: a [`Handler`](crate::Handler) that speaks HTTP on herd's event loops,
+//! a router, request and response bodies, and a static-file service.
+//!
+//! Top to bottom:
+//! - [`HttpService`] is what a user builds: a [`Router`], [`HttpOptions`] (limits, header and
+//!   keep-alive timeouts, requests per connection), an optional access-log hook and worker
+//!   pool. [`HttpService::serve`] starts it on a [`Server`](crate::Server); each loop gets its
+//!   own [`HttpHandler`].
+//! - [`HttpHandler`] drives one connection at a time through [`HttpCodec`] (herd-proto's
+//!   strict RFC 9112 decoder), runs the matched handler (inline on the loop, or on the worker
+//!   pool with the response handed back through [`Handle::notify`](crate::Handle::notify)),
+//!   and writes responses in request order: all responses produced by one read go out in one
+//!   write, file bodies go out with `sendfile`, streamed bodies are pulled only while the
+//!   connection's output is below its high watermark.
+//! - Handlers see [`Request<Body>`] and return [`Response<Body>`] (the `http` crate's types,
+//!   re-exported here); [`Body`] is bytes, a chunk stream, or a file region.
+//! - [`StaticDir`] serves a directory (MIME, ETag/304, Range, index, no escape from the root).
+//!
+//! What this module does not do: parse bytes (that is [`herd_proto::http1`], sans-IO), read
+//! configuration, write log files (the access-log hook hands entries to the caller), HTTP/2
+//! or protocol upgrades.
+//!
+//! ```no_run
+//! use herd_core::http::{Body, HttpService, Response, Router};
+//! use herd_core::Server;
+//!
+//! let router = Router::new().get("/hello", |_req| Response::new(Body::from("Hello, World!")));
+//! let server = HttpService::new(router).serve(Server::new().bind("127.0.0.1:8080")?)?;
+//! server.join();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+mod body;
+mod codec;
+mod router;
+mod server;
+mod service;
+mod statics;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use ::http::{
+    header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+pub use herd_proto::http1::Limits;
+
+pub use body::{Body, ChunkSource, Trailers};
+pub use codec::{Event, HttpCodec};
+pub use router::{Endpoint, HandlerFn, Params, Route, Router};
+pub use server::{HttpConnState, HttpHandler};
+pub use service::HttpService;
+pub use statics::StaticDir;
+
+/// Options of the HTTP server. `Default` gives nginx-like values.
+///
+/// ```
+/// use std::time::Duration;
+/// use herd_core::http::HttpOptions;
+///
+/// let opts = HttpOptions {
+///     header_timeout: Duration::from_secs(10),
+///     max_requests: Some(1000),
+///     ..HttpOptions::default()
+/// };
+/// assert_eq!(opts.limits.max_headers, 100);
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Size limits of request heads and bodies (414/431/413 beyond them).
+    pub limits: Limits,
+    /// A request head must arrive completely within this time: counted from the connection's
+    /// accept for its first request, from the head's first byte for later ones. Past it the
+    /// server answers 408 and closes (or just closes a connection that sent nothing).
+    /// Default: 60 s.
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request in progress is closed after this long.
+    /// Default: 75 s.
+    pub keepalive_timeout: Duration,
+    /// Close a connection (with `Connection: close` on the last response) after this many
+    /// requests. Default: no limit.
+    pub max_requests: Option<u64>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            max_requests: None,
+        }
+    }
+}
+
+/// One finished exchange, for an access log (see [`HttpService::access_log`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessEntry<'a> {
+    /// The request method, or `-` when the request could not be parsed.
+    pub method: &'a str,
+    /// The request's path and query, or `-` when the request could not be parsed.
+    pub path: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Body bytes of the response (0 for HEAD, 304 and the like).
+    pub bytes: u64,
+    /// From the complete request head to the last response byte being queued, on the loop's
+    /// clock (millisecond resolution).
+    pub duration: Duration,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+/// A plain-text response naming the status, e.g. `404 Not Found`.
+///
+/// ```
+/// use herd_core::http::{text_response, StatusCode};
+///
+/// let r = text_response(StatusCode::NOT_FOUND);
+/// assert_eq!(r.status(), 404);
+/// assert_eq!(r.body().as_bytes(), Some(&b"404 Not Found\n"[..]));
+/// ```
+pub fn text_response(status: StatusCode) -> Response<Body> {
+    let text = format!(
+        "{} {}\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut resp = Response::new(Body::from(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

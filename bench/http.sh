@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# bench/http.sh: herd's HTTP/1.1 server against hyper 1.x, with wrk, on loopback.
+#
+# Scenarios (name:connections): hello:100 and hello:1000 (`GET /hello`, 13-byte body),
+# 4k:100 and 1m:50 (a 4 KiB and a 1 MiB static file). Servers: herd's `hello` example (which
+# also serves --root DIR under /static/ with sendfile) and the `hyper-hello` peer (hyper 1.x,
+# tokio, same routes, files read with tokio::fs::read). For each scenario, interleaved over
+# REPEATS rounds with the order rotated every round, it starts the server pinned to CPU 0 with
+# one loop/thread, runs an unmeasured wrk warm-up, then `wrk -t1 -cN -dD --latency` pinned to
+# CPU 1, samples the server's utime+stime from /proc/PID/stat around the measured run, and
+# prints per scenario the median per server of requests/s, server CPU us per request and p99
+# latency, and the herd/hyper ratios. The issue's targets: CPU/request at most 0.85x hyper's,
+# requests/s not below hyper's, p99 at c=1000 not above hyper's. A failed run (server did not
+# start or died, wrk failed, non-2xx answers or socket errors) is printed as failed and counted,
+# never dropped silently.
+#
+# Environment (defaults in brackets):
+#   DURATION [5] measured seconds per run     WARMUP [1] unmeasured wrk seconds before it
+#   REPEATS [3]  rounds                       SCENARIOS ["hello:100 hello:1000 4k:100 1m:50"]
+#   SERVERS ["herd hyper"]                    PORT_BASE [19300] first port tried
+#   SERVER_CPU [0] CLIENT_CPU [1]             KEEP_LOGS [0] keep the work directory
+#   HERD_HTTP_BIN  use this binary as "herd" instead of building the hello example (started as
+#                  `BIN --port P --loops 1 --root DIR`)
+#
+# Only 127.0.0.1 is used. Every wrk run is bounded by `timeout`; every server this script
+# started is stopped by its PID on exit (trap). Runs as root on the project's machines and
+# installs what it needs (wrk, util-linux for taskset) through apt only when missing.
+# Exit status: 0 when every run succeeded, 1 when any failed (after printing everything).
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+REPEATS=${REPEATS:-3}
+SCENARIOS=${SCENARIOS-"hello:100 hello:1000 4k:100 1m:50"}
+read -r -a SERVERS <<<"${SERVERS:-herd hyper}"
+PORT_BASE=${PORT_BASE:-19300}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+KEEP_LOGS=${KEEP_LOGS:-0}
+HERD_HTTP_BIN=${HERD_HTTP_BIN:-}
+
+WORK=$(mktemp -d /tmp/herd-http-bench.XXXXXX)
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+declare -A LIVE=() # PIDs this script started and has not reaped yet
+NEXT_PORT=$PORT_BASE
+FAILURES=0
+
+say() { printf '%s\n' "$*" >&2; }
+die() {
+    say "http.sh: $*"
+    exit 1
+}
+
+cleanup() {
+    local pid
+    for pid in "${!LIVE[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${!LIVE[@]}"; do stop_pid "$pid"; done
+    if [ "$KEEP_LOGS" = 1 ]; then
+        say "logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools ---------------------------------------------------------------------------------
+
+APT_UPDATED=0
+need() { # need COMMAND DEBIAN-PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    say "installing $2 (for $1)"
+    if [ "$APT_UPDATED" = 0 ]; then
+        apt-get update -qq >/dev/null || die "apt-get update failed"
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null ||
+        die "could not install $2"
+    command -v "$1" >/dev/null 2>&1 || die "$1 still missing after installing $2"
+}
+need wrk wrk
+need taskset util-linux
+need timeout coreutils
+need getconf libc-bin
+need awk mawk
+command -v cargo >/dev/null || die "cargo not found"
+
+CLK_TCK=$(getconf CLK_TCK)
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+say "fd limit $(ulimit -n), clock ticks/s $CLK_TCK, work dir $WORK"
+
+# --- build and files -----------------------------------------------------------------------
+
+ROOT_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+PEERS_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/peers/target}
+
+if [ -z "$HERD_HTTP_BIN" ]; then
+    say "building herd's hello example (release)"
+    (cd "$ROOT" && cargo build --release -q --example hello) || die "building the hello example failed"
+    HERD_HTTP_BIN=$ROOT_TARGET/release/examples/hello
+fi
+say "building the peers (release)"
+(cd "$ROOT/bench/peers" && cargo build --release -q --bin hyper-hello) || die "building bench/peers failed"
+HYPER_BIN=$PEERS_TARGET/release/hyper-hello
+for b in "$HERD_HTTP_BIN" "$HYPER_BIN"; do
+    [ -x "$b" ] || die "missing binary $b"
+done
+
+SITE=$WORK/site
+mkdir -p "$SITE"
+head -c 4096 /dev/urandom >"$SITE/4k.bin"
+head -c 1048576 /dev/urandom >"$SITE/1m.bin"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- servers -------------------------------------------------------------------------------
+
+server_cmd() { # server_cmd NAME PORT: sets CMD (one loop/thread)
+    case $1 in
+    herd) CMD=("$HERD_HTTP_BIN" --port "$2" --loops 1 --root "$SITE") ;;
+    hyper) CMD=("$HYPER_BIN" --port "$2" --threads 1 --root "$SITE") ;;
+    *) die "unknown server $1" ;;
+    esac
+}
+
+port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+next_port() {
+    while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    PORT=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+# start_server NAME: on a fresh port pinned to SERVER_CPU; sets SERVER_PID and PORT; waits up
+# to 10 s for the port to accept. Returns 1 if it never does.
+start_server() {
+    local name=$1
+    next_port
+    server_cmd "$name" "$PORT"
+    taskset -c "$SERVER_CPU" "${CMD[@]}" >"$WORK/$name.$PORT.log" 2>&1 &
+    SERVER_PID=$!
+    LIVE[$SERVER_PID]=1
+    for _ in $(seq 1 200); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        port_open "$PORT" && return 0
+        sleep 0.05
+    done
+    say "  $name did not accept on port $PORT; its log:"
+    tail -n 5 "$WORK/$name.$PORT.log" >&2
+    return 1
+}
+
+# stop_pid PID: TERM, up to 5 s grace, then KILL; reaps it. Only for PIDs in LIVE.
+stop_pid() {
+    local pid=$1
+    [ -n "${LIVE[$pid]:-}" ] || return 0
+    unset "LIVE[$pid]"
+    kill -TERM "$pid" 2>/dev/null || {
+        wait "$pid" 2>/dev/null
+        return 0
+    }
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+cpu_ticks() { # utime + stime of the whole process, in clock ticks
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    # shellcheck disable=SC2086
+    set -- $stat
+    echo $((${12} + ${13}))
+}
+
+scenario_path() {
+    case $1 in
+    hello) echo /hello ;;
+    4k) echo /static/4k.bin ;;
+    1m) echo /static/1m.bin ;;
+    *) die "unknown scenario $1" ;;
+    esac
+}
+
+# to_us VALUE: wrk's "1.23ms" / "456.00us" / "1.01s" in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) printf "%.1f", n
+        else if (v ~ /ms$/) printf "%.1f", n * 1000
+        else if (v ~ /s$/) printf "%.1f", n * 1000000
+        else print "nan" }'
+}
+
+# --- runs ----------------------------------------------------------------------------------
+
+# run_one SCENARIO SERVER ROUND: one measured run; appends to RESULTS
+#   scenario server round ok req/s cpu_us/req p99_us     or     scenario server round FAILED why
+run_one() {
+    local scen=$1 name=$2 round=$3
+    local kind=${scen%%:*} conns=${scen##*:}
+    local url out t0 t1 rc why=""
+    out=$WORK/wrk.$kind.$conns.$name.$round.txt
+    if ! start_server "$name"; then
+        stop_pid "$SERVER_PID"
+        echo "$scen $name $round FAILED server did not start" >>"$RESULTS"
+        FAILURES=$((FAILURES + 1))
+        return
+    fi
+    url="http://127.0.0.1:$PORT$(scenario_path "$kind")"
+    if [ "$WARMUP" != 0 ]; then
+        timeout $((WARMUP + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" "$url" \
+            >/dev/null 2>&1
+    fi
+    t0=$(cpu_ticks "$SERVER_PID")
+    timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" \
+        --latency "$url" >"$out" 2>&1
+    rc=$?
+    t1=$(cpu_ticks "$SERVER_PID")
+    local alive=1
+    kill -0 "$SERVER_PID" 2>/dev/null || alive=0
+    stop_pid "$SERVER_PID"
+    local total rps p99 non2xx sockerr
+    total=$(awk '/requests in/ { print $1; exit }' "$out")
+    rps=$(awk '/^Requests\/sec:/ { print $2; exit }' "$out")
+    p99=$(awk '/^ +99%/ { print $2; exit }' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF; exit }' "$out")
+    sockerr=$(awk '/Socket errors:/ { print; exit }' "$out")
+    if [ "$alive" = 0 ] || [ -z "$t1" ]; then
+        why="server died during the run"
+    elif [ "$rc" = 124 ]; then
+        why="wrk timed out"
+    elif [ "$rc" != 0 ]; then
+        why="wrk exit $rc: $(tail -n 1 "$out")"
+    elif [ -z "$total" ] || [ -z "$rps" ] || [ -z "$p99" ]; then
+        why="no wrk report"
+    elif [ -n "$non2xx" ]; then
+        why="$non2xx non-2xx responses"
+    elif [ -n "$sockerr" ]; then
+        why="$sockerr"
+    fi
+    if [ -n "$why" ]; then
+        echo "$scen $name $round FAILED $why" >>"$RESULTS"
+        FAILURES=$((FAILURES + 1))
+        say "  round $round $name: FAILED ($why)"
+        return
+    fi
+    local cpu_us p99_us
+    cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$total" \
+        'BEGIN { if (n > 0) printf "%.3f", d * 1e6 / hz / n; else print "nan" }')
+    p99_us=$(to_us "$p99")
+    echo "$scen $name $round ok $rps $cpu_us $p99_us" >>"$RESULTS"
+    say "  round $round $name: $rps req/s, server ${cpu_us} us CPU/req, p99 ${p99_us} us"
+}
+
+print_table() { # print_table SCENARIO
+    local scen=$1
+    printf '\n== %s: %s connections (wrk -t1, %s s after %s s warm-up, median of %s) ==\n' \
+        "${scen%%:*}" "${scen##*:}" "$DURATION" "$WARMUP" "$REPEATS"
+    awk -v scen="$scen" -v servers="${SERVERS[*]}" '
+        function median(list,    a, n, i, j, t) {
+            n = split(list, a, " ")
+            if (n == 0) return ""
+            for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "-" : sprintf("%.2fx", x / y) }
+        $1 == scen {
+            runs[$2]++
+            if ($4 == "ok") { ok[$2]++; r[$2] = r[$2] " " $5; c[$2] = c[$2] " " $6; p[$2] = p[$2] " " $7 }
+        }
+        END {
+            ns = split(servers, s, " ")
+            printf "%-7s %-12s %12s %12s %12s\n", "server", "runs ok", "req/s", "CPU us/req", "p99 us"
+            for (i = 1; i <= ns; i++) {
+                k = s[i]
+                mr[k] = median(r[k]); mc[k] = median(c[k]); mp[k] = median(p[k])
+                fail = runs[k] - ok[k]
+                status = sprintf("%d/%d%s", ok[k], runs[k], fail ? " FAILED " fail : "")
+                if (ok[k] == 0) { printf "%-7s %-12s %12s\n", k, status, "FAILED"; continue }
+                printf "%-7s %-12s %12.0f %12.3f %12.1f\n", k, status, mr[k], mc[k], mp[k]
+            }
+            printf "herd/hyper: req/s %s (target >= 1.00x), CPU/req %s (target <= 0.85x), p99 %s\n",
+                ratio(mr["herd"], mr["hyper"]), ratio(mc["herd"], mc["hyper"]), ratio(mp["herd"], mp["hyper"])
+        }' "$RESULTS"
+}
+
+for scen in $SCENARIOS; do
+    say "scenario: ${scen%%:*} x ${scen##*:} connections"
+    for round in $(seq 1 "$REPEATS"); do
+        n=${#SERVERS[@]}
+        for k in $(seq 0 $((n - 1))); do
+            run_one "$scen" "${SERVERS[$(((k + round - 1) % n))]}" "$round"
+        done
+    done
+done
+
+say ""
+say "per-run results (also failures): scenario server round status req/s cpu_us/req p99_us"
+cat "$RESULTS" >&2
+
+echo "herd HTTP benchmark: server on CPU $SERVER_CPU, wrk -t1 on CPU $CLIENT_CPU, one loop/thread each"
+echo "herd = $HERD_HTTP_BIN, hyper = $HYPER_BIN"
+echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on these CPUs skews throughput)"
+for scen in $SCENARIOS; do
+    print_table "$scen"
+done
+
+if [ "$FAILURES" -gt 0 ]; then
+    echo
+    echo "$FAILURES run(s) FAILED (shown above as FAILED)"
+    exit 1
+fi

@@ -1,0 +1,491 @@
+//! Routing by method and path: exact paths, `:name` parameters, `/*` prefixes, 404 and 405.
+//!
+//! A [`Router`] is built once, before the server starts, and shared read-only by every loop.
+//! Lookup order: an exact path first (one hash lookup, no allocation: the hot path), then
+//! parameter patterns in the order they were added, then prefix patterns (`/static/*`),
+//! longest first. A path that matches routes but none for the method gets 405 with an `Allow`
+//! header listing the methods that would match; a path that matches nothing gets 404. `HEAD`
+//! falls back to the `GET` route (the server drops the body). Handlers run inline on the loop
+//! ([`Router::route`]) or on the worker pool ([`Router::route_blocking`]). This module only
+//! matches; it runs no handler and writes nothing. Its caller is the HTTP handler.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use ::http::{Method, Request, Response};
+
+use super::Body;
+
+/// A request handler: takes the request, returns the response.
+pub type HandlerFn = dyn Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static;
+
+/// How a matched handler runs.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// On the event loop: must not block.
+    Inline(Arc<HandlerFn>),
+    /// On the worker pool; the response comes back to the loop.
+    Blocking(Arc<HandlerFn>),
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Endpoint::Inline(_) => "Endpoint::Inline",
+            Endpoint::Blocking(_) => "Endpoint::Blocking",
+        })
+    }
+}
+
+/// Path parameters of a matched pattern route, in the request's extensions.
+///
+/// `:name` segments are percent-decoded (kept as written if that is not UTF-8); the rest of
+/// a `/*` route is available as `"*"`, as written (not decoded), without a leading `/`.
+///
+/// ```
+/// use herd_core::http::{Body, Params, Request, Response, Router};
+///
+/// let router = Router::new().get("/users/:id", |req: Request<Body>| {
+///     let id = req.extensions().get::<Params>().and_then(|p| p.get("id")).unwrap_or("");
+///     Response::new(Body::from(format!("user {id}")))
+/// });
+/// # let _ = router;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    pairs: Vec<(Arc<str>, String)>,
+}
+
+impl Params {
+    /// The value of parameter `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All parameters, in pattern order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (&**n, v.as_str()))
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+/// One segment of a pattern.
+#[derive(Debug, Clone)]
+enum Seg {
+    Lit(Box<str>),
+    Param(Arc<str>),
+}
+
+/// A pattern route: segments, and whether it ends in `/*`.
+#[derive(Debug)]
+struct Pattern {
+    segs: Vec<Seg>,
+    prefix: bool,
+    methods: Methods,
+}
+
+/// The handlers of one path, by method.
+#[derive(Debug, Default)]
+struct Methods {
+    list: Vec<(Method, Endpoint)>,
+    any: Option<Endpoint>,
+}
+
+impl Methods {
+    fn set(&mut self, method: Option<Method>, ep: Endpoint) {
+        match method {
+            None => self.any = Some(ep),
+            Some(m) => match self.list.iter_mut().find(|(k, _)| *k == m) {
+                Some(slot) => slot.1 = ep,
+                None => self.list.push((m, ep)),
+            },
+        }
+    }
+
+    fn find(&self, method: &Method) -> Option<&Endpoint> {
+        let exact = |m: &Method| self.list.iter().find(|(k, _)| k == m).map(|(_, e)| e);
+        exact(method)
+            .or_else(|| {
+                (*method == Method::HEAD)
+                    .then(|| exact(&Method::GET))
+                    .flatten()
+            })
+            .or(self.any.as_ref())
+    }
+
+    /// Adds this path's methods to an `Allow` list (GET implies HEAD).
+    fn allow(&self, out: &mut Vec<Method>) {
+        for (m, _) in &self.list {
+            let implied = (*m == Method::GET).then_some(Method::HEAD);
+            for m in std::iter::once(m.clone()).chain(implied) {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+    }
+}
+
+/// What [`Router::lookup`] found.
+#[derive(Debug)]
+pub enum Route<'r> {
+    /// A handler; `params` is empty for exact routes.
+    Found {
+        /// The handler to run.
+        endpoint: &'r Endpoint,
+        /// Path parameters (none for an exact route).
+        params: Params,
+    },
+    /// No route matches the path: 404.
+    NotFound,
+    /// Routes match the path but not the method: 405 with this `Allow` value.
+    MethodNotAllowed(String),
+}
+
+/// Routes requests by method and path.
+///
+/// ```
+/// use herd_core::http::{Body, Method, Response, Route, Router};
+///
+/// let router = Router::new()
+///     .get("/hello", |_| Response::new(Body::from("hi")))
+///     .post("/users/:id", |_| Response::new(Body::empty()))
+///     .get("/static/*", |_| Response::new(Body::empty()));
+/// assert!(matches!(router.lookup(&Method::GET, "/hello"), Route::Found { .. }));
+/// assert!(matches!(router.lookup(&Method::HEAD, "/hello"), Route::Found { .. }));
+/// match router.lookup(&Method::GET, "/users/7") {
+///     Route::MethodNotAllowed(allow) => assert_eq!(allow, "POST"),
+///     other => panic!("{other:?}"),
+/// }
+/// match router.lookup(&Method::GET, "/static/css/a.css") {
+///     Route::Found { params, .. } => assert_eq!(params.get("*"), Some("css/a.css")),
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(matches!(router.lookup(&Method::GET, "/nope"), Route::NotFound));
+/// ```
+#[derive(Debug, Default)]
+pub struct Router {
+    exact: HashMap<Box<str>, Methods>,
+    patterns: Vec<Pattern>,
+    has_blocking: bool,
+}
+
+impl Router {
+    /// An empty router (every request gets 404).
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Add an inline handler for `method` and `path`; it runs on the event loop and must not
+    /// block. `path` is exact (`/a/b`), has parameters (`/users/:id`), or ends in `/*` (the
+    /// prefix and everything below it). A later route for the same method and path replaces
+    /// an earlier one.
+    pub fn route<F>(self, method: Method, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.add(Some(method), path, Endpoint::Inline(Arc::new(f)))
+    }
+
+    /// Add a handler that runs on the worker pool (it may block); its response is written by
+    /// the loop, in request order.
+    pub fn route_blocking<F>(self, method: Method, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.add(Some(method), path, Endpoint::Blocking(Arc::new(f)))
+    }
+
+    /// Add an inline handler for every method of `path` (tried after method-specific ones).
+    pub fn any<F>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.add(None, path, Endpoint::Inline(Arc::new(f)))
+    }
+
+    /// `route(Method::GET, ..)`: also answers HEAD unless a HEAD route exists.
+    pub fn get<F>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.route(Method::GET, path, f)
+    }
+
+    /// `route(Method::POST, ..)`.
+    pub fn post<F>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.route(Method::POST, path, f)
+    }
+
+    /// `route(Method::PUT, ..)`.
+    pub fn put<F>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.route(Method::PUT, path, f)
+    }
+
+    /// `route(Method::DELETE, ..)`.
+    pub fn delete<F>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.route(Method::DELETE, path, f)
+    }
+
+    /// Add an endpoint directly (used by [`Router::statics`](Router::statics) and by code
+    /// that builds routes from configuration). `method: None` matches every method.
+    pub fn add(mut self, method: Option<Method>, path: &str, ep: Endpoint) -> Router {
+        self.has_blocking |= matches!(ep, Endpoint::Blocking(_));
+        let (body, prefix) = match path.strip_suffix("/*") {
+            Some(p) => (p, true),
+            None => (path, false),
+        };
+        let segs: Vec<Seg> = body
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.strip_prefix(':') {
+                Some(name) => Seg::Param(name.into()),
+                None => Seg::Lit(s.into()),
+            })
+            .collect();
+        if !prefix && segs.iter().all(|s| matches!(s, Seg::Lit(_))) {
+            self.exact.entry(path.into()).or_default().set(method, ep);
+            return self;
+        }
+        let same = |p: &Pattern| {
+            p.prefix == prefix
+                && p.segs.len() == segs.len()
+                && p.segs.iter().zip(&segs).all(|(a, b)| match (a, b) {
+                    (Seg::Lit(x), Seg::Lit(y)) => x == y,
+                    (Seg::Param(_), Seg::Param(_)) => true,
+                    _ => false,
+                })
+        };
+        match self.patterns.iter_mut().find(|p| same(p)) {
+            Some(p) => p.methods.set(method, ep),
+            None => {
+                let mut methods = Methods::default();
+                methods.set(method, ep);
+                self.patterns.push(Pattern {
+                    segs,
+                    prefix,
+                    methods,
+                });
+                // Full patterns keep their order; prefixes go after them, longest first.
+                self.patterns
+                    .sort_by_key(|p| (p.prefix, std::cmp::Reverse(p.segs.len())));
+            }
+        }
+        self
+    }
+
+    /// Whether any route runs on the worker pool.
+    pub fn has_blocking(&self) -> bool {
+        self.has_blocking
+    }
+
+    /// Find the handler for `method` and `path` (the URI's path, without the query).
+    pub fn lookup(&self, method: &Method, path: &str) -> Route<'_> {
+        let mut allow: Vec<Method> = Vec::new();
+        if let Some(methods) = self.exact.get(path) {
+            match methods.find(method) {
+                Some(endpoint) => {
+                    return Route::Found {
+                        endpoint,
+                        params: Params::default(),
+                    }
+                }
+                None => methods.allow(&mut allow),
+            }
+        }
+        for p in &self.patterns {
+            let Some(params) = match_pattern(p, path) else {
+                continue;
+            };
+            match p.methods.find(method) {
+                Some(endpoint) => return Route::Found { endpoint, params },
+                None => p.methods.allow(&mut allow),
+            }
+        }
+        if allow.is_empty() {
+            return Route::NotFound;
+        }
+        let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
+        Route::MethodNotAllowed(list.join(", "))
+    }
+}
+
+/// Matches `path` against a pattern, returning its parameters.
+fn match_pattern(p: &Pattern, path: &str) -> Option<Params> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut rest = path;
+    let mut params = Params::default();
+    for seg in &p.segs {
+        // Empty segments (`//`) are skipped, as `add` ignored them in patterns.
+        let r = rest.trim_start_matches('/');
+        if r.is_empty() {
+            return None;
+        }
+        let end = r.find('/').unwrap_or(r.len());
+        let (value, after) = r.split_at(end);
+        match seg {
+            Seg::Lit(lit) if **lit == *value => {}
+            Seg::Lit(_) => return None,
+            Seg::Param(name) => params.pairs.push((name.clone(), percent_decode(value))),
+        }
+        rest = after;
+    }
+    // `rest` is now empty or starts with '/'.
+    if p.prefix {
+        let tail = rest.strip_prefix('/').unwrap_or(rest);
+        params.pairs.push(("*".into(), tail.to_owned()));
+        Some(params)
+    } else if rest.is_empty() || rest == "/" {
+        Some(params)
+    } else {
+        None
+    }
+}
+
+/// Percent-decodes a path segment; keeps it as written if the result is not UTF-8 or an
+/// escape is malformed.
+fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => return s.to_owned(),
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(tag: &'static str) -> impl Fn(Request<Body>) -> Response<Body> + Send + Sync {
+        move |_| Response::new(Body::from(tag))
+    }
+
+    /// Runs the matched handler and returns its body, or the routing outcome.
+    fn hit(r: &Router, m: Method, path: &str) -> String {
+        match r.lookup(&m, path) {
+            Route::Found { endpoint, params } => {
+                let (Endpoint::Inline(f) | Endpoint::Blocking(f)) = endpoint;
+                let body = f(Request::new(Body::empty())).into_body();
+                let text = String::from_utf8(body.as_bytes().unwrap().to_vec()).unwrap();
+                let ps: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if ps.is_empty() {
+                    text
+                } else {
+                    format!("{text} {}", ps.join(" "))
+                }
+            }
+            Route::NotFound => "404".into(),
+            Route::MethodNotAllowed(allow) => format!("405 {allow}"),
+        }
+    }
+
+    fn router() -> Router {
+        Router::new()
+            .get("/", ok("root"))
+            .get("/users/new", ok("new"))
+            .get("/users/:id", ok("user"))
+            .delete("/users/:id", ok("del"))
+            .get("/users/:id/posts/:post", ok("post"))
+            .get("/static/*", ok("static"))
+            .get("/static/deep/*", ok("deep"))
+            .post("/form", ok("form"))
+    }
+
+    #[test]
+    fn exact_beats_params_and_params_decode() {
+        let r = router();
+        assert_eq!(hit(&r, Method::GET, "/"), "root");
+        assert_eq!(hit(&r, Method::GET, "/users/new"), "new");
+        assert_eq!(hit(&r, Method::GET, "/users/42"), "user id=42");
+        assert_eq!(hit(&r, Method::GET, "/users/a%20b"), "user id=a b");
+        assert_eq!(hit(&r, Method::GET, "/users/a%zz"), "user id=a%zz");
+        assert_eq!(hit(&r, Method::DELETE, "/users/42"), "del id=42");
+        assert_eq!(hit(&r, Method::GET, "/users/1/posts/2"), "post id=1 post=2");
+        assert_eq!(hit(&r, Method::GET, "/users/1/posts"), "404");
+        assert_eq!(hit(&r, Method::GET, "/users/1/"), "user id=1");
+    }
+
+    #[test]
+    fn prefixes_longest_first() {
+        let r = router();
+        assert_eq!(hit(&r, Method::GET, "/static"), "static *=");
+        assert_eq!(hit(&r, Method::GET, "/static/"), "static *=");
+        assert_eq!(hit(&r, Method::GET, "/static/a/b.css"), "static *=a/b.css");
+        assert_eq!(hit(&r, Method::GET, "/static/deep/x"), "deep *=x");
+        assert_eq!(hit(&r, Method::GET, "/staticx"), "404");
+        let root = Router::new()
+            .get("/*", ok("all"))
+            .get("/exact", ok("exact"));
+        assert_eq!(hit(&root, Method::GET, "/"), "all *=");
+        assert_eq!(hit(&root, Method::GET, "/a/b"), "all *=a/b");
+        assert_eq!(hit(&root, Method::GET, "/exact"), "exact");
+    }
+
+    #[test]
+    fn not_found_and_method_not_allowed() {
+        let r = router();
+        assert_eq!(hit(&r, Method::GET, "/nope"), "404");
+        assert_eq!(hit(&r, Method::GET, "/form"), "405 POST");
+        assert_eq!(hit(&r, Method::POST, "/users/9"), "405 GET, HEAD, DELETE");
+        assert_eq!(hit(&r, Method::PUT, "/"), "405 GET, HEAD");
+        assert_eq!(hit(&r, Method::HEAD, "/users/9"), "user id=9");
+    }
+
+    #[test]
+    fn any_and_replacement() {
+        let r = Router::new()
+            .any("/x", ok("any"))
+            .get("/x", ok("get1"))
+            .get("/x", ok("get2"));
+        assert_eq!(hit(&r, Method::GET, "/x"), "get2");
+        assert_eq!(hit(&r, Method::PATCH, "/x"), "any");
+        assert!(!r.has_blocking());
+        let r = r.route_blocking(Method::POST, "/slow", ok("slow"));
+        assert!(r.has_blocking());
+        assert!(matches!(
+            r.lookup(&Method::POST, "/slow"),
+            Route::Found {
+                endpoint: Endpoint::Blocking(_),
+                ..
+            }
+        ));
+    }
+}

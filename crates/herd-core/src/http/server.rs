@@ -1,0 +1,726 @@
+//! The HTTP/1.1 connection handler: requests in, handlers run, responses out in order.
+//!
+//! [`HttpHandler`] is the per-loop [`Handler`] (made by
+//! [`HttpService`](super::HttpService), which holds what all loops share) and
+//! [`HttpConnState`] the per-connection state.
+//! For each decoded request the handler looks up the route and either calls it inline or
+//! submits it to the worker pool; a pool response comes back through
+//! [`Handle::notify`](crate::Handle::notify). Responses leave in request order: while one is
+//! outstanding (on the pool, or a stream waiting for the peer to drain its output) later
+//! complete requests wait in a queue, reading from the peer is paused, and a decode error
+//! that arrived behind them is answered only after them. Timeouts use one lazily re-armed
+//! timer per connection (no timer operation per request): header timeout (408), keep-alive
+//! idle timeout, and a silent close for a connection that never sent anything.
+//!
+//! It must not block the loop (blocking handlers go to the pool), allocate per request beyond
+//! the `http` types and the handler's own response, or write a response out of order. Its
+//! caller is herd-core's event loop (through the `Handler` trait).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::http::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use ::http::request::Parts;
+use ::http::{Method, Request, Response, StatusCode, Uri, Version};
+use bytes::Bytes;
+use herd_proto::http1::{
+    continue_100, encode_chunk, encode_head, encode_last_chunk, error_response, BodyFraming,
+    BodyKind, BodyLen, DateCache, HttpError, ResponseContext,
+};
+
+use super::body::{ChunkSource, Kind};
+use super::codec::{Event, HttpCodec};
+use super::router::{Endpoint, HandlerFn, Route};
+use super::service::Shared;
+use super::{text_response, AccessEntry, Body, Trailers};
+use crate::{CloseReason, Conn, Handler, LoopCx, Timer};
+
+/// The token of the per-connection timeout timer.
+const TIMEOUT_TOKEN: u64 = 0;
+
+/// The per-loop HTTP handler (made by [`HttpService::into_factory`](super::HttpService::into_factory)).
+pub struct HttpHandler {
+    shared: Arc<Shared>,
+    out: Out,
+}
+
+/// Loop-local output helpers: the `Date` cache and the loop clock's offset to wall time.
+struct Out {
+    date: DateCache,
+    wall_offset_ms: u64,
+}
+
+impl Out {
+    fn date(&mut self, now_ms: u64) -> &[u8] {
+        self.date
+            .update(self.wall_offset_ms.saturating_add(now_ms) / 1000);
+        self.date.header_value()
+    }
+}
+
+impl HttpHandler {
+    pub(super) fn new(shared: Arc<Shared>) -> HttpHandler {
+        HttpHandler {
+            shared,
+            out: Out {
+                date: DateCache::new(),
+                wall_offset_ms: wall_ms(),
+            },
+        }
+    }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The state of one HTTP connection.
+pub struct HttpConnState {
+    peer: SocketAddr,
+    /// Requests started on this connection.
+    served: u64,
+    phase: Phase,
+    /// The armed timeout timer and when it fires.
+    timer: Option<(Timer, u64)>,
+    /// A request whose body is arriving.
+    incoming: Option<Box<Incoming>>,
+    /// Complete requests waiting behind an outstanding response.
+    queue: VecDeque<(Request<Body>, Meta)>,
+    busy: Busy,
+    /// A decode error to answer once the outstanding responses are written.
+    pending_error: Option<HttpError>,
+    /// A response said `Connection: close`; nothing more is served.
+    closing: bool,
+    /// Reading is paused by this handler.
+    read_paused: bool,
+    /// When a head started arriving while a response was outstanding (its header timeout
+    /// starts once the connection is idle again).
+    partial_since: Option<u64>,
+    next_token: u64,
+}
+
+/// Where a connection is, for its timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request (`first`: none yet on this connection).
+    Idle { since: u64, first: bool },
+    /// Part of a head has arrived.
+    Head { since: u64 },
+    /// A request is being received or answered.
+    Active,
+}
+
+/// What the response to a request must know about it.
+struct Meta {
+    version: Version,
+    keep_alive: bool,
+    head: bool,
+    start: u64,
+    /// Method and URI, kept only when there is an access log.
+    log: Option<(Method, Uri)>,
+}
+
+struct Incoming {
+    parts: Parts,
+    body: Vec<u8>,
+    meta: Meta,
+    /// `Expect: 100-continue` still to be answered (a response was outstanding).
+    need_continue: bool,
+}
+
+/// A response that is not complete yet (boxed: an idle connection keeps its state small).
+#[derive(Default)]
+enum Busy {
+    #[default]
+    None,
+    /// Computed on the worker pool.
+    Blocking(Box<Blocking>),
+    /// A streamed body being written.
+    Streaming(Box<Streaming>),
+}
+
+struct Blocking {
+    /// The `notify` token the job answers with.
+    token: u64,
+    /// Where the job leaves the response.
+    slot: ResponseSlot,
+    meta: Meta,
+}
+
+struct Streaming {
+    src: ChunkSource,
+    /// Chunked framing (else raw until close, for HTTP/1.0).
+    chunked: bool,
+    keep_alive: bool,
+    status: StatusCode,
+    /// Body bytes queued so far.
+    sent: u64,
+    meta: Meta,
+}
+
+impl Handler for HttpHandler {
+    type State = HttpConnState;
+    type Codec = HttpCodec;
+
+    fn new_codec(&mut self) -> HttpCodec {
+        HttpCodec::new(self.shared.opts.limits.clone())
+    }
+
+    fn on_loop_start(&mut self, lp: &mut LoopCx<'_, Self>) {
+        self.out.wall_offset_ms = wall_ms().saturating_sub(lp.now_ms());
+    }
+
+    fn on_open(&mut self, cx: &mut Conn<'_, Self>) -> Option<HttpConnState> {
+        let now = cx.now_ms();
+        let mut st = HttpConnState {
+            peer: cx.peer_addr(),
+            served: 0,
+            phase: Phase::Idle {
+                since: now,
+                first: true,
+            },
+            timer: None,
+            incoming: None,
+            queue: VecDeque::new(),
+            busy: Busy::None,
+            pending_error: None,
+            closing: false,
+            read_paused: false,
+            partial_since: None,
+            next_token: 1,
+        };
+        let at = now.saturating_add(ms(self.shared.opts.header_timeout));
+        arm(cx, &mut st, at);
+        Some(st)
+    }
+
+    fn on_message(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, ev: Event<'_>) {
+        let HttpHandler { shared, out } = self;
+        let shared: &Shared = shared;
+        if st.closing {
+            return;
+        }
+        match ev {
+            Event::HeadStarted => {
+                match st.phase {
+                    Phase::Idle { since, first } => {
+                        let since = if first { since } else { cx.now_ms() };
+                        st.phase = Phase::Head { since };
+                        arm(cx, st, since.saturating_add(ms(shared.opts.header_timeout)));
+                    }
+                    Phase::Active => st.partial_since = Some(cx.now_ms()),
+                    Phase::Head { .. } => {}
+                }
+                return;
+            }
+            Event::Head(head) => {
+                st.phase = Phase::Active;
+                st.partial_since = None;
+                let meta = Meta {
+                    version: head.request.version,
+                    keep_alive: head.keep_alive,
+                    head: head.request.method == Method::HEAD,
+                    start: cx.now_ms(),
+                    log: shared
+                        .access_log
+                        .as_ref()
+                        .map(|_| (head.request.method.clone(), head.request.uri.clone())),
+                };
+                if head.body == BodyKind::None {
+                    let req = Request::from_parts(head.request, Body::empty());
+                    accept(shared, out, cx, st, req, meta);
+                } else {
+                    let cap = match head.body {
+                        BodyKind::Length(n) => n.min(64 * 1024) as usize,
+                        _ => 0,
+                    };
+                    let mut need_continue = head.expect_continue;
+                    if need_continue && !outstanding(st) {
+                        cx.with_output(continue_100);
+                        need_continue = false;
+                    }
+                    st.incoming = Some(Box::new(Incoming {
+                        parts: head.request,
+                        body: Vec::with_capacity(cap),
+                        meta,
+                        need_continue,
+                    }));
+                }
+            }
+            Event::Body(data) => {
+                if let Some(inc) = st.incoming.as_mut() {
+                    inc.body.extend_from_slice(data);
+                }
+            }
+            Event::Last { data, trailers } => {
+                if let Some(inc) = st.incoming.take() {
+                    let mut inc = *inc;
+                    inc.body.extend_from_slice(data);
+                    let body = Body::from(std::mem::take(&mut inc.body));
+                    let mut req = Request::from_parts(inc.parts, body);
+                    if let Some(t) = trailers {
+                        req.extensions_mut().insert(Trailers(t));
+                    }
+                    accept(shared, out, cx, st, req, inc.meta);
+                }
+            }
+            Event::Error(e) => {
+                tracing::warn!("http {}: bad request: {e}", st.peer);
+                st.incoming = None;
+                if outstanding(st) {
+                    st.pending_error = Some(e);
+                } else {
+                    refuse(shared, out, cx, st, e.status(), CloseReason::Decode);
+                    return;
+                }
+            }
+        }
+        settle(shared, out, cx, st);
+    }
+
+    fn on_notify(
+        &mut self,
+        cx: &mut Conn<'_, Self>,
+        st: &mut HttpConnState,
+        token: u64,
+        _data: Bytes,
+    ) {
+        let HttpHandler { shared, out } = self;
+        let shared: &Shared = shared;
+        if !matches!(&st.busy, Busy::Blocking(b) if b.token == token) {
+            return;
+        }
+        let Busy::Blocking(job) = std::mem::take(&mut st.busy) else {
+            return;
+        };
+        let Blocking { slot, meta, .. } = *job;
+        let resp = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let resp = resp.unwrap_or_else(|| text_response(StatusCode::INTERNAL_SERVER_ERROR));
+        respond(shared, out, cx, st, meta, resp);
+        settle(shared, out, cx, st);
+    }
+
+    fn on_backpressure(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, paused: bool) {
+        if paused || !matches!(st.busy, Busy::Streaming(_)) {
+            return;
+        }
+        let HttpHandler { shared, out } = self;
+        let shared: &Shared = shared;
+        pump(shared, cx, st);
+        settle(shared, out, cx, st);
+    }
+
+    fn on_timer(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, token: u64) {
+        if token != TIMEOUT_TOKEN {
+            return;
+        }
+        st.timer = None;
+        let HttpHandler { shared, out } = self;
+        let shared: &Shared = shared;
+        let now = cx.now_ms();
+        match st.phase {
+            Phase::Idle { since, first } => {
+                let limit = if first {
+                    shared.opts.header_timeout
+                } else {
+                    shared.opts.keepalive_timeout
+                };
+                let due = since.saturating_add(ms(limit));
+                if now < due {
+                    arm(cx, st, due);
+                } else if first {
+                    tracing::debug!("http {}: no request within the header timeout", st.peer);
+                    cx.close_with(CloseReason::Timeout, false);
+                } else {
+                    cx.close_with(CloseReason::Idle, false);
+                }
+            }
+            Phase::Head { since } => {
+                let due = since.saturating_add(ms(shared.opts.header_timeout));
+                if now < due {
+                    arm(cx, st, due);
+                } else {
+                    tracing::debug!("http {}: request head timed out", st.peer);
+                    refuse(shared, out, cx, st, 408, CloseReason::Timeout);
+                }
+            }
+            Phase::Active => {}
+        }
+    }
+
+    fn is_busy(&self, st: &HttpConnState) -> bool {
+        !matches!(st.busy, Busy::None)
+            || !st.queue.is_empty()
+            || st.incoming.is_some()
+            || st.pending_error.is_some()
+    }
+}
+
+/// Whole milliseconds of `d`, saturating.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Make sure the timeout timer fires no later than `at`.
+fn arm(cx: &mut Conn<'_, HttpHandler>, st: &mut HttpConnState, at: u64) {
+    if let Some((timer, armed)) = st.timer {
+        if armed <= at {
+            return;
+        }
+        cx.cancel_timer(timer);
+    }
+    let now = cx.now_ms();
+    let timer = cx.run_after(Duration::from_millis(at.saturating_sub(now)), TIMEOUT_TOKEN);
+    st.timer = Some((timer, at.max(now)));
+}
+
+/// A response is still to be completed before the next one may be written.
+fn outstanding(st: &HttpConnState) -> bool {
+    !matches!(st.busy, Busy::None) || !st.queue.is_empty()
+}
+
+/// A complete request: run it now, or queue it behind an outstanding response.
+fn accept(
+    shared: &Shared,
+    out: &mut Out,
+    cx: &mut Conn<'_, HttpHandler>,
+    st: &mut HttpConnState,
+    req: Request<Body>,
+    meta: Meta,
+) {
+    if outstanding(st) {
+        st.queue.push_back((req, meta));
+        if !st.read_paused {
+            st.read_paused = true;
+            cx.pause_reading();
+        }
+    } else {
+        run(shared, out, cx, st, req, meta);
+    }
+}
+
+/// After an event: run queued requests while nothing is outstanding, then answer a deferred
+/// error or `100 Continue`, resume reading and go idle as appropriate.
+fn settle(shared: &Shared, out: &mut Out, cx: &mut Conn<'_, HttpHandler>, st: &mut HttpConnState) {
+    while !st.closing && matches!(st.busy, Busy::None) {
+        let Some((req, meta)) = st.queue.pop_front() else {
+            break;
+        };
+        run(shared, out, cx, st, req, meta);
+    }
+    if st.closing {
+        return;
+    }
+    if !matches!(st.busy, Busy::None) {
+        if !st.read_paused {
+            st.read_paused = true;
+            cx.pause_reading();
+        }
+        return;
+    }
+    if let Some(e) = st.pending_error.take() {
+        refuse(shared, out, cx, st, e.status(), CloseReason::Decode);
+        return;
+    }
+    if let Some(inc) = st.incoming.as_mut() {
+        if inc.need_continue {
+            inc.need_continue = false;
+            cx.with_output(continue_100);
+        }
+    }
+    if st.read_paused {
+        st.read_paused = false;
+        cx.resume_reading();
+    }
+    if st.incoming.is_none() && st.phase == Phase::Active {
+        let now = cx.now_ms();
+        if let Some(since) = st.partial_since.take() {
+            // The next head is already arriving: its header timeout applies.
+            st.phase = Phase::Head { since };
+            arm(cx, st, since.saturating_add(ms(shared.opts.header_timeout)));
+        } else {
+            st.phase = Phase::Idle {
+                since: now,
+                first: false,
+            };
+            arm(
+                cx,
+                st,
+                now.saturating_add(ms(shared.opts.keepalive_timeout)),
+            );
+        }
+    }
+}
+
+/// Route and run one request.
+fn run(
+    shared: &Shared,
+    out: &mut Out,
+    cx: &mut Conn<'_, HttpHandler>,
+    st: &mut HttpConnState,
+    mut req: Request<Body>,
+    mut meta: Meta,
+) {
+    st.served += 1;
+    if shared.opts.max_requests.is_some_and(|m| st.served >= m) {
+        meta.keep_alive = false;
+    }
+    let resp = match shared.router.lookup(req.method(), req.uri().path()) {
+        Route::Found { endpoint, params } => {
+            if !params.is_empty() {
+                req.extensions_mut().insert(params);
+            }
+            match endpoint {
+                Endpoint::Inline(f) => call(f.as_ref(), req, &mut meta),
+                Endpoint::Blocking(f) => match submit(shared, cx, st, f, req) {
+                    Ok((token, slot)) => {
+                        st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
+                        return;
+                    }
+                    Err(status) => {
+                        let mut resp = text_response(status);
+                        if status == StatusCode::SERVICE_UNAVAILABLE {
+                            resp.headers_mut()
+                                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                        }
+                        resp
+                    }
+                },
+            }
+        }
+        Route::NotFound => text_response(StatusCode::NOT_FOUND),
+        Route::MethodNotAllowed(allow) => {
+            let mut resp = text_response(StatusCode::METHOD_NOT_ALLOWED);
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                resp.headers_mut().insert(ALLOW, v);
+            }
+            resp
+        }
+    };
+    respond(shared, out, cx, st, meta, resp);
+}
+
+/// Call an inline handler; a panic becomes a 500 that closes the connection.
+fn call(f: &HandlerFn, req: Request<Body>, meta: &mut Meta) -> Response<Body> {
+    match catch_unwind(AssertUnwindSafe(|| f(req))) {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::error!("http handler panicked; answering 500");
+            meta.keep_alive = false;
+            text_response(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+/// Where a pool job leaves its response.
+type ResponseSlot = Arc<Mutex<Option<Response<Body>>>>;
+
+/// Hand a blocking request to the worker pool. On success returns the notify token and the
+/// slot the response will be in; when the pool is full, 503.
+fn submit(
+    shared: &Shared,
+    cx: &mut Conn<'_, HttpHandler>,
+    st: &mut HttpConnState,
+    f: &Arc<HandlerFn>,
+    req: Request<Body>,
+) -> Result<(u64, ResponseSlot), StatusCode> {
+    let Some(pool) = shared.pool.as_ref() else {
+        return Err(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let token = st.next_token;
+    st.next_token += 1;
+    let slot: ResponseSlot = Arc::new(Mutex::new(None));
+    let (slot2, handle, f) = (slot.clone(), cx.handle(), f.clone());
+    let job = move || {
+        let resp = catch_unwind(AssertUnwindSafe(|| f(req))).unwrap_or_else(|_| {
+            tracing::error!("blocking http handler panicked; answering 500");
+            text_response(StatusCode::INTERNAL_SERVER_ERROR)
+        });
+        *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(resp);
+        handle.notify(token, Bytes::new());
+    };
+    match pool.try_submit(job) {
+        Ok(()) => Ok((token, slot)),
+        Err(_) => Err(StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+/// Write a response: its head, and its body as its kind and the framing require.
+fn respond(
+    shared: &Shared,
+    out: &mut Out,
+    cx: &mut Conn<'_, HttpHandler>,
+    st: &mut HttpConnState,
+    meta: Meta,
+    resp: Response<Body>,
+) {
+    let (parts, body) = resp.into_parts();
+    let len = match &body.kind {
+        Kind::Empty => BodyLen::Empty,
+        Kind::Bytes(b) => BodyLen::Length(b.len() as u64),
+        Kind::File { len, .. } => BodyLen::Length(*len),
+        Kind::Stream(_) => BodyLen::Chunked,
+    };
+    let ctx = ResponseContext {
+        version: meta.version,
+        keep_alive: meta.keep_alive,
+        head_request: meta.head,
+        date: out.date(cx.now_ms()),
+    };
+    let written = cx.with_output(|dst| {
+        let outcome = encode_head(dst, parts.status, &parts.headers, len, &ctx);
+        if let (BodyFraming::Length(_), Kind::Bytes(b)) = (outcome.body, &body.kind) {
+            dst.extend_from_slice(b);
+        }
+        outcome
+    });
+    let Some(outcome) = written else {
+        return; // the connection is closing
+    };
+    let sent = match (outcome.body, body.kind) {
+        (BodyFraming::Length(n), Kind::Bytes(_)) => n,
+        (BodyFraming::Length(n), Kind::File { file, offset, len }) => {
+            cx.send_file(file, offset, len);
+            n
+        }
+        (BodyFraming::Chunked | BodyFraming::UntilClose, Kind::Stream(src)) => {
+            st.busy = Busy::Streaming(Box::new(Streaming {
+                src,
+                chunked: outcome.body == BodyFraming::Chunked,
+                keep_alive: outcome.keep_alive,
+                status: parts.status,
+                sent: 0,
+                meta,
+            }));
+            pump(shared, cx, st);
+            return;
+        }
+        // No body (HEAD, 204, 304, empty), and no other pairing: the length follows the kind.
+        _ => 0,
+    };
+    finish(
+        shared,
+        cx,
+        st,
+        &meta,
+        parts.status,
+        sent,
+        outcome.keep_alive,
+    );
+}
+
+/// Pull stream chunks into the output while it stays below the high watermark; on the end of
+/// the stream, finish the response. Continued from `on_backpressure(false)`.
+fn pump(shared: &Shared, cx: &mut Conn<'_, HttpHandler>, st: &mut HttpConnState) {
+    loop {
+        let Busy::Streaming(stream) = &mut st.busy else {
+            return;
+        };
+        let Streaming {
+            src, chunked, sent, ..
+        } = &mut **stream;
+        if cx.is_paused() {
+            return;
+        }
+        match src.next() {
+            Some(chunk) if chunk.is_empty() => {}
+            Some(chunk) => {
+                let chunked = *chunked;
+                let queued = cx.with_output(|dst| {
+                    if chunked {
+                        encode_chunk(dst, &chunk);
+                    } else {
+                        dst.extend_from_slice(&chunk);
+                    }
+                });
+                if queued.is_none() {
+                    st.busy = Busy::None; // closing: drop the stream
+                    return;
+                }
+                *sent += chunk.len() as u64;
+            }
+            None => {
+                let Busy::Streaming(stream) = std::mem::take(&mut st.busy) else {
+                    return;
+                };
+                let Streaming {
+                    chunked,
+                    keep_alive,
+                    status,
+                    sent,
+                    meta,
+                    ..
+                } = *stream;
+                if chunked {
+                    cx.with_output(encode_last_chunk);
+                }
+                finish(shared, cx, st, &meta, status, sent, keep_alive);
+                return;
+            }
+        }
+    }
+}
+
+/// A response is fully queued: log it, and close after it if it was the last.
+fn finish(
+    shared: &Shared,
+    cx: &mut Conn<'_, HttpHandler>,
+    st: &mut HttpConnState,
+    meta: &Meta,
+    status: StatusCode,
+    bytes: u64,
+    keep_alive: bool,
+) {
+    if let (Some(log), Some((method, uri))) = (&shared.access_log, &meta.log) {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        log(&AccessEntry {
+            method: method.as_str(),
+            path,
+            status: status.as_u16(),
+            bytes,
+            duration: Duration::from_millis(cx.now_ms().saturating_sub(meta.start)),
+            peer: st.peer,
+        });
+    }
+    if !keep_alive {
+        st.closing = true;
+        st.queue.clear();
+        cx.close_with(CloseReason::Local, true);
+    }
+}
+
+/// Answer a request that cannot be served (decode error 4xx/5xx, 408) and close after it.
+fn refuse(
+    shared: &Shared,
+    out: &mut Out,
+    cx: &mut Conn<'_, HttpHandler>,
+    st: &mut HttpConnState,
+    status: u16,
+    reason: CloseReason,
+) {
+    let date = out.date(cx.now_ms());
+    cx.with_output(|dst| error_response(dst, status, date));
+    if let Some(log) = &shared.access_log {
+        let reason_len = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .map_or(0, str::len);
+        log(&AccessEntry {
+            method: "-",
+            path: "-",
+            status,
+            bytes: (3 + 1 + reason_len + 1) as u64,
+            duration: Duration::ZERO,
+            peer: st.peer,
+        });
+    }
+    st.closing = true;
+    st.queue.clear();
+    st.incoming = None;
+    cx.close_with(reason, true);
+}

@@ -1,0 +1,98 @@
+//! What an HTTP server is made of before it runs: [`HttpService`] (router, options, access-log
+//! hook, worker pool), and the read-only [`Shared`] part every loop's
+//! [`HttpHandler`](super::HttpHandler) points to.
+//!
+//! Built once by the user (or the `herd` server from its configuration), then frozen behind an
+//! `Arc` when serving starts; nothing here changes or locks afterwards. It runs no requests
+//! (that is `server.rs`).
+
+use std::io;
+use std::sync::Arc;
+
+use super::router::Router;
+use super::server::HttpHandler;
+use super::{AccessEntry, HttpOptions};
+use crate::pool::WorkerPool;
+use crate::{Server, ServerHandle};
+
+/// A callback receiving one [`AccessEntry`] per response.
+type AccessLogFn = dyn Fn(&AccessEntry<'_>) + Send + Sync + 'static;
+
+/// What every loop shares, read-only.
+pub(super) struct Shared {
+    pub(super) router: Router,
+    pub(super) opts: HttpOptions,
+    pub(super) access_log: Option<Box<AccessLogFn>>,
+    pub(super) pool: Option<WorkerPool>,
+}
+
+/// An HTTP service: routes, options and hooks, ready to be served on a [`Server`].
+///
+/// ```no_run
+/// use herd_core::http::{Body, HttpOptions, HttpService, Method, Response, Router};
+/// use herd_core::Server;
+///
+/// let router = Router::new()
+///     .get("/", |_| Response::new(Body::from("home")))
+///     .route_blocking(Method::POST, "/report", |req| {
+///         // May block: runs on the worker pool.
+///         Response::new(Body::from(format!("{} bytes", req.body().len().unwrap_or(0))))
+///     });
+/// let service = HttpService::new(router)
+///     .options(HttpOptions::default())
+///     .access_log(|e| eprintln!("{} {} {} {}", e.peer, e.method, e.path, e.status));
+/// let server = service.serve(Server::new().bind("127.0.0.1:8080")?.loops(2))?;
+/// server.join();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct HttpService {
+    shared: Shared,
+}
+
+impl HttpService {
+    /// A service answering with `router`, default options, no access log.
+    pub fn new(router: Router) -> HttpService {
+        HttpService {
+            shared: Shared {
+                router,
+                opts: HttpOptions::default(),
+                access_log: None,
+                pool: None,
+            },
+        }
+    }
+
+    /// Replace the options.
+    pub fn options(mut self, opts: HttpOptions) -> HttpService {
+        self.shared.opts = opts;
+        self
+    }
+
+    /// Call `f` once per response (after it is queued) and per refused request. It runs on
+    /// the event loop: hand the entry to a writer, do not block.
+    pub fn access_log(mut self, f: impl Fn(&AccessEntry<'_>) + Send + Sync + 'static) -> Self {
+        self.shared.access_log = Some(Box::new(f));
+        self
+    }
+
+    /// Run blocking routes on `pool` (e.g. one shared with other protocols). Without one, a
+    /// router with blocking routes gets a pool of 4 threads and 1024 queued jobs.
+    pub fn pool(mut self, pool: WorkerPool) -> HttpService {
+        self.shared.pool = Some(pool);
+        self
+    }
+
+    /// The handler factory for [`Server::serve`].
+    pub fn into_factory(mut self) -> impl Fn() -> HttpHandler + Send + Sync + Clone + 'static {
+        if self.shared.pool.is_none() && self.shared.router.has_blocking() {
+            self.shared.pool = Some(WorkerPool::new(4, 1024));
+        }
+        let shared = Arc::new(self.shared);
+        move || HttpHandler::new(shared.clone())
+    }
+
+    /// Start serving on `server` (its listeners and options).
+    pub fn serve(self, server: Server) -> io::Result<ServerHandle> {
+        server.serve(self.into_factory())
+    }
+}

@@ -1,0 +1,392 @@
+//! Serving a directory: the file-system half of herd's static-file site.
+//!
+//! [`StaticDir`] answers GET and HEAD for files below a root directory, using herd-proto's pure
+//! helpers for every decision (path resolution, MIME type, ETag, conditional requests, ranges)
+//! and doing only the file-system work itself: open (non-blocking, so a FIFO cannot stall the
+//! loop), `fstat`, and a check that the file actually opened lies below the root (so a symlink
+//! cannot lead outside it). Bodies are [`Body::file`] regions, written by the loop with
+//! `sendfile`, so memory stays bounded whatever the file size; only bodies up to
+//! [`StaticDir::inline_max`] (32 KiB) are read into memory, to leave with their head in one
+//! write. Opening and `fstat` run inline on the loop, as nginx does. It must not buffer large
+//! files or serve anything outside the root. Callers: [`Router::statics`] (mounting) and the
+//! `herd` server.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use ::http::header::{
+    HeaderValue, ACCEPT_RANGES, ALLOW, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
+    RANGE,
+};
+use ::http::{Method, Request, Response, StatusCode};
+use herd_proto::http1::statics::{
+    etag, evaluate_conditional, if_range_allows, mime_for, parse_range, resolve_path, Conditional,
+    PathError, RangeResult,
+};
+use herd_proto::http1::DateCache;
+
+use super::body::Kind;
+use super::router::{Endpoint, Params, Router};
+use super::{text_response, Body};
+
+/// A directory served over HTTP.
+///
+/// ```
+/// use herd_core::http::{Router, StaticDir};
+///
+/// let dir = StaticDir::new(std::env::temp_dir())?;
+/// let router = Router::new().statics("/files", dir);
+/// # let _ = router;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StaticDir {
+    root: PathBuf,
+    index: String,
+    inline_max: u64,
+}
+
+/// Default for [`StaticDir::inline_max`].
+const INLINE_MAX: u64 = 32 * 1024;
+
+impl StaticDir {
+    /// Serve the directory `root` (resolved now to its canonical path; it must exist and be a
+    /// directory). Directory URLs serve `index.html`.
+    pub fn new(root: impl AsRef<Path>) -> io::Result<StaticDir> {
+        let root = root.as_ref().canonicalize()?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(StaticDir {
+            root,
+            index: "index.html".into(),
+            inline_max: INLINE_MAX,
+        })
+    }
+
+    /// Serve `name` for directory URLs instead of `index.html`.
+    pub fn index(mut self, name: &str) -> StaticDir {
+        self.index = name.into();
+        self
+    }
+
+    /// Bodies of at most `bytes` (default 32 KiB) are read into memory and leave in the same
+    /// write as the response head: one TCP segment instead of a head plus a `sendfile`, which
+    /// is what small files gain most from. Larger bodies always go out with `sendfile`. 0
+    /// sends everything with `sendfile`.
+    pub fn inline_max(mut self, bytes: u64) -> StaticDir {
+        self.inline_max = bytes;
+        self
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Answer `req` for `rel`, the URL path below the mount point as written (percent-encoded,
+    /// no leading `/`; empty for the mount point itself).
+    ///
+    /// Outcomes: 200 with the file, 206/416 for `Range`, 304 for a matching `If-None-Match` or
+    /// `If-Modified-Since`, 301 to add the `/` a directory URL lacks, 403 for traversal
+    /// attempts (`..`, encoded slashes or backslashes, control bytes) and symlinks leading
+    /// outside the root, 404 for anything missing or not a regular file, 405 for methods other
+    /// than GET and HEAD.
+    pub fn serve(&self, req: &Request<Body>, rel: &str) -> Response<Body> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut resp = text_response(StatusCode::METHOD_NOT_ALLOWED);
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        let url = format!("/{rel}");
+        let rp = match resolve_path(&url) {
+            Ok(rp) => rp,
+            Err(PathError::BadEscape | PathError::NotUtf8 | PathError::NotAbsolute) => {
+                return text_response(StatusCode::BAD_REQUEST)
+            }
+            Err(e) => {
+                tracing::debug!("static: refused {url:?}: {e}");
+                return text_response(StatusCode::FORBIDDEN);
+            }
+        };
+        let mut path = rp.join_to(&self.root);
+        let (mut file, mut meta) = match self.open_inside(&path) {
+            Ok(f) => f,
+            Err(status) => return text_response(status),
+        };
+        if meta.is_dir() {
+            if !rp.is_dir() {
+                return redirect_to_dir(req);
+            }
+            path.push(&self.index);
+            (file, meta) = match self.open_inside(&path) {
+                Ok(f) => f,
+                Err(status) => return text_response(status),
+            };
+        } else if rp.is_dir() {
+            // "/file.txt/": a file is not a directory.
+            return text_response(StatusCode::NOT_FOUND);
+        }
+        if !meta.is_file() {
+            return text_response(StatusCode::NOT_FOUND);
+        }
+        file_response(req, file, &meta, &path, self.inline_max)
+    }
+
+    /// Opens `path` without blocking on FIFOs and checks that what was opened lies below the
+    /// root (symlinks resolved).
+    fn open_inside(&self, path: &Path) -> Result<(File, Metadata), StatusCode> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| open_error_status(&e))?;
+        match real_path(&file, path) {
+            Ok(real) if real.starts_with(&self.root) => {}
+            Ok(real) => {
+                tracing::debug!(
+                    "static: {} leads outside the root to {}",
+                    path.display(),
+                    real.display()
+                );
+                return Err(StatusCode::FORBIDDEN);
+            }
+            Err(_) => return Err(StatusCode::FORBIDDEN),
+        }
+        let meta = file
+            .metadata()
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok((file, meta))
+    }
+}
+
+impl Router {
+    /// Serve `dir` under the URL prefix `mount` (`"/"` for the whole site) with GET and HEAD.
+    pub fn statics(self, mount: &str, dir: StaticDir) -> Router {
+        let pattern = format!("{}/*", mount.trim_end_matches('/'));
+        let dir = Arc::new(dir);
+        let ep = Endpoint::Inline(Arc::new(move |req: Request<Body>| {
+            let rel = req
+                .extensions()
+                .get::<Params>()
+                .and_then(|p| p.get("*"))
+                .unwrap_or("");
+            dir.serve(&req, rel)
+        }));
+        self.add(Some(Method::GET), &pattern, ep)
+    }
+}
+
+/// The status for a failed open.
+fn open_error_status(e: &io::Error) -> StatusCode {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StatusCode::NOT_FOUND,
+        io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        _ if e.raw_os_error() == Some(libc::ELOOP) => StatusCode::NOT_FOUND,
+        _ if e.raw_os_error() == Some(libc::ENAMETOOLONG) => StatusCode::NOT_FOUND,
+        _ => {
+            tracing::warn!("static: open failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// Where the opened file really is: its `/proc/self/fd` link (exact, no race), or the
+/// canonical form of `path` where `/proc` is not mounted.
+fn real_path(file: &File, path: &Path) -> io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .or_else(|_| path.canonicalize())
+}
+
+/// 301 to the same URL with a trailing `/` (query kept).
+fn redirect_to_dir(req: &Request<Body>) -> Response<Body> {
+    let mut location = format!("{}/", req.uri().path());
+    if let Some(q) = req.uri().query() {
+        location.push('?');
+        location.push_str(q);
+    }
+    let mut resp = text_response(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+/// The 200/206/304/416 response for an opened regular file.
+fn file_response(
+    req: &Request<Body>,
+    file: File,
+    meta: &Metadata,
+    path: &Path,
+    inline_max: u64,
+) -> Response<Body> {
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let (secs, nanos) = (mtime.as_secs(), mtime.subsec_nanos());
+    let tag = etag(len, secs, nanos);
+    let mut date = DateCache::new();
+    date.update(secs);
+    let validators = |resp: &mut Response<Body>| {
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            h.insert(ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_bytes(date.header_value()) {
+            h.insert(LAST_MODIFIED, v);
+        }
+    };
+    if evaluate_conditional(req.headers(), &tag, secs) == Conditional::NotModified {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        validators(&mut resp);
+        return resp;
+    }
+    let range = req
+        .headers()
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| if_range_allows(req.headers(), &tag, secs))
+        .map_or(RangeResult::Full, |v| parse_range(v, len));
+    let (status, body, content_range) = match range {
+        RangeResult::Full => (StatusCode::OK, Body::file(file, 0, len), None),
+        RangeResult::Partial(a, b) => (
+            StatusCode::PARTIAL_CONTENT,
+            Body::file(file, a, b - a + 1),
+            Some(format!("bytes {a}-{b}/{len}")),
+        ),
+        RangeResult::Unsatisfiable => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            Body::empty(),
+            Some(format!("bytes */{len}")),
+        ),
+    };
+    let body = match body.kind {
+        Kind::File { file, offset, len } if len <= inline_max && req.method() == Method::GET => {
+            let mut buf = vec![0u8; len as usize];
+            if let Err(e) = file.read_exact_at(&mut buf, offset) {
+                tracing::warn!("static: reading {}: {e}", path.display());
+                return text_response(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            Body::from(buf)
+        }
+        kind => Body { kind },
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if status != StatusCode::RANGE_NOT_SATISFIABLE {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(mime_for(ext)));
+        validators(&mut resp);
+    }
+    resp.headers_mut()
+        .insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(v) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert(CONTENT_RANGE, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn site(tag: &str) -> (Tmp, StaticDir) {
+        let base = std::env::temp_dir().join(format!("herd-statics-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.txt"), b"hello static").unwrap();
+        std::fs::write(root.join("sub/index.html"), b"<p>index</p>").unwrap();
+        std::fs::write(base.join("secret.txt"), b"secret").unwrap();
+        std::os::unix::fs::symlink(base.join("secret.txt"), root.join("escape.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.txt"), root.join("inside.txt")).unwrap();
+        let dir = StaticDir::new(&root).unwrap();
+        (Tmp(base), dir)
+    }
+
+    fn get(dir: &StaticDir, rel: &str, headers: &[(&str, &str)]) -> Response<Body> {
+        let mut b = Request::builder().uri(format!("/s/{rel}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        dir.serve(&b.body(Body::empty()).unwrap(), rel)
+    }
+
+    #[test]
+    fn serves_files_with_validators() {
+        let (_t, dir) = site("ok");
+        let r = get(&dir, "a.txt", &[]);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(
+            r.body().as_bytes(),
+            Some(&b"hello static"[..]),
+            "small: inline"
+        );
+        let big = get(&dir.clone().inline_max(4), "a.txt", &[]);
+        assert!(big.body().is_file());
+        assert_eq!(big.body().len(), Some(12));
+        let tag = r.headers()[ETAG].to_str().unwrap().to_owned();
+        let lm = r.headers()[LAST_MODIFIED].to_str().unwrap().to_owned();
+        assert_eq!(get(&dir, "a.txt", &[("if-none-match", &tag)]).status(), 304);
+        assert_eq!(
+            get(&dir, "a.txt", &[("if-modified-since", &lm)]).status(),
+            304
+        );
+        let idx = get(&dir, "sub/", &[]);
+        assert_eq!(idx.status(), 200);
+        assert_eq!(idx.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        let redirect = get(&dir, "sub", &[]);
+        assert_eq!(redirect.status(), 301);
+        assert_eq!(redirect.headers()[LOCATION], "/s/sub/");
+        assert_eq!(get(&dir, "inside.txt", &[]).status(), 200);
+    }
+
+    #[test]
+    fn ranges() {
+        let (_t, dir) = site("range");
+        let r = get(&dir, "a.txt", &[("range", "bytes=6-")]);
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.headers()[CONTENT_RANGE], "bytes 6-11/12");
+        assert_eq!(r.body().len(), Some(6));
+        let r = get(&dir, "a.txt", &[("range", "bytes=12-")]);
+        assert_eq!(r.status(), 416);
+        assert_eq!(r.headers()[CONTENT_RANGE], "bytes */12");
+    }
+
+    #[test]
+    fn refusals() {
+        let (_t, dir) = site("refuse");
+        assert_eq!(get(&dir, "../secret.txt", &[]).status(), 403);
+        assert_eq!(get(&dir, "%2e%2e/secret.txt", &[]).status(), 403);
+        assert_eq!(get(&dir, "sub%2f..%2f..%2fsecret.txt", &[]).status(), 403);
+        assert_eq!(get(&dir, "escape.txt", &[]).status(), 403);
+        assert_eq!(get(&dir, "missing", &[]).status(), 404);
+        assert_eq!(get(&dir, "a.txt/", &[]).status(), 404);
+        assert_eq!(get(&dir, "a.txt/x", &[]).status(), 404);
+        assert_eq!(get(&dir, "", &[]).status(), 404, "no index in the root");
+        let post = Request::post("/s/a.txt").body(Body::empty()).unwrap();
+        assert_eq!(dir.serve(&post, "a.txt").status(), 405);
+    }
+}
