@@ -486,18 +486,44 @@ mod tests {
 
     #[test]
     fn spawn_inheriting_passes_only_listed_fds() {
+        use std::io::Read;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (fd, ofd) = (l.as_raw_fd(), other.as_raw_fd());
-        // SIGUSR2 (12) is bit 11 (0x800) of the blocked mask, SigBlk in /proc/PID/status.
+        // The child reports which descriptors it has, then waits on stdin so we can read its
+        // blocked-signal mask from /proc while it is alive.
         let script = format!(
-            "test -e /proc/self/fd/{fd} && ! test -e /proc/self/fd/{ofd} && \
-             grep -q '^SigBlk:.*[89a-f]..$' /proc/$$/status"
+            "test -e /proc/self/fd/{fd} && echo kept; test -e /proc/self/fd/{ofd} && echo leaked; \
+             echo done; exec cat >/dev/null"
         );
         let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(script);
+        cmd.arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
         let mut child =
             spawn_inheriting(&mut cmd, &[fd], Some(Signal::Term), &[Signal::Usr2]).unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 64];
+        while !seen.contains("done") {
+            let n = out.read(&mut buf).unwrap();
+            assert!(n > 0, "child exited early: {seen:?}");
+            seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        assert_eq!(seen, "kept\ndone\n");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap();
+        assert_ne!(
+            mask & (1 << (libc::SIGUSR2 - 1)),
+            0,
+            "SIGUSR2 not blocked: {mask:x}"
+        );
+        drop(child.stdin.take());
         assert!(child.wait().unwrap().success());
         unblock_signals(&[Signal::Usr2]).unwrap();
         assert!(is_listening_socket(fd));
