@@ -323,16 +323,40 @@ pub(crate) struct EventLoop<H: Handler> {
     fired: Vec<(TimerId, u64, TimerKind)>,
 }
 
-/// Run a handler callback; a panic is caught, counted and logged, and reported as `None`.
-fn guarded<R>(stats: &mut Stats, what: &str, f: impl FnOnce() -> R) -> Option<R> {
+/// Run a handler callback; a panic is caught and logged, and reported as `None` (the caller
+/// counts it and decides what to close).
+fn guarded<R>(what: &str, f: impl FnOnce() -> R) -> Option<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => Some(r),
         Err(_) => {
-            stats.handler_panics += 1;
-            tracing::error!("handler panicked in {what}; closing the connection");
+            tracing::error!("handler panicked in {what}");
             None
         }
     }
+}
+
+/// Run a callback about an open connection. A panic is counted and closes that connection
+/// ([`CloseReason::Panic`]); returns false then, or if the connection is not open.
+fn conn_callback<H: Handler>(
+    handler: &mut H,
+    slot: &mut Slot<H>,
+    core: &mut Core,
+    what: &str,
+    f: impl FnOnce(&mut H, &mut Conn<'_, H>, &mut H::State),
+) -> bool {
+    let Some(state) = slot.state.as_mut() else {
+        return false;
+    };
+    let mut cx = Conn {
+        io: &mut slot.io,
+        core,
+    };
+    if guarded(what, || f(handler, &mut cx, state)).is_some() {
+        return true;
+    }
+    core.stats.handler_panics += 1;
+    core.mark_close(&mut slot.io, CloseReason::Panic);
+    false
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -396,9 +420,7 @@ impl<H: Handler> EventLoop<H> {
                 core: &mut self.core,
             };
             let h = &mut self.handler;
-            guarded(&mut lp.core.stats.clone(), "on_loop_start", || {
-                h.on_loop_start(&mut lp)
-            });
+            guarded("on_loop_start", || h.on_loop_start(&mut lp));
         }
         loop {
             let timeout = if !self.core.read_more.is_empty() {
@@ -572,7 +594,7 @@ impl<H: Handler> EventLoop<H> {
             io: &mut slot.io,
             core,
         };
-        let opened = guarded(&mut cx.core.stats.clone(), "on_open", || h.on_open(&mut cx));
+        let opened = guarded("on_open", || h.on_open(&mut cx));
         match opened {
             Some(Some(state)) => {
                 slot.state = Some(state);
@@ -837,21 +859,14 @@ impl<H: Handler> EventLoop<H> {
             notes[1] = Some(false);
         }
         for paused in notes.into_iter().flatten() {
-            let Some(state) = slot.state.as_mut() else {
-                break;
-            };
-            let h = &mut self.handler;
-            let mut cx = Conn {
-                io: &mut slot.io,
-                core: &mut self.core,
-            };
-            if guarded(&mut Stats::default(), "on_backpressure", || {
-                h.on_backpressure(&mut cx, state, paused)
-            })
-            .is_none()
-            {
-                self.core.stats.handler_panics += 1;
-                self.core.mark_close(&mut slot.io, CloseReason::Panic);
+            let ok = conn_callback(
+                &mut self.handler,
+                slot,
+                &mut self.core,
+                "on_backpressure",
+                |h, cx, st| h.on_backpressure(cx, st, paused),
+            );
+            if !ok {
                 break;
             }
         }
@@ -879,23 +894,17 @@ impl<H: Handler> EventLoop<H> {
                         self.core.stats.stale_commands += 1;
                         continue;
                     };
-                    let (Some(state), None) = (slot.state.as_mut(), slot.io.closing) else {
+                    if slot.state.is_none() || slot.io.closing.is_some() {
                         self.core.stats.stale_commands += 1;
                         continue;
-                    };
-                    let h = &mut self.handler;
-                    let mut cx = Conn {
-                        io: &mut slot.io,
-                        core: &mut self.core,
-                    };
-                    if guarded(&mut Stats::default(), "on_notify", || {
-                        h.on_notify(&mut cx, state, token, data)
-                    })
-                    .is_none()
-                    {
-                        self.core.stats.handler_panics += 1;
-                        self.core.mark_close(&mut slot.io, CloseReason::Panic);
                     }
+                    conn_callback(
+                        &mut self.handler,
+                        slot,
+                        &mut self.core,
+                        "on_notify",
+                        |h, cx, st| h.on_notify(cx, st, token, data),
+                    );
                 }
                 Cmd::Close(id, flush) => match live(&mut self.slab, id) {
                     Some(slot) if flush => self
@@ -949,21 +958,13 @@ impl<H: Handler> EventLoop<H> {
                     {
                         continue;
                     }
-                    let slot = &mut self.slab[id.slot as usize];
-                    let h = &mut self.handler;
-                    let state = slot.state.as_mut().expect("checked above");
-                    let mut cx = Conn {
-                        io: &mut slot.io,
-                        core: &mut self.core,
-                    };
-                    if guarded(&mut Stats::default(), "on_timer", || {
-                        h.on_timer(&mut cx, state, token)
-                    })
-                    .is_none()
-                    {
-                        self.core.stats.handler_panics += 1;
-                        self.core.mark_close(&mut slot.io, CloseReason::Panic);
-                    }
+                    conn_callback(
+                        &mut self.handler,
+                        &mut self.slab[id.slot as usize],
+                        &mut self.core,
+                        "on_timer",
+                        |h, cx, st| h.on_timer(cx, st, token),
+                    );
                 }
                 TimerKind::Loop {
                     token,
@@ -986,11 +987,7 @@ impl<H: Handler> EventLoop<H> {
                         slab: &mut self.slab,
                         core: &mut self.core,
                     };
-                    if guarded(&mut Stats::default(), "on_loop_timer", || {
-                        h.on_loop_timer(&mut lp, token)
-                    })
-                    .is_none()
-                    {
+                    if guarded("on_loop_timer", || h.on_loop_timer(&mut lp, token)).is_none() {
                         self.core.stats.handler_panics += 1;
                     }
                 }
@@ -1048,11 +1045,7 @@ impl<H: Handler> EventLoop<H> {
                     io: &mut slot.io,
                     core: &mut self.core,
                 };
-                if guarded(&mut Stats::default(), "on_close", || {
-                    h.on_close(&mut cx, state, reason)
-                })
-                .is_none()
-                {
+                if guarded("on_close", || h.on_close(&mut cx, state, reason)).is_none() {
                     self.core.stats.handler_panics += 1;
                 }
             }
@@ -1136,37 +1129,24 @@ fn decode_dispatch<H: Handler>(
         if slot.io.closing.is_some() || slot.io.close_after.is_some() {
             break;
         }
-        let Some(state) = slot.state.as_mut() else {
+        if slot.state.is_none() {
             break;
-        };
+        }
         match slot.io.codec.decode(&mut data[pos..]) {
             Ok((0, None)) => break,
             Ok((n, item)) => {
                 pos += n;
                 if let Some(item) = item {
                     core.stats.msgs_in += 1;
-                    let mut cx = Conn {
-                        io: &mut slot.io,
-                        core,
-                    };
-                    if guarded(&mut Stats::default(), "on_message", || {
-                        handler.on_message(&mut cx, state, item)
-                    })
-                    .is_none()
-                    {
-                        core.stats.handler_panics += 1;
-                        core.mark_close(&mut slot.io, CloseReason::Panic);
-                    }
+                    conn_callback(handler, slot, core, "on_message", |h, cx, st| {
+                        h.on_message(cx, st, item)
+                    });
                 }
             }
             Err(e) => {
                 tracing::warn!("conn {} ({}): bad input: {e}", slot.io.id, slot.io.peer);
-                let mut cx = Conn {
-                    io: &mut slot.io,
-                    core,
-                };
-                let _ = guarded(&mut Stats::default(), "on_decode_error", || {
-                    handler.on_decode_error(&mut cx, state, &e)
+                conn_callback(handler, slot, core, "on_decode_error", |h, cx, st| {
+                    h.on_decode_error(cx, st, &e)
                 });
                 core.close_after_flush(&mut slot.io, CloseReason::Decode);
                 break;
