@@ -7,15 +7,13 @@ use herd::{AcceptMode, Balance, Server};
 use herd_testkit::*;
 
 fn spread(mode: AcceptMode) {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(3)
-        .accept_mode(mode)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, _log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(3)
+            .accept_mode(mode),
+    );
     let mut conns: Vec<_> = (0..30).map(|_| connect(server.local_addr())).collect();
     for (i, c) in conns.iter_mut().enumerate() {
         let body = format!("conn {i}");

@@ -10,14 +10,7 @@ use herd_testkit::*;
 
 #[test]
 fn stale_handle_never_reaches_the_slots_next_tenant() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(1)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(Server::new().bind("127.0.0.1:0").unwrap().loops(1));
     let a = connect(server.local_addr());
     wait_until("a open", || log.opens() == 1);
     let ha = log.handle(0);
@@ -44,14 +37,7 @@ fn stale_handle_never_reaches_the_slots_next_tenant() {
 
 #[test]
 fn sends_from_other_threads_arrive_in_order() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(2)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(Server::new().bind("127.0.0.1:0").unwrap().loops(2));
     let mut c = connect(server.local_addr());
     wait_until("open", || log.opens() == 1);
     let h = log.handle(0);

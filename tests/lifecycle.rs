@@ -14,14 +14,7 @@ use herd_testkit::*;
 
 #[test]
 fn open_messages_close_in_order() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(2)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(Server::new().bind("127.0.0.1:0").unwrap().loops(2));
     let mut c = connect(server.local_addr());
     assert_eq!(roundtrip(&mut c, &frame(b"one")), frame(b"one"));
     assert_eq!(roundtrip(&mut c, &frame(b"two")), frame(b"two"));
@@ -41,16 +34,14 @@ fn open_messages_close_in_order() {
 #[test]
 fn racing_closes_close_exactly_once() {
     let clock = FakeClock::new(1_000);
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(2)
-        .idle_timeout(Duration::from_secs(5))
-        .clock(std::sync::Arc::new(clock.clone()))
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(2)
+            .idle_timeout(Duration::from_secs(5))
+            .clock(std::sync::Arc::new(clock.clone())),
+    );
     let addr = server.local_addr();
     const N: usize = 150;
     let mut idle = Vec::new();
@@ -104,14 +95,7 @@ fn racing_closes_close_exactly_once() {
 
 #[test]
 fn panic_in_handler_closes_only_that_connection() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(1)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(Server::new().bind("127.0.0.1:0").unwrap().loops(1));
     let mut good = connect(server.local_addr());
     let mut bad = connect(server.local_addr());
     assert_eq!(roundtrip(&mut good, &frame(b"a")), frame(b"a"));
@@ -166,14 +150,7 @@ fn refused_connection_gets_no_callbacks() {
 /// Data and FIN in one event: a short read must not hide the EOF (edge-triggered epoll).
 #[test]
 fn eof_arriving_with_the_last_data_is_seen() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(1)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(Server::new().bind("127.0.0.1:0").unwrap().loops(1));
     for i in 0..20 {
         let mut c = connect(server.local_addr());
         // A partial frame, then shutdown: typically one event with data + RDHUP.

@@ -11,16 +11,14 @@ use herd::{AcceptMode, Balance, CloseReason, Server};
 use herd_testkit::*;
 
 fn limited(mode: AcceptMode) {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(2)
-        .accept_mode(mode)
-        .max_connections(3)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(2)
+            .accept_mode(mode)
+            .max_connections(3),
+    );
     let mut held: Vec<_> = (0..3).map(|_| connect(server.local_addr())).collect();
     for c in held.iter_mut() {
         assert_eq!(roundtrip(c, &frame(b"hi")), frame(b"hi"));
@@ -59,15 +57,13 @@ fn max_connections_acceptor() {
 
 #[test]
 fn max_connections_per_loop() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(1)
-        .max_connections_per_loop(2)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, _log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(1)
+            .max_connections_per_loop(2),
+    );
     let _a = connect(server.local_addr());
     let _b = connect(server.local_addr());
     let mut c = connect(server.local_addr());
@@ -104,15 +100,13 @@ fn emfile_backs_off_instead_of_spinning() {
 
 fn emfile_child() {
     let clock = FakeClock::new(0);
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(1)
-        .clock(std::sync::Arc::new(clock.clone()))
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(1)
+            .clock(std::sync::Arc::new(clock.clone())),
+    );
     let addr = server.local_addr();
     // Leave room for 4 more descriptors: our clients use some, the server's accepts the rest.
     let used = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
@@ -156,15 +150,13 @@ fn emfile_child() {
 
 #[test]
 fn per_ip_limit_refuses_the_extra_connection() {
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(2)
-        .max_connections_per_ip(2)
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(2)
+            .max_connections_per_ip(2),
+    );
     let mut a = connect(server.local_addr());
     let mut b = connect(server.local_addr());
     assert_eq!(roundtrip(&mut a, &frame(b"a")), frame(b"a"));

@@ -15,17 +15,15 @@ use herd_testkit::*;
 #[test]
 fn graceful_stop_with_idle_and_busy_connections() {
     let clock = FakeClock::new(0);
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        // One loop: once the idle connection is closed, the stop has been applied and the
-        // listener is gone (with several loops, another loop may apply it a moment later).
-        .loops(1)
-        .clock(Arc::new(clock.clone()))
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            // One loop: once the idle connection is closed, the stop has been applied and the
+            // listener is gone (with several loops, another loop may apply it a moment later).
+            .loops(1)
+            .clock(Arc::new(clock.clone())),
+    );
     let addr = server.local_addr();
     let mut idle = connect(addr);
     let mut partial = connect(addr); // will finish its frame during the stop
@@ -74,15 +72,13 @@ fn graceful_stop_with_idle_and_busy_connections() {
 #[test]
 fn fresh_connection_gets_its_first_request_served_during_stop() {
     let clock = FakeClock::new(0);
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(1)
-        .clock(Arc::new(clock.clone()))
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(1)
+            .clock(Arc::new(clock.clone())),
+    );
     let mut fresh = connect(server.local_addr());
     let mut silent = connect(server.local_addr());
     wait_until("both open", || log.opens() == 2);

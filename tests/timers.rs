@@ -15,16 +15,14 @@ use herd_testkit::*;
 #[test]
 fn idle_timeout_follows_the_fake_clock() {
     let clock = FakeClock::new(10_000);
-    let log = Log::default();
-    let l2 = log.clone();
-    let server = Server::new()
-        .bind("127.0.0.1:0")
-        .unwrap()
-        .loops(1)
-        .idle_timeout(Duration::from_secs(30))
-        .clock(Arc::new(clock.clone()))
-        .serve(move || Probe::new(l2.clone()))
-        .unwrap();
+    let (server, log) = serve_probe(
+        Server::new()
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .loops(1)
+            .idle_timeout(Duration::from_secs(30))
+            .clock(Arc::new(clock.clone())),
+    );
     let mut c = connect(server.local_addr());
     wait_until("open", || log.opens() == 1);
     clock.advance(29_000);

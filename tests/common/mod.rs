@@ -138,3 +138,11 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
 }
 
 pub const SHORT: Duration = Duration::from_millis(300);
+
+/// Start a [`Probe`] server from a configured builder; returns it with the probe's log.
+pub fn serve_probe(builder: herd::Server) -> (herd::ServerHandle, Log) {
+    let log = Log::default();
+    let l2 = log.clone();
+    let server = builder.serve(move || Probe::new(l2.clone())).unwrap();
+    (server, log)
+}
