@@ -31,6 +31,7 @@ mod server;
 pub mod stats;
 pub mod sys;
 pub mod timer;
+pub mod ws;
 
 pub use bytes::Bytes;
 pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};

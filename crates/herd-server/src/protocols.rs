@@ -1,6 +1,7 @@
 //! Protocol dispatch: turn one `[[listener]]` plus its inherited socket into a running herd-core
 //! [`Server`], with the handler for its protocol: HTTP (the bundled site, or a static
-//! directory, with an optional access log), the frame demo router, or the line [`Echo`].
+//! directory, with an optional access log, and WebSocket echo on its `ws_path`), WebSocket
+//! echo on every path, the frame demo router, or the line [`Echo`].
 //!
 //! Adding a protocol is one arm in [`start`] (and one in [`available`]). Called by the worker
 //! once per listener after it has taken its sockets; this module never binds, forks or reads
@@ -14,6 +15,7 @@ use herd_core::frame::{FloodLimits, FrameServer, HandlerError};
 use herd_core::http::{
     header, Body, HeaderValue, HttpOptions, HttpService, Limits, Response, Router, StaticDir,
 };
+use herd_core::ws::{WsCx, WsHandler, WsOptions, WsRequest, WsService};
 use herd_core::{Options, Server, ServerHandle};
 
 use crate::config::{Config, ListenerConfig, Protocol};
@@ -22,11 +24,53 @@ use crate::logging::Logs;
 use crate::site;
 use crate::status::StatusBoard;
 
-/// True if this build can serve `p`.
-// TODO(ws): the WebSocket server (herd_core's loop side of herd_proto::ws) has not landed;
-// when it does, return true for Ws and add its arm in `start` (and `/ws` on the site).
+/// True if this build can serve `p` (every protocol, now that WebSocket has landed).
 pub fn available(p: Protocol) -> bool {
-    !matches!(p, Protocol::Ws)
+    let _ = p;
+    true
+}
+
+/// The WebSocket path of an HTTP listener: `ws_path`, `/ws` by default, none if `""`.
+pub fn ws_path(l: &ListenerConfig) -> Option<String> {
+    match l.ws_path.as_deref() {
+        None => Some("/ws".to_owned()),
+        Some("") => None,
+        Some(p) => Some(p.to_owned()),
+    }
+}
+
+/// Echoes every WebSocket message (the `ws` protocol, and `ws_path` on HTTP listeners).
+pub struct WsEcho;
+
+impl WsHandler for WsEcho {
+    type State = ();
+
+    fn on_open(&mut self, _cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+        Some(())
+    }
+
+    fn on_text(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), text: &str) {
+        cx.send_text(text);
+    }
+
+    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), data: &[u8]) {
+        cx.send_binary(data);
+    }
+}
+
+/// WebSocket options of a listener: `max_frame` bounds frames and messages,
+/// `heartbeat_timeout` closes silent peers (pinged at a third of it).
+pub fn ws_options(l: &ListenerConfig) -> WsOptions {
+    let mut o = WsOptions::default();
+    if let Some(max) = l.max_frame {
+        o.max_frame = max as u64;
+        o.max_message = max as u64;
+    }
+    if let Some(t) = l.heartbeat_timeout {
+        o.idle_timeout = Some(t.0);
+        o.ping_interval = Some((t.0 / 3).max(Duration::from_millis(1)));
+    }
+    o
 }
 
 /// What a listener's handlers may need from the worker.
@@ -70,15 +114,24 @@ pub fn start(
             let max = l.max_frame.unwrap_or(DEFAULT_MAX_LINE);
             server.serve(move || Echo::new(max))
         }
-        Protocol::Http => http_service(l, cx)?.serve(server),
+        Protocol::Http => {
+            let http = http_service(l, cx)?;
+            match ws_path(l) {
+                Some(path) => WsService::new(|| WsEcho)
+                    .options(ws_options(l))
+                    .path(path)
+                    .http(http)
+                    .serve(server),
+                None => http.serve(server),
+            }
+        }
         Protocol::Frame => {
             let frames = frame_server(l, cx);
             server.serve(move || frames.handler())
         }
-        Protocol::Ws => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "protocol ws is not available in this build yet",
-        )),
+        Protocol::Ws => WsService::new(|| WsEcho)
+            .options(ws_options(l))
+            .serve(server),
     }
 }
 
@@ -124,7 +177,7 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
 }
 
 /// The bundled site: `/` (the page) and [`site::STATUS_PATH`] (this worker's status as JSON).
-// TODO(ws): route `/ws` to the WebSocket echo once the WebSocket server lands.
+/// WebSocket on `/ws` is added around it by [`start`] (see [`ws_path`]).
 pub fn site_router(status: StatusBoard) -> Router {
     let page = |_req| {
         let mut r = Response::new(Body::from_static(site::INDEX_HTML.as_bytes()));
@@ -327,6 +380,48 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&status).unwrap();
         assert_eq!(v["worker_slot"], 5);
         assert!(c.call_raw(frame_ids::UPPER, &[0xff, 0xfe]).is_err());
+        server.stop(Duration::ZERO);
+    }
+
+    /// Upgrade on `path`, send a masked text frame, read the echo.
+    fn ws_echo_roundtrip(addr: std::net::SocketAddr, path: &str) -> Vec<u8> {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut frame = Vec::new();
+        herd_proto::ws::encode_frame(
+            &mut frame,
+            true,
+            herd_proto::ws::Opcode::Text,
+            b"hi",
+            Some([1, 2, 3, 4]),
+        );
+        s.write_all(&frame).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(&[0x81, 2, b'h', b'i']) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    #[test]
+    fn websocket_echo_on_the_site_and_on_ws_listeners() {
+        let (server, addr) = serve(Protocol::Http, |_| {});
+        let got = ws_echo_roundtrip(addr, "/ws");
+        assert!(got.starts_with(b"HTTP/1.1 101 "));
+        assert!(http_get(addr, "/").starts_with("HTTP/1.1 200"));
+        server.stop(Duration::ZERO);
+        let (server, addr) = serve(Protocol::Ws, |_| {});
+        assert!(ws_echo_roundtrip(addr, "/any/path").starts_with(b"HTTP/1.1 101 "));
         server.stop(Duration::ZERO);
     }
 

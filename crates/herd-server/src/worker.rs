@@ -127,8 +127,13 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
         master_started_ms: spec.master_started_ms,
         worker_started_ms: unix_ms(),
         now_ms: unix_ms(),
-        // TODO(ws): the listener's ws_path once the WebSocket server lands.
-        ws_path: None,
+        // The page's WebSocket section talks to the first HTTP listener's WebSocket path.
+        ws_path: spec
+            .config
+            .listeners
+            .iter()
+            .find(|l| l.protocol == crate::config::Protocol::Http)
+            .and_then(protocols::ws_path),
         listeners: Vec::new(),
     });
     let cx = Context {

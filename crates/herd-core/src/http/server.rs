@@ -168,14 +168,60 @@ impl Handler for HttpHandler {
     type Codec = HttpCodec;
 
     fn new_codec(&mut self) -> HttpCodec {
-        HttpCodec::new(self.shared.opts.limits.clone())
+        self.codec()
     }
 
     fn on_loop_start(&mut self, lp: &mut LoopCx<'_, Self>) {
-        self.out.wall_offset_ms = wall_ms().saturating_sub(lp.now_ms());
+        self.loop_start(lp.now_ms());
     }
 
     fn on_open(&mut self, cx: &mut Conn<'_, Self>) -> Option<HttpConnState> {
+        Some(self.open(cx))
+    }
+
+    fn on_message(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, ev: Event<'_>) {
+        self.message(cx, st, ev);
+    }
+
+    fn on_notify(
+        &mut self,
+        cx: &mut Conn<'_, Self>,
+        st: &mut HttpConnState,
+        token: u64,
+        _data: Bytes,
+    ) {
+        self.notify(cx, st, token);
+    }
+
+    fn on_backpressure(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, paused: bool) {
+        self.backpressure(cx, st, paused);
+    }
+
+    fn on_timer(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, token: u64) {
+        self.timer(cx, st, token);
+    }
+
+    fn is_busy(&self, st: &HttpConnState) -> bool {
+        st.is_busy()
+    }
+}
+
+// The handler's work, generic over the `Handler` whose connection it runs on, so that a
+// protocol that starts as HTTP and upgrades (WebSocket, `crate::ws`) can run the same code
+// with its own codec and state types.
+impl HttpHandler {
+    /// The request codec for a new connection.
+    pub(crate) fn codec(&self) -> HttpCodec {
+        HttpCodec::new(self.shared.opts.limits.clone())
+    }
+
+    /// The loop started at loop time `now_ms`.
+    pub(crate) fn loop_start(&mut self, now_ms: u64) {
+        self.out.wall_offset_ms = wall_ms().saturating_sub(now_ms);
+    }
+
+    /// The state of a new connection (arms its first header timeout).
+    pub(crate) fn open<H: Handler>(&mut self, cx: &mut Conn<'_, H>) -> HttpConnState {
         let now = cx.now_ms();
         let mut st = HttpConnState {
             peer: cx.peer_addr(),
@@ -196,10 +242,16 @@ impl Handler for HttpHandler {
         };
         let at = now.saturating_add(ms(self.shared.opts.header_timeout));
         arm(cx, &mut st, at);
-        Some(st)
+        st
     }
 
-    fn on_message(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, ev: Event<'_>) {
+    /// A decoded event.
+    pub(crate) fn message<H: Handler>(
+        &mut self,
+        cx: &mut Conn<'_, H>,
+        st: &mut HttpConnState,
+        ev: Event<'_>,
+    ) {
         let HttpHandler { shared, out } = self;
         let shared: &Shared = shared;
         if st.closing {
@@ -283,12 +335,12 @@ impl Handler for HttpHandler {
         settle(shared, out, cx, st);
     }
 
-    fn on_notify(
+    /// A worker-pool job answered with `token`.
+    pub(crate) fn notify<H: Handler>(
         &mut self,
-        cx: &mut Conn<'_, Self>,
+        cx: &mut Conn<'_, H>,
         st: &mut HttpConnState,
         token: u64,
-        _data: Bytes,
     ) {
         let HttpHandler { shared, out } = self;
         let shared: &Shared = shared;
@@ -305,7 +357,13 @@ impl Handler for HttpHandler {
         settle(shared, out, cx, st);
     }
 
-    fn on_backpressure(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, paused: bool) {
+    /// Output crossed a watermark.
+    pub(crate) fn backpressure<H: Handler>(
+        &mut self,
+        cx: &mut Conn<'_, H>,
+        st: &mut HttpConnState,
+        paused: bool,
+    ) {
         if paused || !matches!(st.busy, Busy::Streaming(_)) {
             return;
         }
@@ -315,7 +373,13 @@ impl Handler for HttpHandler {
         settle(shared, out, cx, st);
     }
 
-    fn on_timer(&mut self, cx: &mut Conn<'_, Self>, st: &mut HttpConnState, token: u64) {
+    /// A connection timer fired.
+    pub(crate) fn timer<H: Handler>(
+        &mut self,
+        cx: &mut Conn<'_, H>,
+        st: &mut HttpConnState,
+        token: u64,
+    ) {
         if token != TIMEOUT_TOKEN {
             return;
         }
@@ -352,12 +416,35 @@ impl Handler for HttpHandler {
             Phase::Active => {}
         }
     }
+}
 
-    fn is_busy(&self, st: &HttpConnState) -> bool {
-        !matches!(st.busy, Busy::None)
-            || !st.queue.is_empty()
-            || st.incoming.is_some()
-            || st.pending_error.is_some()
+impl HttpConnState {
+    /// A response is being computed or written, a request is queued or arriving, or an error
+    /// is waiting to be answered.
+    pub(crate) fn is_busy(&self) -> bool {
+        !matches!(self.busy, Busy::None)
+            || !self.queue.is_empty()
+            || self.incoming.is_some()
+            || self.pending_error.is_some()
+    }
+
+    /// Whether nothing more may be served (a response said `Connection: close`).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Hand the connection over to another protocol (an upgrade): cancel the timeout timer.
+    /// The caller has checked [`is_busy`](Self::is_busy) is false.
+    pub(crate) fn detach<H: Handler>(&mut self, cx: &mut Conn<'_, H>) {
+        if let Some((timer, _)) = self.timer.take() {
+            cx.cancel_timer(timer);
+        }
+        self.closing = true;
+    }
+
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 
@@ -367,7 +454,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// Make sure the timeout timer fires no later than `at`.
-fn arm(cx: &mut Conn<'_, HttpHandler>, st: &mut HttpConnState, at: u64) {
+fn arm<H: Handler>(cx: &mut Conn<'_, H>, st: &mut HttpConnState, at: u64) {
     if let Some((timer, armed)) = st.timer {
         if armed <= at {
             return;
@@ -385,10 +472,10 @@ fn outstanding(st: &HttpConnState) -> bool {
 }
 
 /// A complete request: run it now, or queue it behind an outstanding response.
-fn accept(
+fn accept<H: Handler>(
     shared: &Shared,
     out: &mut Out,
-    cx: &mut Conn<'_, HttpHandler>,
+    cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     req: Request<Body>,
     meta: Meta,
@@ -406,7 +493,12 @@ fn accept(
 
 /// After an event: run queued requests while nothing is outstanding, then answer a deferred
 /// error or `100 Continue`, resume reading and go idle as appropriate.
-fn settle(shared: &Shared, out: &mut Out, cx: &mut Conn<'_, HttpHandler>, st: &mut HttpConnState) {
+fn settle<H: Handler>(
+    shared: &Shared,
+    out: &mut Out,
+    cx: &mut Conn<'_, H>,
+    st: &mut HttpConnState,
+) {
     while !st.closing && matches!(st.busy, Busy::None) {
         let Some((req, meta)) = st.queue.pop_front() else {
             break;
@@ -458,10 +550,10 @@ fn settle(shared: &Shared, out: &mut Out, cx: &mut Conn<'_, HttpHandler>, st: &m
 }
 
 /// Route and run one request.
-fn run(
+fn run<H: Handler>(
     shared: &Shared,
     out: &mut Out,
-    cx: &mut Conn<'_, HttpHandler>,
+    cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     mut req: Request<Body>,
     mut meta: Meta,
@@ -522,9 +614,9 @@ type ResponseSlot = Arc<Mutex<Option<Response<Body>>>>;
 
 /// Hand a blocking request to the worker pool. On success returns the notify token and the
 /// slot the response will be in; when the pool is full, 503.
-fn submit(
+fn submit<H: Handler>(
     shared: &Shared,
-    cx: &mut Conn<'_, HttpHandler>,
+    cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     f: &Arc<HandlerFn>,
     req: Request<Body>,
@@ -551,10 +643,10 @@ fn submit(
 }
 
 /// Write a response: its head, and its body as its kind and the framing require.
-fn respond(
+fn respond<H: Handler>(
     shared: &Shared,
     out: &mut Out,
-    cx: &mut Conn<'_, HttpHandler>,
+    cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     meta: Meta,
     resp: Response<Body>,
@@ -616,7 +708,7 @@ fn respond(
 
 /// Pull stream chunks into the output while it stays below the high watermark; on the end of
 /// the stream, finish the response. Continued from `on_backpressure(false)`.
-fn pump(shared: &Shared, cx: &mut Conn<'_, HttpHandler>, st: &mut HttpConnState) {
+fn pump<H: Handler>(shared: &Shared, cx: &mut Conn<'_, H>, st: &mut HttpConnState) {
     loop {
         let Busy::Streaming(stream) = &mut st.busy else {
             return;
@@ -667,9 +759,9 @@ fn pump(shared: &Shared, cx: &mut Conn<'_, HttpHandler>, st: &mut HttpConnState)
 }
 
 /// A response is fully queued: log it, and close after it if it was the last.
-fn finish(
+fn finish<H: Handler>(
     shared: &Shared,
-    cx: &mut Conn<'_, HttpHandler>,
+    cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     meta: &Meta,
     status: StatusCode,
@@ -695,10 +787,10 @@ fn finish(
 }
 
 /// Answer a request that cannot be served (decode error 4xx/5xx, 408) and close after it.
-fn refuse(
+fn refuse<H: Handler>(
     shared: &Shared,
     out: &mut Out,
-    cx: &mut Conn<'_, HttpHandler>,
+    cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     status: u16,
     reason: CloseReason,

@@ -1,0 +1,53 @@
+//! WebSocket echo server: every text or binary message comes back as it was, on any path.
+//!
+//! `cargo run --release --example ws_echo -- --port 9002 --loops 1`
+//! then e.g. `python3 -m websockets ws://127.0.0.1:9002/`. Used by `.ci/interop-ws.sh` and
+//! `bench/ws.sh`. Options: `--max-message BYTES` (default 16 MiB; larger messages close with
+//! 1009), `--idle-ms MS` (close peers silent that long; default 60000).
+
+use std::time::Duration;
+
+use herd::args::ServeArgs;
+use herd::ws::{WsCx, WsHandler, WsOptions, WsRequest, WsService};
+use herd::Server;
+
+struct Echo;
+
+impl WsHandler for Echo {
+    type State = ();
+
+    fn on_open(&mut self, _cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+        Some(())
+    }
+
+    fn on_text(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), text: &str) {
+        cx.send_text(text);
+    }
+
+    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), data: &[u8]) {
+        cx.send_binary(data);
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let args = ServeArgs::from_env(9002);
+    let mut opts = WsOptions::default();
+    if let Some(max) = args.get::<u64>("max-message") {
+        opts.max_message = max;
+        opts.max_frame = max;
+    }
+    if let Some(ms) = args.get::<u64>("idle-ms") {
+        opts.idle_timeout = Some(Duration::from_millis(ms));
+        opts.ping_interval = Some(Duration::from_millis(ms / 2));
+    }
+    let server = WsService::new(|| Echo)
+        .options(opts)
+        .serve(Server::new().bind(args.addr())?.loops(args.loops))?;
+    eprintln!(
+        "ws_echo: listening on {} with {} loop(s)",
+        server.local_addr(),
+        server.loops()
+    );
+    server.join();
+    Ok(())
+}
