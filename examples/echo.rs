@@ -1,7 +1,8 @@
 //! Echo server: writes back every byte it reads.
 //!
 //! `cargo run --release --example echo -- --port 9000 --loops 1`
-//! (also `--mode acceptor` to use the acceptor thread instead of SO_REUSEPORT listeners).
+//! (also `--mode acceptor` to use the acceptor thread instead of SO_REUSEPORT listeners, and
+//! `--nodelay 0` to leave Nagle's algorithm on).
 
 use herd::args::ServeArgs;
 use herd::codec::BytesCodec;
@@ -32,10 +33,17 @@ fn main() -> std::io::Result<()> {
         Some("acceptor") => AcceptMode::Acceptor(Balance::LeastConnections),
         _ => AcceptMode::ReusePort,
     };
+    let mut opts = herd::Options {
+        loops: args.loops,
+        accept_mode: mode,
+        ..herd::Options::default()
+    };
+    if let Some(nodelay) = args.get::<u8>("nodelay") {
+        opts.nodelay = nodelay != 0;
+    }
     let server = Server::new()
         .bind(args.addr())?
-        .loops(args.loops)
-        .accept_mode(mode)
+        .options(opts)
         .serve(|| Echo)?;
     eprintln!(
         "echo: listening on {} with {} loop(s)",

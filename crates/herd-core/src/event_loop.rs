@@ -75,6 +75,8 @@ pub(crate) struct Io<C> {
     pub(crate) eof: bool,
     /// epoll reported the peer's FIN or a hang-up: read until 0 even after short reads.
     pub(crate) peer_hup: bool,
+    /// Registered for writable edges too (after the first short write).
+    pub(crate) write_interest: bool,
     /// Queued in `Core::dirty` (output to flush at the end of the iteration).
     pub(crate) dirty: bool,
     /// Queued in `Core::read_more` (readable data may be left: budget hit or resumed).
@@ -544,11 +546,13 @@ impl<H: Handler> EventLoop<H> {
         }
         let entry = self.slab.vacant_entry();
         let idx = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut stream,
-            Token(idx),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        // Readable only: writability is asked for after the first short write (rule 5), so
+        // connections that never fill their socket buffer never get writable events.
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(idx), Interest::READABLE)
+        {
             tracing::warn!("register {peer}: {e}");
             self.shared.release(self.core.loop_index, peer.ip());
             self.core.stats.closed[CloseReason::Error.index()] += 1;
@@ -583,6 +587,7 @@ impl<H: Handler> EventLoop<H> {
                 opened_at: now,
                 got_data: false,
                 peer_hup: false,
+                write_interest: false,
                 dirty: false,
                 read_queued: false,
             },
@@ -823,6 +828,25 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) => {
                     self.core.stats.writes += 1;
                     tracing::debug!("conn {} ({}): write: {e}", io.id, io.peer);
+                    io.discard_output();
+                    self.core.mark_close(io, CloseReason::Error);
+                    return;
+                }
+            }
+        }
+        if io.has_output() && !io.write_interest {
+            // First short write on this connection: from now on it also wants writable edges
+            // (kept afterwards, so a connection that keeps filling its buffer costs no
+            // epoll_ctl per message). MOD reports at once if it is already writable.
+            let token = Token(io.slot());
+            match self.poll.registry().reregister(
+                &mut io.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                Ok(()) => io.write_interest = true,
+                Err(e) => {
+                    tracing::warn!("conn {}: epoll_ctl: {e}", io.id);
                     io.discard_output();
                     self.core.mark_close(io, CloseReason::Error);
                     return;
