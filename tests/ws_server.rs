@@ -347,3 +347,21 @@ fn room_broadcast_reaches_members_on_every_loop() {
     }
     f.server.stop(Duration::ZERO);
 }
+
+/// A graceful stop says goodbye: each WebSocket gets Close 1001 and the server waits for the
+/// peer's Close before dropping TCP; the stop finishes without forcing anything.
+#[test]
+fn graceful_stop_sends_going_away_and_waits_for_the_peer() {
+    let f = default_fixture();
+    let mut c = Client::connect(f.server.local_addr(), "/ws");
+    c.text("hi");
+    assert_eq!(c.recv(), Some(Got::Text("hi".into())));
+    f.server.shutdown(Duration::from_secs(30));
+    assert_eq!(c.recv(), Some(Got::Close(Some(1001))));
+    c.send_frame(true, Opcode::Close, &1001u16.to_be_bytes());
+    assert!(c.closed());
+    let report = f.server.join();
+    // Closed by the close handshake itself, not by the stop's idle sweep or its deadline.
+    assert_eq!((report.closed_forced, report.stats.open), (0, 0));
+    assert_eq!(f.closes.lock().unwrap()[0].0, 1001);
+}

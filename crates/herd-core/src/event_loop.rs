@@ -1102,6 +1102,23 @@ impl<H: Handler> EventLoop<H> {
         self.core
             .timers
             .insert(self.core.now + FRESH_GRACE_MS, TimerKind::StopRecheck);
+        let open: Vec<usize> = self
+            .slab
+            .iter()
+            .filter(|(_, s)| s.state.is_some() && s.io.closing.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        for idx in open {
+            conn_callback(
+                &mut self.handler,
+                &mut self.slab[idx],
+                &mut self.core,
+                "on_stop",
+                |h, cx, st| h.on_stop(cx, st),
+            );
+        }
+        // What on_stop sent goes out now, so those connections can count as idle.
+        self.flush_dirty();
         self.close_idle_for_stop();
     }
 

@@ -185,6 +185,13 @@ pub trait Handler: Sized + 'static {
         let _ = (lp, token);
     }
 
+    /// A graceful stop began. Called once for every open connection before idle ones are
+    /// closed, so a protocol can say goodbye (a WebSocket Close 1001, a frame-protocol push);
+    /// what it sends here is flushed before the connection counts as idle.
+    fn on_stop(&mut self, cx: &mut Conn<'_, Self>, state: &mut Self::State) {
+        let _ = (cx, state);
+    }
+
     /// During a graceful stop, a connection with no buffered input or output is closed unless
     /// this says it is still busy (e.g. a reply is being computed on a worker pool).
     fn is_busy(&self, state: &Self::State) -> bool {

@@ -29,6 +29,7 @@ use super::codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent};
 use super::{WsHandler, WsOptions, WsRequest, BROADCAST_TOKEN};
 use crate::http::{Event, HttpConnState, HttpHandler, HttpService, Router};
 use crate::{CloseReason, Conn, ConnId, Handle, Handler, LoopCx, Server, ServerHandle, Timer};
+use herd_proto::ws::close::GOING_AWAY;
 
 /// Timer token of the heartbeat (reserved).
 const HEARTBEAT_TOKEN: u64 = u64::MAX;
@@ -608,10 +609,18 @@ impl<W: WsHandler> Handler for WsServer<W> {
         }
     }
 
+    fn on_stop(&mut self, cx: &mut Conn<'_, Self>, st: &mut Self::State) {
+        if let Inner::Ws { link, .. } = &mut st.inner {
+            let timeout = self.shared.opts.close_timeout;
+            start_close(cx, link, timeout, GOING_AWAY, "server stopping");
+        }
+    }
+
     fn is_busy(&self, st: &Self::State) -> bool {
         match &st.inner {
             Inner::Http(hs) => hs.is_busy(),
-            Inner::Ws { .. } => false,
+            // Waiting for the peer's answer to our Close (bounded by close_timeout).
+            Inner::Ws { link, .. } => link.close == CloseState::CloseSent,
         }
     }
 }
