@@ -7,7 +7,8 @@
 //! - One module per mode. [`echo`] keeps `depth` messages in flight on each of many
 //!   connections and checks every echoed byte; [`hold`] opens many connections, echoes one
 //!   message on each and then keeps them idle (for measuring a server's memory per
-//!   connection). Frame, HTTP and WebSocket modes will sit beside them.
+//!   connection). [`frame`] runs echo's load as herd frame-protocol RPCs, and [`ws`] as
+//!   WebSocket binary messages after an HTTP upgrade; an HTTP mode will sit beside them.
 //! - [`stats`] counts and formats: the latency histogram, percentiles, the [`stats::Report`].
 //! - [`pattern`] is the deterministic byte stream every connection sends and verifies.
 //!
@@ -24,6 +25,7 @@ pub mod frame;
 pub mod hold;
 pub mod pattern;
 pub mod stats;
+pub mod ws;
 
 use std::fmt;
 use std::io;

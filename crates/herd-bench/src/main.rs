@@ -4,6 +4,7 @@
 //! herd-bench echo --addr 127.0.0.1:9000 --connections 100 --size 64 --depth 1 \
 //!                 --duration 10s --warmup 1s --threads 1 [--json]
 //! herd-bench frame --addr 127.0.0.1:9200 --msg-id 1 [echo's options]
+//! herd-bench ws --addr 127.0.0.1:9002 [--path /] [echo's options]
 //! herd-bench hold --addr 127.0.0.1:9000 --connections 10000 --size 64 --hold 10s [--json]
 //! ```
 //!
@@ -22,6 +23,8 @@ use herd_bench::echo::{self, EchoOpts};
 use herd_bench::frame::{self, FrameOpts};
 use herd_bench::hold::{self, HoldOpts};
 use herd_bench::parse_duration;
+use herd_bench::stats::Report;
+use herd_bench::ws::{self, WsOpts};
 
 /// Load generator for servers on loopback.
 #[derive(Parser)]
@@ -40,6 +43,18 @@ enum Mode {
     /// Frame-protocol RPCs (protobuf body of `size` payload bytes), `depth` in flight per
     /// connection, every reply checked.
     Frame(FrameArgs),
+    /// WebSocket: upgrade every connection, then `depth` masked binary messages in flight per
+    /// connection, every echoed byte checked.
+    Ws(WsArgs),
+}
+
+#[derive(Args)]
+struct WsArgs {
+    #[command(flatten)]
+    common: EchoArgs,
+    /// Request path of the upgrade.
+    #[arg(long, default_value = "/")]
+    path: String,
 }
 
 #[derive(Args)]
@@ -116,23 +131,31 @@ fn main() -> ExitCode {
         Mode::Echo(a) => run_echo(a),
         Mode::Hold(a) => run_hold(a),
         Mode::Frame(a) => run_frame(a),
+        Mode::Ws(a) => run_ws(a),
     }
 }
 
-fn run_echo(a: EchoArgs) -> ExitCode {
-    let opts = EchoOpts {
-        addr: a.addr,
-        connections: a.connections,
-        size: a.size,
-        depth: a.depth,
-        duration: a.duration,
-        warmup: a.warmup,
-        threads: a.threads,
-        connect_attempts: a.connect_attempts,
+fn run_ws(a: WsArgs) -> ExitCode {
+    let c = a.common;
+    let opts = WsOpts {
+        addr: c.addr,
+        path: a.path,
+        connections: c.connections,
+        size: c.size,
+        depth: c.depth,
+        duration: c.duration,
+        warmup: c.warmup,
+        threads: c.threads,
+        connect_attempts: c.connect_attempts,
     };
-    match echo::run(&opts) {
+    finish(ws::run(&opts), c.json)
+}
+
+/// Prints a load run's report (or why it could not run) and picks the exit status.
+fn finish(result: Result<Report, herd_bench::Error>, json: bool) -> ExitCode {
+    match result {
         Ok(report) => {
-            if a.json {
+            if json {
                 println!("{}", report.to_json());
             } else {
                 print!("{}", report.to_table());
@@ -148,6 +171,20 @@ fn run_echo(a: EchoArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_echo(a: EchoArgs) -> ExitCode {
+    let opts = EchoOpts {
+        addr: a.addr,
+        connections: a.connections,
+        size: a.size,
+        depth: a.depth,
+        duration: a.duration,
+        warmup: a.warmup,
+        threads: a.threads,
+        connect_attempts: a.connect_attempts,
+    };
+    finish(echo::run(&opts), a.json)
 }
 
 fn run_frame(a: FrameArgs) -> ExitCode {
@@ -163,24 +200,7 @@ fn run_frame(a: FrameArgs) -> ExitCode {
         threads: c.threads,
         connect_attempts: c.connect_attempts,
     };
-    match frame::run(&opts) {
-        Ok(report) => {
-            if c.json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.to_table());
-            }
-            if report.errors() > 0 {
-                eprintln!("herd-bench: {} error(s) during the run", report.errors());
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("herd-bench: {e}");
-            ExitCode::from(2)
-        }
-    }
+    finish(frame::run(&opts), c.json)
 }
 
 fn run_hold(a: HoldArgs) -> ExitCode {
