@@ -18,7 +18,7 @@
 //!   errors close with their code (1002/1007/1009) by the server itself: the loop counts them as
 //!   [`CloseReason::Decode`](crate::CloseReason::Decode) and logs them.
 //! - [`Room`] broadcasts to connections spread over loops: the frame is encoded once into
-//!   [`Bytes`](crate::Bytes) and queued to each member through its handle.
+//!   [`Bytes`] and queued to each member through its handle.
 //! - Heartbeat: one coarse periodic timer per connection (never a timer per message) pings a
 //!   peer that has been silent for `ping_interval` and closes one silent for `idle_timeout`.
 //!
