@@ -57,44 +57,14 @@ NEXT_PORT=$PORT_BASE
 FAILURES=0      # failed runs, all passes; nonzero makes the script exit 1 at the end
 STRACE_CHILD="" # the server strace started, while a SYSCALLS run is going on
 
-say() { printf '%s\n' "$*" >&2; }
-die() {
-    say "echo.sh: $*"
-    exit 1
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
-cleanup() {
-    local pid
-    for pid in $STRACE_CHILD; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${!LIVE[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${!LIVE[@]}"; do
-        stop_pid "$pid"
-    done
-    if [ "$KEEP_LOGS" = 1 ]; then
-        say "logs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- tools ---------------------------------------------------------------------------------
 
-APT_UPDATED=0
-need() { # need COMMAND DEBIAN-PACKAGE
-    command -v "$1" >/dev/null 2>&1 && return 0
-    say "installing $2 (for $1)"
-    if [ "$APT_UPDATED" = 0 ]; then
-        apt-get update -qq >/dev/null || die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null ||
-        die "could not install $2"
-    command -v "$1" >/dev/null 2>&1 || die "$1 still missing after installing $2"
-}
 need taskset util-linux
 need timeout coreutils
 need getconf libc-bin
@@ -144,66 +114,20 @@ server_cmd() {
     esac
 }
 
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
 # next_port: sets PORT to the next port nobody listens on.
-next_port() {
-    while port_open "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    PORT=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
 
 # start_server NAME [WRAPPER...]: starts NAME on a fresh port pinned to SERVER_CPU, sets
 # SERVER_PID (the process we started: the server, or the wrapper when one is given) and PORT,
 # and waits up to 10 s for the port to accept. Returns 1 if it never does.
-start_server() {
-    local name=$1
-    shift
-    next_port
-    server_cmd "$name" "$PORT"
-    taskset -c "$SERVER_CPU" "$@" "${CMD[@]}" >"$WORK/$name.$PORT.log" 2>&1 &
-    SERVER_PID=$!
-    LIVE[$SERVER_PID]=1
-    for _ in $(seq 1 200); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        port_open "$PORT" && return 0
-        sleep 0.05
-    done
-    say "  $name did not accept on port $PORT; its log:"
-    tail -n 5 "$WORK/$name.$PORT.log" >&2
-    return 1
-}
 
 # stop_pid PID: TERM, up to 5 s grace, then KILL; reaps it. Only for PIDs in LIVE (ours, not
 # yet reaped, so the number cannot have been reused by someone else's process).
-stop_pid() {
-    local pid=$1
-    [ -n "${LIVE[$pid]:-}" ] || return 0
-    unset "LIVE[$pid]"
-    kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
 
 # cpu_ticks PID: utime + stime of the whole process (all threads), in clock ticks.
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) } # fields after "(comm) ": state is $1, utime ${12}, stime ${13}
-    # shellcheck disable=SC2086
-    set -- $stat
-    echo $((${12} + ${13}))
-}
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 # json_get FILE KEY: a number from herd-bench's one-line JSON.
-json_get() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
 
 # --- echo runs -----------------------------------------------------------------------------
 
