@@ -156,6 +156,7 @@ pub(crate) struct Slot<H: Handler> {
 }
 
 /// What a timer in the wheel is for.
+#[derive(Clone, Copy)]
 pub(crate) enum TimerKind {
     Idle(ConnId),
     Conn {
@@ -695,15 +696,9 @@ impl<H: Handler> EventLoop<H> {
                         self.core.periodic.remove(&periodic);
                         continue;
                     }
-                    let again = TimerKind::Conn {
-                        id,
-                        token,
-                        every,
-                        periodic,
-                    };
                     if !self
                         .core
-                        .renew_periodic(tid, deadline, periodic, every, again)
+                        .renew_periodic(tid, deadline, periodic, every, kind)
                     {
                         continue;
                     }
@@ -720,14 +715,9 @@ impl<H: Handler> EventLoop<H> {
                     every,
                     periodic,
                 } => {
-                    let again = TimerKind::Loop {
-                        token,
-                        every,
-                        periodic,
-                    };
                     if !self
                         .core
-                        .renew_periodic(tid, deadline, periodic, every, again)
+                        .renew_periodic(tid, deadline, periodic, every, kind)
                     {
                         continue;
                     }
