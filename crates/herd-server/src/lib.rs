@@ -191,7 +191,7 @@ fn start_master(
     };
     let result = listeners
         .prepare(&config)
-        .and_then(|()| Waiter::new(&Master::SIGNALS).map_err(|e| format!("signals: {e}")))
+        .and_then(|()| Waiter::new(&signals::CONTROL_SIGNALS).map_err(|e| format!("signals: {e}")))
         .and_then(|waiter| {
             listeners.retain(&[&config]);
             Master::new(startup, config, listeners, waiter, logs, None)

@@ -154,18 +154,6 @@ impl Master {
         self.pid_file = pid_file;
     }
 
-    /// The signals the master handles (catch them before spawning anything).
-    pub const SIGNALS: [Signal; 8] = [
-        Signal::Term,
-        Signal::Int,
-        Signal::Quit,
-        Signal::Hup,
-        Signal::Usr1,
-        Signal::Usr2,
-        Signal::Chld,
-        Signal::Winch,
-    ];
-
     /// Start the workers and supervise until stopped; returns the exit code.
     pub fn run(mut self) -> i32 {
         for (name, addr) in self.listeners.local_addrs(&self.config) {
