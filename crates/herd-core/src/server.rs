@@ -80,7 +80,18 @@ pub struct Options {
     pub backlog: i32,
     /// Set `TCP_NODELAY` on accepted sockets. Default: true.
     pub nodelay: bool,
+    /// `TCP_NOTSENT_LOWAT` for accepted sockets: the kernel takes at most about this many
+    /// not-yet-sent bytes per socket and reports it writable again once the unsent part drops
+    /// below it. It keeps bulk data (large replies, `sendfile` bodies) in herd's queue instead
+    /// of the socket's, so it goes out from the loop's thread as the peer acknowledges rather
+    /// than from whichever thread handles the peer's acknowledgements, and it bounds kernel
+    /// memory per slow reader. Small replies are not affected. `None` leaves the system
+    /// default (no limit). Linux only. Default: 64 KiB.
+    pub notsent_lowat: Option<u32>,
 }
+
+/// Default for [`Options::notsent_lowat`].
+pub const NOTSENT_LOWAT: u32 = 64 * 1024;
 
 impl Default for Options {
     fn default() -> Self {
@@ -99,6 +110,7 @@ impl Default for Options {
             max_write_buffer: 64 * 1024 * 1024,
             backlog: 1024,
             nodelay: true,
+            notsent_lowat: Some(NOTSENT_LOWAT),
         }
     }
 }
@@ -289,6 +301,13 @@ impl Server {
         self
     }
 
+    /// `TCP_NOTSENT_LOWAT` for accepted sockets, or `None` for the system default; see
+    /// [`Options::notsent_lowat`].
+    pub fn notsent_lowat(mut self, bytes: Option<u32>) -> Self {
+        self.opts.notsent_lowat = bytes;
+        self
+    }
+
     /// Use this clock for timers (tests pass a [`FakeClock`](crate::clock::FakeClock)).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
@@ -319,8 +338,12 @@ impl Server {
         let mut per_loop: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
         let mut acceptor_listeners = Vec::new();
         let mut local_addrs = Vec::new();
+        let tune = |l: &std::net::TcpListener| {
+            crate::sys::set_inherited_options(l, opts.nodelay, opts.notsent_lowat)
+        };
         for l in given {
             l.set_nonblocking(true)?;
+            tune(&l)?;
             local_addrs.push(l.local_addr()?);
             match mode {
                 AcceptMode::ReusePort => {
@@ -335,15 +358,19 @@ impl Server {
             match mode {
                 AcceptMode::ReusePort => {
                     let first = crate::sys::listen(addr, true, opts.backlog)?;
+                    tune(&first)?;
                     let actual = first.local_addr()?;
                     local_addrs.push(actual);
                     per_loop[0].push(first);
                     for slot in per_loop.iter_mut().skip(1) {
-                        slot.push(crate::sys::listen(actual, true, opts.backlog)?);
+                        let l = crate::sys::listen(actual, true, opts.backlog)?;
+                        tune(&l)?;
+                        slot.push(l);
                     }
                 }
                 AcceptMode::Acceptor(_) => {
                     let l = crate::sys::listen(addr, false, opts.backlog)?;
+                    tune(&l)?;
                     local_addrs.push(l.local_addr()?);
                     acceptor_listeners.push(l);
                 }

@@ -545,7 +545,8 @@ impl<H: Handler> EventLoop<H> {
             tracing::debug!("connection from {peer} refused: connection limit");
             return;
         }
-        if self.shared.opts.nodelay {
+        if self.shared.opts.nodelay && !crate::sys::ACCEPT_INHERITS_OPTIONS {
+            // Elsewhere the listener's TCP_NODELAY is inherited (one syscall per accept saved).
             let _ = stream.set_nodelay(true);
         }
         let entry = self.slab.vacant_entry();

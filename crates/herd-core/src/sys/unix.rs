@@ -26,6 +26,33 @@ pub fn listen(
     Ok(sock.into())
 }
 
+/// Set, once on a listener, the TCP options every socket it accepts inherits: `TCP_NODELAY`
+/// when `nodelay`, and `TCP_NOTSENT_LOWAT` when `notsent_lowat` is given. Linux copies a
+/// listener's TCP options into each accepted socket, so this costs nothing per connection; on
+/// other systems `nodelay` is still set per accepted socket (see [`ACCEPT_INHERITS_OPTIONS`])
+/// and the low-water mark is not available.
+pub fn set_inherited_options(
+    listener: &std::net::TcpListener,
+    nodelay: bool,
+    notsent_lowat: Option<u32>,
+) -> io::Result<()> {
+    let sock = socket2::SockRef::from(listener);
+    if nodelay {
+        sock.set_tcp_nodelay(true)?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(bytes) = notsent_lowat {
+        sock.set_tcp_notsent_lowat(bytes)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = notsent_lowat;
+    Ok(())
+}
+
+/// Whether accepted sockets inherit the options [`set_inherited_options`] put on their
+/// listener (so the accept path need not set them again).
+pub const ACCEPT_INHERITS_OPTIONS: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// True for EMFILE / ENFILE (out of file descriptors).
 pub fn is_fd_exhausted(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
@@ -87,4 +114,39 @@ pub fn sendfile(
     }
     *offset = off as u64;
     Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// The accept path relies on accepted sockets inheriting the listener's TCP options; check
+    /// that this kernel does so, for both options, and that data still flows.
+    #[test]
+    fn accepted_sockets_inherit_listener_options() {
+        let l = listen("127.0.0.1:0".parse().unwrap(), false, 16).unwrap();
+        set_inherited_options(&l, true, Some(32 * 1024)).unwrap();
+        l.set_nonblocking(false).unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut a, _) = l.accept().unwrap();
+        let sock = socket2::SockRef::from(&a);
+        if ACCEPT_INHERITS_OPTIONS {
+            assert!(sock.tcp_nodelay().unwrap());
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            assert_eq!(sock.tcp_notsent_lowat().unwrap(), 32 * 1024);
+        }
+        a.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+
+    #[test]
+    fn no_low_water_mark_leaves_the_default() {
+        let l = listen("127.0.0.1:0".parse().unwrap(), false, 16).unwrap();
+        set_inherited_options(&l, false, None).unwrap();
+        let sock = socket2::SockRef::from(&l);
+        assert!(!sock.tcp_nodelay().unwrap());
+    }
 }
