@@ -75,7 +75,7 @@ impl BlockScan {
             let window_end = src
                 .len()
                 .min(self.line_start.saturating_add(max_line).saturating_add(2));
-            let found = src[self.pos..window_end].iter().position(|&b| b == b'\n');
+            let found = memchr::memchr(b'\n', &src[self.pos..window_end]);
             let Some(offset) = found else {
                 self.pos = window_end;
                 if src.len() - self.line_start > max_line.saturating_add(1) {
