@@ -3,8 +3,9 @@
 //! [`StaticDir`] answers GET and HEAD for files below a root directory, using herd-proto's pure
 //! helpers for every decision (path resolution, MIME type, ETag, conditional requests, ranges)
 //! and doing only the file-system work itself: open (non-blocking, so a FIFO cannot stall the
-//! loop), `fstat`, and a check that the file actually opened lies below the root (so a symlink
-//! cannot lead outside it). Bodies are [`Body::file`] regions, written by the loop with
+//! loop) below the root with `openat2(RESOLVE_BENEATH)` where available (the kernel refuses a
+//! symlink leading outside in the same lookup), otherwise by path with a check of where the
+//! descriptor really leads; then `fstat`. Bodies are [`Body::file`] regions, written by the loop with
 //! `sendfile`, so memory stays bounded whatever the file size; only bodies up to
 //! [`StaticDir::inline_max`] (32 KiB) are read into memory, to leave with their head in one
 //! write. Opening and `fstat` run inline on the loop, as nginx does. It must not buffer large
@@ -46,6 +47,8 @@ use super::{text_response, Body};
 #[derive(Debug, Clone)]
 pub struct StaticDir {
     root: PathBuf,
+    /// The root, open, for `openat2(RESOLVE_BENEATH)` lookups below it.
+    root_dir: Arc<File>,
     index: String,
     inline_max: u64,
 }
@@ -64,8 +67,13 @@ impl StaticDir {
                 format!("{} is not a directory", root.display()),
             ));
         }
+        let root_dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&root)?;
         Ok(StaticDir {
             root,
+            root_dir: Arc::new(root_dir),
             index: "index.html".into(),
             inline_max: INLINE_MAX,
         })
@@ -141,30 +149,49 @@ impl StaticDir {
         file_response(req, file, &meta, &path, self.inline_max)
     }
 
-    /// Opens `path` without blocking on FIFOs and checks that what was opened lies below the
-    /// root (symlinks resolved).
+    /// Opens `path` (below the root) without blocking on FIFOs, making sure that what opens
+    /// lies below the root. The kernel checks that in the same lookup where it can
+    /// (`openat2` with `RESOLVE_BENEATH`: one system call); a path it refuses because it
+    /// crosses an absolute symlink, or a system without `openat2`, takes the slower way: open
+    /// by path, then ask `/proc/self/fd` where the descriptor really leads.
     fn open_inside(&self, path: &Path) -> Result<(File, Metadata), StatusCode> {
+        let rel = match path.strip_prefix(&self.root) {
+            Ok(r) if r.as_os_str().is_empty() => Path::new("."),
+            Ok(r) => r,
+            Err(_) => return Err(StatusCode::FORBIDDEN),
+        };
+        let file = match crate::sys::open_beneath(&self.root_dir, rel) {
+            Ok(Some(file)) => file,
+            Ok(None) => self.open_checked(path)?,
+            Err(e) if crate::sys::is_escape_error(&e) => self.open_checked(path)?,
+            Err(e) => return Err(open_error_status(&e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok((file, meta))
+    }
+
+    /// Opens `path` by name, then checks where the descriptor really leads (symlinks
+    /// resolved) and refuses anything outside the root.
+    fn open_checked(&self, path: &Path) -> Result<File, StatusCode> {
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| open_error_status(&e))?;
         match real_path(&file, path) {
-            Ok(real) if real.starts_with(&self.root) => {}
+            Ok(real) if real.starts_with(&self.root) => Ok(file),
             Ok(real) => {
                 tracing::debug!(
                     "static: {} leads outside the root to {}",
                     path.display(),
                     real.display()
                 );
-                return Err(StatusCode::FORBIDDEN);
+                Err(StatusCode::FORBIDDEN)
             }
-            Err(_) => return Err(StatusCode::FORBIDDEN),
+            Err(_) => Err(StatusCode::FORBIDDEN),
         }
-        let meta = file
-            .metadata()
-            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-        Ok((file, meta))
     }
 }
 

@@ -95,6 +95,87 @@ pub fn set_nofile_limit(soft: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Open `rel` (a relative path) for reading below the directory `dir`, non-blocking, with the
+/// kernel refusing any resolution that leaves `dir` (`..` past it, absolute symlinks, symlinks
+/// leading outside, `/proc` magic links): `openat2(2)` with `RESOLVE_BENEATH |
+/// RESOLVE_NO_MAGICLINKS`. Such an escape fails with `EXDEV` (or `ELOOP` for a magic link).
+/// Returns `Ok(None)` where `openat2` is unavailable (Linux before 5.6, a seccomp filter, other
+/// systems), so the caller can fall back to opening by path and checking where it led; after
+/// the first such answer the system call is not tried again.
+pub fn open_beneath(
+    dir: &std::fs::File,
+    rel: &std::path::Path,
+) -> io::Result<Option<std::fs::File>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::ffi::OsStrExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+        if UNAVAILABLE.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let path = std::ffi::CString::new(rel.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        /// `struct open_how` of linux/openat2.h (libc's is `non_exhaustive`, so not
+        /// constructible here); the kernel takes its size as the version.
+        #[repr(C)]
+        struct OpenHow {
+            flags: u64,
+            mode: u64,
+            resolve: u64,
+        }
+        let how = OpenHow {
+            flags: (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+        };
+        // EAGAIN is a rename or mount racing the lookup: retry a few times, then report it.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            // SAFETY: `path` is a NUL-terminated string and `how` a fully initialised open_how,
+            // both alive for the call; the kernel only reads them (the size passed is the
+            // struct's own). `dir` is an open descriptor borrowed for the call.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    dir.as_raw_fd(),
+                    path.as_ptr(),
+                    &how as *const OpenHow,
+                    std::mem::size_of::<OpenHow>(),
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: openat2 returned a new descriptor that nothing else owns.
+                return Ok(Some(unsafe { std::fs::File::from_raw_fd(fd as i32) }));
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) if attempts < 8 => continue,
+                Some(libc::ENOSYS) | Some(libc::EPERM) if !UNAVAILABLE.load(Ordering::Relaxed) => {
+                    // EPERM here is a seccomp filter, not a file permission (that is EACCES).
+                    UNAVAILABLE.store(true, Ordering::Relaxed);
+                    return Ok(None);
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (dir, rel);
+        Ok(None)
+    }
+}
+
+/// True for the errors [`open_beneath`] reports when a path would leave its directory.
+pub fn is_escape_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EXDEV))
+}
+
 /// Send up to `count` bytes of `file` from `*offset` to the socket with `sendfile(2)`,
 /// advancing `*offset` by what was sent. Returns the number of bytes sent (0 at end of file).
 pub fn sendfile(
@@ -148,5 +229,42 @@ mod tests {
         set_inherited_options(&l, false, None).unwrap();
         let sock = socket2::SockRef::from(&l);
         assert!(!sock.tcp_nodelay().unwrap());
+    }
+
+    /// `open_beneath` opens what lies below its directory and refuses, with the error
+    /// `is_escape_error` recognises, every way out: `..`, a relative symlink climbing out, an
+    /// absolute symlink. Skipped where `openat2` is unavailable.
+    #[test]
+    fn open_beneath_stays_below_its_directory() {
+        let base = std::env::temp_dir().join(format!("herd-beneath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/a.txt"), b"inside").unwrap();
+        std::fs::write(base.join("secret.txt"), b"outside").unwrap();
+        std::os::unix::fs::symlink("sub/a.txt", root.join("rel-in")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", root.join("rel-out")).unwrap();
+        std::os::unix::fs::symlink(base.join("secret.txt"), root.join("abs-out")).unwrap();
+        let dir = std::fs::File::open(&root).unwrap();
+        let open = |rel: &str| open_beneath(&dir, std::path::Path::new(rel));
+        match open("sub/a.txt") {
+            Ok(None) => {
+                eprintln!("openat2 unavailable here; the fallback path is tested by http_static");
+            }
+            Ok(Some(mut f)) => {
+                let mut s = String::new();
+                f.read_to_string(&mut s).unwrap();
+                assert_eq!(s, "inside");
+                assert!(open("rel-in").unwrap().is_some());
+                for escape in ["../secret.txt", "sub/../../secret.txt", "rel-out", "abs-out"] {
+                    let e = open(escape).expect_err(escape);
+                    assert!(is_escape_error(&e), "{escape}: {e}");
+                }
+                let missing = open("nope").unwrap_err();
+                assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+            }
+            Err(e) => panic!("opening a plain file failed: {e}"),
+        }
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
