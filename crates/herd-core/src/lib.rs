@@ -36,5 +36,5 @@ pub mod ws;
 pub use bytes::Bytes;
 pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};
 pub use handler::{CloseReason, Handler, Item};
-pub use server::{AcceptMode, Balance, Options, Server, ServerHandle, StopReport};
+pub use server::{AcceptMode, Balance, Options, Server, ServerHandle, StopReport, NOTSENT_LOWAT};
 pub use stats::Stats;

@@ -261,6 +261,8 @@ pub struct ListenerConfig {
     pub flood_msgs_per_sec: Option<u32>,
     /// frame: flood guard, bytes per second per connection.
     pub flood_bytes_per_sec: Option<u64>,
+    /// `TCP_NOTSENT_LOWAT` in bytes for accepted sockets (0: the system default, no limit).
+    pub notsent_lowat: Option<u32>,
 }
 
 impl Default for ListenerConfig {
@@ -283,6 +285,7 @@ impl Default for ListenerConfig {
             max_body: None,
             flood_msgs_per_sec: None,
             flood_bytes_per_sec: None,
+            notsent_lowat: None,
         }
     }
 }
@@ -532,6 +535,12 @@ impl Config {
             }
             if !(1..=65535).contains(&l.backlog) {
                 return Err(ConfigError::new(at("backlog"), "must be 1..=65535"));
+            }
+            if l.notsent_lowat.is_some_and(|n| n > 64 << 20) {
+                return Err(ConfigError::new(
+                    at("notsent_lowat"),
+                    "must be at most 64 MiB (0 for the system default)",
+                ));
             }
             if let Some(n) = l.loops {
                 if !(1..=256).contains(&n) {

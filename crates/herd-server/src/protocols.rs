@@ -98,6 +98,9 @@ pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
         o.max_connections = n;
     }
     o.max_connections_per_ip = l.max_connections_per_ip;
+    if let Some(n) = l.notsent_lowat {
+        o.notsent_lowat = (n > 0).then_some(n);
+    }
     o
 }
 
@@ -266,6 +269,17 @@ mod tests {
         assert_eq!(o.max_connections_per_ip, Some(2));
         assert_eq!(o.idle_timeout, Some(Duration::from_secs(4)));
         assert_eq!(o.backlog, 99);
+        assert_eq!(o.notsent_lowat, Some(herd_core::NOTSENT_LOWAT));
+        let off = ListenerConfig {
+            notsent_lowat: Some(0),
+            ..l.clone()
+        };
+        assert_eq!(options(&off, &cfg).notsent_lowat, None);
+        let set = ListenerConfig {
+            notsent_lowat: Some(16384),
+            ..l.clone()
+        };
+        assert_eq!(options(&set, &cfg).notsent_lowat, Some(16384));
         let o = options(
             &ListenerConfig {
                 loops: Some(1),

@@ -256,7 +256,12 @@ mod tests {
                 f.read_to_string(&mut s).unwrap();
                 assert_eq!(s, "inside");
                 assert!(open("rel-in").unwrap().is_some());
-                for escape in ["../secret.txt", "sub/../../secret.txt", "rel-out", "abs-out"] {
+                for escape in [
+                    "../secret.txt",
+                    "sub/../../secret.txt",
+                    "rel-out",
+                    "abs-out",
+                ] {
                     let e = open(escape).expect_err(escape);
                     assert!(is_escape_error(&e), "{escape}: {e}");
                 }
