@@ -6,8 +6,10 @@
 # starts the server pinned to CPU 0 with one loop/thread, runs `herd-bench echo --json` pinned
 # to CPU 1, samples the server's utime+stime from /proc/PID/stat before and after the client
 # run, and prints per scenario the median per server of msgs/s, server CPU us per message,
-# p50/p99 latency, and the herd/tokio and herd/mio ratios. A failed run is printed as failed
-# and counted in the table's "runs" column, never dropped silently.
+# p50/p99 latency, and the herd/tokio and herd/mio ratios: of the medians, and the median of
+# the per-round ratios (the servers of a round run back to back, so the shared machine's slow
+# drifts cancel out of those). A failed run is printed as failed and counted in the table's
+# "runs" column, never dropped silently.
 #
 # Optional passes:
 #   SYSCALLS=1  each server under `strace -c -f` for a short fixed run (100 conns, 64 B,
@@ -196,7 +198,14 @@ print_table() {
         function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "-" : sprintf("%.2fx", x / y) }
         $1 == scen {
             runs[$2]++
-            if ($4 == "ok") { ok[$2]++; m[$2] = m[$2] " " $5; c[$2] = c[$2] " " $6; p5[$2] = p5[$2] " " $7; p9[$2] = p9[$2] " " $8 }
+            if ($4 == "ok") { ok[$2]++; m[$2] = m[$2] " " $5; c[$2] = c[$2] " " $6; p5[$2] = p5[$2] " " $7; p9[$2] = p9[$2] " " $8; rm[$2, $3] = $5; rc[$2, $3] = $6; rounds[$3] = 1 }
+        }
+        # Median over the rounds where both ran of the per-round ratio a/b: the servers of one
+        # round ran back to back, so drifts of the shared machine cancel out of it.
+        function paired(a, b, val,    r, list) {
+            list = ""
+            for (r in rounds) if ((a, r) in val && (b, r) in val && val[b, r] + 0 > 0) list = list " " (val[a, r] / val[b, r])
+            return list == "" ? "-" : sprintf("%.2fx", median(list))
         }
         END {
             ns = split(servers, s, " ")
@@ -209,8 +218,8 @@ print_table() {
                 if (ok[k] == 0) { printf "%-7s %-12s %12s %12s %10s %10s\n", k, status, "FAILED", "-", "-", "-"; continue }
                 printf "%-7s %-12s %12.0f %12.3f %10.1f %10.1f\n", k, status, mm[k], mc[k], median(p5[k]), median(p9[k])
             }
-            printf "herd/tokio: throughput %s, CPU/msg %s\n", ratio(mm["herd"], mm["tokio"]), ratio(mc["herd"], mc["tokio"])
-            printf "herd/mio:   throughput %s, CPU/msg %s\n", ratio(mm["herd"], mm["mio"]), ratio(mc["herd"], mc["mio"])
+            printf "herd/tokio: throughput %s, CPU/msg %s (per-round ratios, median: %s, %s)\n", ratio(mm["herd"], mm["tokio"]), ratio(mc["herd"], mc["tokio"]), paired("herd", "tokio", rm), paired("herd", "tokio", rc)
+            printf "herd/mio:   throughput %s, CPU/msg %s (per-round ratios, median: %s, %s)\n", ratio(mm["herd"], mm["mio"]), ratio(mc["herd"], mc["mio"]), paired("herd", "mio", rm), paired("herd", "mio", rc)
         }' "$RESULTS"
 }
 

@@ -9,7 +9,8 @@
 # one loop/thread, runs an unmeasured wrk warm-up, then `wrk -t1 -cN -dD --latency` pinned to
 # CPU 1, samples the server's utime+stime from /proc/PID/stat around the measured run, and
 # prints per scenario the median per server of requests/s, server CPU us per request and p99
-# latency, and the herd/hyper ratios. The issue's targets: CPU/request at most 0.85x hyper's,
+# latency, and the herd/hyper ratios (of the medians, and the median of the per-round ratios,
+# which cancels the shared machine's slow drifts). The issue's targets: CPU/request at most 0.85x hyper's,
 # requests/s not below hyper's, p99 at c=1000 not above hyper's. A failed run (server did not
 # start or died, wrk failed, non-2xx answers or socket errors) is printed as failed and counted,
 # never dropped silently.
@@ -197,7 +198,14 @@ print_table() { # print_table SCENARIO
         function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "-" : sprintf("%.2fx", x / y) }
         $1 == scen {
             runs[$2]++
-            if ($4 == "ok") { ok[$2]++; r[$2] = r[$2] " " $5; c[$2] = c[$2] " " $6; p[$2] = p[$2] " " $7 }
+            if ($4 == "ok") { ok[$2]++; r[$2] = r[$2] " " $5; c[$2] = c[$2] " " $6; p[$2] = p[$2] " " $7; rr[$2, $3] = $5; rc[$2, $3] = $6; rounds[$3] = 1 }
+        }
+        # Median over the rounds where both ran of the per-round ratio a/b: the servers of one
+        # round ran back to back, so drifts of the shared machine cancel out of it.
+        function paired(a, b, val,    n, list) {
+            list = ""
+            for (n in rounds) if ((a, n) in val && (b, n) in val && val[b, n] + 0 > 0) list = list " " (val[a, n] / val[b, n])
+            return list == "" ? "-" : sprintf("%.2fx", median(list))
         }
         END {
             ns = split(servers, s, " ")
@@ -212,6 +220,7 @@ print_table() { # print_table SCENARIO
             }
             printf "herd/hyper: req/s %s (target >= 1.00x), CPU/req %s (target <= 0.85x), p99 %s\n",
                 ratio(mr["herd"], mr["hyper"]), ratio(mc["herd"], mc["hyper"]), ratio(mp["herd"], mp["hyper"])
+            printf "per-round ratios, median: req/s %s, CPU/req %s\n", paired("herd", "hyper", rr), paired("herd", "hyper", rc)
         }' "$RESULTS"
 }
 
