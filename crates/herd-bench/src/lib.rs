@@ -9,17 +9,22 @@
 //!   message on each and then keeps them idle (for measuring a server's memory per
 //!   connection). [`frame`] runs echo's load as herd frame-protocol RPCs, and [`ws`] as
 //!   WebSocket binary messages after an HTTP upgrade; an HTTP mode will sit beside them.
+//! - `driver` (private) is the client machinery echo, frame and ws share: client threads, the
+//!   start handshake, the mio poll loop, the measured window, merging into the report. Each of
+//!   those modes only says how to open a connection and what its messages look like.
 //! - [`stats`] counts and formats: the latency histogram, percentiles, the [`stats::Report`].
 //! - [`pattern`] is the deterministic byte stream every connection sends and verifies.
 //!
 //! The generator itself must stay cheap so that it measures the server, not itself: no async
 //! runtime, one mio event loop per client thread with many connections on each, one clock read
 //! per read syscall, no allocation per message. It connects only to the address it is given,
-//! and every run stops by itself after its duration. This library does not print except for
-//! one line per detected echo mismatch (on stderr); the binary decides what to print.
+//! and every run stops by itself after its duration. This library prints only a line (on
+//! stderr) for each of the first ten mismatches, disconnects and socket errors of a client
+//! thread (all are counted); the binary decides what else to print.
 
 #![forbid(unsafe_code)]
 
+mod driver;
 pub mod echo;
 pub mod frame;
 pub mod hold;

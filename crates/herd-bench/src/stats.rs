@@ -7,8 +7,9 @@
 //! mode's `run` returns; it prints as a human table ([`Report::to_table`]) or as one JSON object
 //! ([`Report::to_json`]) for scripts.
 //!
-//! This module does no I/O and reads no clock: the modes (`echo`, `hold`) measure, this module
-//! only counts and formats. Callers: `echo::run`, `main` (printing), and the unit tests here.
+//! This module does no I/O and reads no clock: the modes (echo, frame, ws through the shared
+//! `driver`) measure, this module only counts and formats. Callers: `driver::run`, `main`
+//! (printing), and the unit tests here.
 
 use std::fmt::Write as _;
 use std::time::Duration;

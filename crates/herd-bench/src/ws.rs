@@ -18,33 +18,25 @@
 //!
 //! Frames are encoded and parsed here by hand, independently of herd-proto, so the load
 //! generator doubles as a check of the servers' framing. Threads, the measured window and the
-//! report work as in [`echo`](crate::echo): one mio loop per client thread, one clock read
-//! per read syscall, the frames made by one read sent in one write, no allocation per message
-//! once buffers have grown. Callers: the `herd-bench ws` command, bench/ws.sh and the tests.
+//! report are the shared client driver (`driver.rs`), as for [`echo`](crate::echo): one mio
+//! loop per client thread, one clock read per read syscall, the frames made by one read sent
+//! in one write, no allocation per message once buffers have grown. Callers: the
+//! `herd-bench ws` command, bench/ws.sh and the tests.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
-
-use crate::echo::connect_with_retry;
+use crate::driver::{self, connect_with_retry, Client, Plan, Stop, Window};
 use crate::pattern::Pattern;
-use crate::stats::{Histogram, Report};
+use crate::stats::Report;
 use crate::Error;
 
 /// Largest message accepted, so a typo cannot allocate gigabytes.
 pub const MAX_SIZE: usize = 16 << 20;
 /// Largest `size * depth` per connection.
 pub const MAX_IN_FLIGHT: usize = 64 << 20;
-/// At most this many mismatch lines are printed per thread; all are counted.
-const MAX_PRINTED: u64 = 10;
-/// Bytes read per read syscall.
-const SCRATCH: usize = 64 * 1024;
 /// Largest handshake response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long the handshake may take per connection.
@@ -353,68 +345,34 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 /// the run are counted in the report; `report.errors() > 0` means the run failed.
 pub fn run(opts: &WsOpts) -> Result<Report, Error> {
     opts.validate()?;
-    let threads = opts.threads.min(opts.connections);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Error>>();
-    let mut go = Vec::with_capacity(threads);
-    let mut handles = Vec::with_capacity(threads);
-    let mut first = 0;
-    for t in 0..threads {
-        let count = opts.connections / threads + usize::from(t < opts.connections % threads);
-        let (go_tx, go_rx) = mpsc::channel::<Option<Instant>>();
-        let (o, ready) = (opts.clone(), ready_tx.clone());
-        let handle = thread::Builder::new()
-            .name(format!("herd-bench-ws-{t}"))
-            .spawn(move || client_thread(&o, first, count, ready, go_rx))?;
-        go.push(go_tx);
-        handles.push(handle);
-        first += count;
-    }
-    drop(ready_tx);
-    let mut failure = None;
-    for _ in 0..threads {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-            Err(_) => {
-                failure.get_or_insert(Error::Io(io::Error::other("a client thread died")));
-            }
-        }
-    }
-    let start = failure.is_none().then(Instant::now);
-    for tx in &go {
-        let _ = tx.send(start);
-    }
-    let mut report = Report {
+    let plan = Plan {
         mode: "ws",
         connections: opts.connections,
         size: opts.size,
         depth: opts.depth,
-        threads,
         duration: opts.duration,
-        latency: Histogram::new(),
-        ..Report::default()
+        warmup: opts.warmup,
+        threads: opts.threads,
     };
-    for h in handles {
-        let t = h
-            .join()
-            .map_err(|_| Error::Io(io::Error::other("a client thread panicked")))?;
-        report.latency.merge(&t.latency);
-        report.messages += t.messages;
-        report.messages_total += t.messages_total;
-        report.mismatches += t.mismatches;
-        report.disconnects += t.disconnects;
-        report.io_errors += t.io_errors;
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(report),
-    }
+    driver::run(&plan, |index| {
+        let stream = open(opts, index)?;
+        let conn = Conn {
+            index,
+            pattern: Pattern::new(index as u64),
+            size: opts.size,
+            queued: 0,
+            received: 0,
+            frames: 0,
+            inflight: VecDeque::with_capacity(opts.depth),
+            rx: Rx::header(),
+            ctl: Vec::with_capacity(125),
+        };
+        Ok((stream, conn))
+    })
 }
 
 /// Connects connection `index` and runs its handshake (blocking, bounded by
-/// [`HANDSHAKE_TIMEOUT`]).
+/// [`HANDSHAKE_TIMEOUT`]); the driver then makes the stream non-blocking.
 fn open(opts: &WsOpts, index: usize) -> Result<std::net::TcpStream, Error> {
     let mut s = connect_with_retry(opts.addr, index, opts.connect_attempts)?;
     let fail = |reason: String| Error::Echo { index, reason };
@@ -453,31 +411,7 @@ fn open(opts: &WsOpts, index: usize) -> Result<std::net::TcpStream, Error> {
     }
     s.set_read_timeout(None)?;
     s.set_write_timeout(None)?;
-    s.set_nonblocking(true)?;
     Ok(s)
-}
-
-/// What one client thread counted.
-#[derive(Default)]
-struct ThreadStats {
-    latency: Histogram,
-    messages: u64,
-    messages_total: u64,
-    mismatches: u64,
-    disconnects: u64,
-    io_errors: u64,
-}
-
-/// The measured window and the per-thread counters a connection event updates.
-struct Window {
-    warm_end: Instant,
-    end: Instant,
-    stats: ThreadStats,
-}
-
-enum Fate {
-    Keep,
-    Close,
 }
 
 /// Where the parser is in the server's byte stream.
@@ -512,20 +446,17 @@ fn header_need(buf: &[u8; 10], have: usize) -> usize {
     }
 }
 
-/// One client connection and where it is in its stream.
+/// One connection's streams: what it sends and where the parser is in what comes back.
 struct Conn {
-    stream: TcpStream,
     index: usize,
     pattern: Pattern,
     size: usize,
-    /// Payload stream bytes queued so far (sent or in `out`).
+    /// Payload stream bytes queued so far (sent or waiting in the driver's output buffer).
     queued: u64,
     /// Payload stream bytes received and verified so far.
     received: u64,
     /// Frames queued so far (seeds each frame's mask key).
     frames: u32,
-    /// Queued bytes not yet accepted by the socket.
-    out: Vec<u8>,
     /// Queue time of each message in flight, oldest first.
     inflight: VecDeque<Instant>,
     rx: Rx,
@@ -533,182 +464,35 @@ struct Conn {
     ctl: Vec<u8>,
 }
 
-fn client_thread(
-    opts: &WsOpts,
-    first: usize,
-    count: usize,
-    ready: mpsc::Sender<Result<(), Error>>,
-    go: mpsc::Receiver<Option<Instant>>,
-) -> ThreadStats {
-    let setup = || -> Result<(Poll, Vec<Option<Conn>>), Error> {
-        let poll = Poll::new()?;
-        let mut conns = Vec::with_capacity(count);
-        for k in 0..count {
-            let index = first + k;
-            let mut stream = TcpStream::from_std(open(opts, index)?);
-            poll.registry().register(
-                &mut stream,
-                Token(k),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            conns.push(Some(Conn {
-                stream,
-                index,
-                pattern: Pattern::new(index as u64),
-                size: opts.size,
-                queued: 0,
-                received: 0,
-                frames: 0,
-                out: Vec::with_capacity((client_header_len(opts.size) + opts.size) * opts.depth),
-                inflight: VecDeque::with_capacity(opts.depth),
-                rx: Rx::header(),
-                ctl: Vec::with_capacity(125),
-            }));
-        }
-        Ok((poll, conns))
-    };
-    let (mut poll, mut conns) = match setup() {
-        Ok(x) => {
-            let _ = ready.send(Ok(()));
-            x
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return ThreadStats::default();
-        }
-    };
-    let Ok(Some(start)) = go.recv() else {
-        return ThreadStats::default();
-    };
-    let warm_end = start + opts.warmup;
-    let mut w = Window {
-        warm_end,
-        end: warm_end + opts.duration,
-        stats: ThreadStats {
-            latency: Histogram::new(),
-            ..ThreadStats::default()
-        },
-    };
-    let mut live = count;
-    for slot in conns.iter_mut() {
-        let Some(conn) = slot else { continue };
-        for _ in 0..opts.depth {
-            conn.queue(start);
-        }
-        if let Fate::Close = conn.flush(&mut w.stats) {
-            *slot = None;
-            live -= 1;
-        }
-    }
-    let mut events = Events::with_capacity(1024);
-    let mut scratch = vec![0u8; SCRATCH];
-    loop {
-        let now = Instant::now();
-        if now >= w.end || live == 0 {
-            break;
-        }
-        let timeout = if now < w.warm_end { w.warm_end } else { w.end } - now;
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            eprintln!("herd-bench: poll failed: {e}");
-            w.stats.io_errors += 1;
-            break;
-        }
-        for ev in events.iter() {
-            let slot = &mut conns[ev.token().0];
-            let Some(conn) = slot else { continue };
-            let mut fate = Fate::Keep;
-            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                fate = conn.on_readable(&mut scratch, &mut w);
-            }
-            if let Fate::Keep = fate {
-                if ev.is_writable() && !conn.out.is_empty() {
-                    fate = conn.flush(&mut w.stats);
-                }
-            }
-            if let Fate::Close = fate {
-                let _ = poll.registry().deregister(&mut conn.stream);
-                *slot = None;
-                live -= 1;
-            }
-        }
-    }
-    w.stats
-}
+impl Client for Conn {
+    const MISMATCH: &'static str = "bad frame";
 
-impl Conn {
-    /// The next frame's mask key: varies per frame and per connection.
-    fn next_mask(&mut self) -> [u8; 4] {
-        self.frames = self.frames.wrapping_add(1);
-        (self.frames.wrapping_mul(0x9E37_79B9) ^ self.index as u32 ^ 0x5A5A_0000).to_be_bytes()
+    fn wire_len(&self) -> usize {
+        client_header_len(self.size) + self.size
     }
 
     /// Appends the next message (a masked binary frame of the next `size` stream bytes) to
     /// `out`, stamped `now`.
-    fn queue(&mut self, now: Instant) {
+    fn queue(&mut self, out: &mut Vec<u8>, now: Instant) {
         let mask = self.next_mask();
-        put_client_header(&mut self.out, OP_BINARY, self.size, mask);
-        let at = self.out.len();
-        self.out.resize(at + self.size, 0);
-        let payload = &mut self.out[at..];
+        put_client_header(out, OP_BINARY, self.size, mask);
+        let at = out.len();
+        out.resize(at + self.size, 0);
+        let payload = &mut out[at..];
         self.pattern.fill(self.queued, payload);
         apply_mask(payload, mask);
         self.queued += self.size as u64;
         self.inflight.push_back(now);
     }
 
-    /// Writes as much of `out` as the socket takes; the rest waits for a writable event.
-    fn flush(&mut self, stats: &mut ThreadStats) -> Fate {
-        while !self.out.is_empty() {
-            match self.stream.write(&self.out) {
-                Ok(n) if n == self.out.len() => self.out.clear(),
-                Ok(0) => return self.fail(stats, io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(stats, e),
-            }
-        }
-        Fate::Keep
-    }
-
-    /// Reads until a short read or `WouldBlock`, checks every byte, queues the next messages
-    /// and writes them in one go.
-    fn on_readable(&mut self, scratch: &mut [u8], w: &mut Window) -> Fate {
-        loop {
-            let n = match self.stream.read(scratch) {
-                Ok(0) => return self.server_closed(w, "closed by server"),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.fail(&mut w.stats, e),
-            };
-            let now = Instant::now();
-            match self.take(&scratch[..n], now, w) {
-                Ok(true) => {}
-                Ok(false) => return self.server_closed(w, "server sent a Close frame"),
-                Err(why) => {
-                    w.stats.mismatches += 1;
-                    if w.stats.mismatches <= MAX_PRINTED {
-                        eprintln!("herd-bench: connection {}: bad frame: {why}", self.index);
-                    }
-                    return Fate::Close;
-                }
-            }
-            if n < scratch.len() {
-                break;
-            }
-        }
-        self.flush(&mut w.stats)
-    }
-
-    /// Parses and checks `chunk`, completing messages and queueing new ones. Returns
-    /// `Ok(false)` when the server sent a Close.
-    fn take(&mut self, mut chunk: &[u8], now: Instant, w: &mut Window) -> Result<bool, String> {
+    /// Parses and checks `chunk`, completing messages and queueing new ones (and Pongs).
+    fn take(
+        &mut self,
+        mut chunk: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+        w: &mut Window,
+    ) -> Result<(), Stop> {
         while !chunk.is_empty() {
             match &mut self.rx {
                 Rx::Header { buf, have } => {
@@ -723,13 +507,13 @@ impl Conn {
                     }
                     let (b0, b1) = (buf[0], buf[1]);
                     if b1 & 0x80 != 0 {
-                        return Err("server frame is masked".into());
+                        return Err(Stop::Mismatch("server frame is masked".into()));
                     }
                     if b0 & 0x70 != 0 {
-                        return Err(format!("reserved bits set in {b0:#04x}"));
+                        return Err(format!("reserved bits set in {b0:#04x}").into());
                     }
                     if b0 & 0x80 == 0 {
-                        return Err(format!("fragmented frame (opcode {:#x})", b0 & 0x0F));
+                        return Err(format!("fragmented frame (opcode {:#x})", b0 & 0x0F).into());
                     }
                     let full = header_need(&buf, have);
                     if have < full {
@@ -745,9 +529,7 @@ impl Conn {
                     self.rx = self.header_done(b0 & 0x0F, len)?;
                     if let Rx::Control { opcode, left: 0 } = self.rx {
                         self.rx = Rx::header();
-                        if !self.control_done(opcode) {
-                            return Ok(false);
-                        }
+                        self.control_done(opcode, out)?;
                     }
                 }
                 Rx::Data { left } => {
@@ -760,7 +542,10 @@ impl Conn {
                     chunk = &chunk[take..];
                     if *left == 0 {
                         self.rx = Rx::header();
-                        self.complete(now, w);
+                        let sent_at = self.inflight.pop_front().unwrap_or(now);
+                        if w.complete(sent_at, now) {
+                            self.queue(out, now);
+                        }
                     }
                 }
                 Rx::Control { opcode, left } => {
@@ -771,14 +556,20 @@ impl Conn {
                     if *left == 0 {
                         let opcode = *opcode;
                         self.rx = Rx::header();
-                        if !self.control_done(opcode) {
-                            return Ok(false);
-                        }
+                        self.control_done(opcode, out)?;
                     }
                 }
             }
         }
-        Ok(true)
+        Ok(())
+    }
+}
+
+impl Conn {
+    /// The next frame's mask key: varies per frame and per connection.
+    fn next_mask(&mut self) -> [u8; 4] {
+        self.frames = self.frames.wrapping_add(1);
+        (self.frames.wrapping_mul(0x9E37_79B9) ^ self.index as u32 ^ 0x5A5A_0000).to_be_bytes()
     }
 
     /// A whole header with `opcode` and payload length `len` was read: what comes next.
@@ -807,65 +598,18 @@ impl Conn {
         }
     }
 
-    /// A control frame's payload is in `ctl`: answer a Ping, ignore a Pong. Returns false
-    /// for a Close.
-    fn control_done(&mut self, opcode: u8) -> bool {
+    /// A control frame's payload is in `ctl`: answer a Ping (into `out`), ignore a Pong,
+    /// stop at a Close.
+    fn control_done(&mut self, opcode: u8, out: &mut Vec<u8>) -> Result<(), Stop> {
         match opcode {
             OP_PING => {
                 let mask = self.next_mask();
-                let ctl = std::mem::take(&mut self.ctl);
-                encode_client_frame(&mut self.out, OP_PONG, &ctl, mask);
-                self.ctl = ctl;
-                true
+                encode_client_frame(out, OP_PONG, &self.ctl, mask);
+                Ok(())
             }
-            OP_CLOSE => false,
-            _ => true,
+            OP_CLOSE => Err(Stop::Closed("server sent a Close frame")),
+            _ => Ok(()),
         }
-    }
-
-    /// The oldest message in flight came back whole: count it and queue the next one.
-    fn complete(&mut self, now: Instant, w: &mut Window) {
-        let sent_at = self.inflight.pop_front().unwrap_or(now);
-        w.stats.messages_total += 1;
-        if now >= w.warm_end && now < w.end {
-            w.stats.messages += 1;
-            let ns = now.duration_since(sent_at).as_nanos();
-            w.stats
-                .latency
-                .record(u64::try_from(ns).unwrap_or(u64::MAX));
-        }
-        if now < w.end {
-            self.queue(now);
-        }
-    }
-
-    /// Counts the server closing the connection and closes it here.
-    fn server_closed(&mut self, w: &mut Window, what: &str) -> Fate {
-        w.stats.disconnects += 1;
-        if w.stats.disconnects <= MAX_PRINTED {
-            eprintln!("herd-bench: connection {}: {what}", self.index);
-        }
-        Fate::Close
-    }
-
-    /// Counts a socket error (a reset counts as the server closing) and closes.
-    fn fail(&mut self, stats: &mut ThreadStats, e: io::Error) -> Fate {
-        let reset = matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::ConnectionAborted
-        );
-        let count = if reset {
-            &mut stats.disconnects
-        } else {
-            &mut stats.io_errors
-        };
-        *count += 1;
-        if *count <= MAX_PRINTED {
-            eprintln!("herd-bench: connection {}: {e}", self.index);
-        }
-        Fate::Close
     }
 }
 
