@@ -13,47 +13,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+NAME=interop-frame
 WORK=$TARGET/interop-frame
 VENV=$WORK/venv
 GEN=$WORK/gen
 MAX_FRAME=65536
-SERVER_PID=""
-
-say() { printf 'interop-frame: %s\n' "$*" >&2; }
-
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=.ci/lib.sh
+. "$ROOT/.ci/lib.sh"
 
 # --- Python venv with protobuf and grpcio-tools (protoc) -------------------------------------
-command -v python3 >/dev/null || {
-    say "installing python3"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-}
-mkdir -p "$WORK"
-if [ ! -x "$VENV/bin/python" ]; then
-    say "creating venv $VENV"
-    if ! python3 -m venv "$VENV" 2>/dev/null; then
-        rm -rf "$VENV"
-        say "installing python3-venv"
-        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-        python3 -m venv "$VENV"
-    fi
-fi
-if ! "$VENV/bin/python" -c 'import google.protobuf, grpc_tools' 2>/dev/null; then
-    say "installing protobuf and grpcio-tools into the venv"
-    timeout 600 "$VENV/bin/pip" install -q --disable-pip-version-check protobuf grpcio-tools
-fi
+ensure_venv "$VENV" "google.protobuf, grpc_tools" protobuf grpcio-tools
 
 # --- generate the Python classes from the example's .proto -----------------------------------
 rm -rf "$GEN"
@@ -67,28 +36,10 @@ say "building the chat example"
 cargo build -q --example chat
 BIN=$TARGET/debug/examples/chat
 
-port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-PORT=${PORT:-19300}
-while port_open "$PORT"; do PORT=$((PORT + 1)); done
-
-"$BIN" --port "$PORT" --loops 2 --max-frame "$MAX_FRAME" >"$WORK/chat.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 300); do
-    port_open "$PORT" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { say "chat died at start:"; cat "$WORK/chat.log" >&2; exit 1; }
-    sleep 0.1
-done
-port_open "$PORT" || { say "chat did not listen on $PORT within 30 s"; exit 1; }
-say "chat example on 127.0.0.1:$PORT (pid $SERVER_PID)"
+start_server "$WORK/chat.log" "$BIN" --loops 2 --max-frame "$MAX_FRAME"
 
 # --- the checks ------------------------------------------------------------------------------
 status=0
 timeout 120 "$VENV/bin/python" "$ROOT/interop/frame/check.py" --port "$PORT" --gen "$GEN" \
     --max-frame "$MAX_FRAME" || status=$?
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    say "the chat server died during the checks:"
-    cat "$WORK/chat.log" >&2
-    status=1
-fi
-[ "$status" = 0 ] || { say "server log:"; tail -n 20 "$WORK/chat.log" >&2; }
-exit "$status"
+finish_checks "$status" "$WORK/chat.log"
