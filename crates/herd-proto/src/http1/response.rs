@@ -103,10 +103,17 @@ pub fn encode_head(
     let informational = status.is_informational();
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let not_modified = status == StatusCode::NOT_MODIFIED;
-    let user_close = headers
-        .get_all(CONNECTION)
-        .iter()
-        .any(|v| list_items(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")));
+    // Linear passes over the handler's (few) headers instead of hash lookups: whether it has a
+    // `Date` of its own and a `Connection: close`.
+    let mut user_close = false;
+    let mut has_date = false;
+    for (name, value) in headers {
+        if name == CONNECTION {
+            user_close |= list_items(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"));
+        } else if name == DATE {
+            has_date = true;
+        }
+    }
     let mut keep_alive = ctx.keep_alive && !user_close;
 
     dst.extend_from_slice(b"HTTP/1.1 ");
@@ -114,7 +121,7 @@ pub fn encode_head(
     dst.push(b' ');
     dst.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     dst.extend_from_slice(b"\r\n");
-    if !informational && !ctx.date.is_empty() && !headers.contains_key(DATE) {
+    if !informational && !ctx.date.is_empty() && !has_date {
         put_header(dst, b"Date", ctx.date);
     }
     for (name, value) in headers {
