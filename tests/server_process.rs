@@ -117,6 +117,51 @@ fn hup_under_load_loses_nothing_and_applies_the_new_config() {
     assert_eq!(echo_once(addr2, "new listener").unwrap(), "new listener");
 }
 
+/// A reload to fewer workers must not reset connections waiting in the accept queue of a
+/// slot that no longer has a worker: worker 1 is held stopped (SIGSTOP) while 32 clients
+/// connect and send a line, so the ones the kernel routed to slot 1's socket wait there; after
+/// a reload to one worker, all 32 get their echo from the new worker.
+#[test]
+fn hup_to_fewer_workers_serves_the_connections_queued_on_the_dropped_slot() {
+    let h = Herd::start("shrink", 2);
+    let master = h.pid();
+    let old = h.wait_ready_workers(master, 2);
+    let started = h.wait_log("worker 1 started (pid", |l| l.pid == master);
+    let pid_text = started.msg.split("pid ").nth(1).unwrap();
+    let slot1: i32 = pid_text[..pid_text.find(',').unwrap()].parse().unwrap();
+    assert!(old.contains(&slot1));
+    kill(slot1, Signal::Stop).unwrap();
+
+    // SO_REUSEPORT spreads these over both slots' sockets by their ports: with 32 of them,
+    // all landing on slot 0 has a chance of 2^-32.
+    let mut clients: Vec<Persistent> = (0..32)
+        .map(|i| {
+            let mut p = Persistent::connect(h.addr());
+            p.send_raw(format!("queued {i}\n").as_bytes());
+            p
+        })
+        .collect();
+
+    let text = std::fs::read_to_string(&h.config)
+        .unwrap()
+        .replace("workers = 2", "workers = 1");
+    std::fs::write(&h.config, text).unwrap();
+    h.signal(Signal::Hup);
+    h.wait_log("configuration reloaded: generation 2", |l| l.pid == master);
+    h.wait_log("keeping listener", |l| l.pid == master);
+    for (i, p) in clients.iter_mut().enumerate() {
+        assert_eq!(
+            p.read_line().unwrap_or_else(|e| panic!("client {i}: {e}")),
+            format!("queued {i}\n"),
+            "client {i}"
+        );
+    }
+    // Nothing reached the stopped worker; let it finish its graceful stop.
+    kill(slot1, Signal::Cont).unwrap();
+    h.wait_log(&format!("(pid {slot1}) "), |l| l.pid == master);
+    assert_eq!(echo_once(h.addr(), "after").unwrap(), "after");
+}
+
 #[test]
 fn hup_with_a_broken_config_keeps_serving_the_old_one() {
     let h = Herd::start("badhup", 2);

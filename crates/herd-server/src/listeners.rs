@@ -175,23 +175,48 @@ impl ListenerSet {
     }
 
     /// Close every socket that none of `cfgs` needs.
+    ///
+    /// A per-slot socket of a `reuseport` listener that is still configured stays open even
+    /// when the worker count dropped below its slot: closing a listening socket resets the
+    /// connections waiting in its accept queue, and the kernel keeps routing new ones to it
+    /// until the moment it closes. [`fds_for`](Self::fds_for) hands such a socket to a
+    /// remaining worker instead, so a reload to fewer workers loses nothing. (Its share of new
+    /// connections then goes to that worker: with 3 slots on 2 workers, worker 0 takes two
+    /// thirds until the count grows back or the listener is removed.)
     pub fn retain(&mut self, cfgs: &[&Config]) {
         let keep: Vec<Key> = cfgs
             .iter()
             .flat_map(|c| Self::wanted(c))
             .map(|(k, _)| k)
             .collect();
+        let per_slot: Vec<SocketAddr> = keep
+            .iter()
+            .filter(|k| k.slot.is_some())
+            .map(|k| k.addr)
+            .collect();
         self.entries.retain(|e| {
-            let k = keep.contains(&e.key);
-            if !k {
-                tracing::info!("closing listener {} (slot {:?})", e.key.addr, e.key.slot);
+            if keep.contains(&e.key) {
+                return true;
             }
-            k
+            if e.key.slot.is_some() && per_slot.contains(&e.key.addr) {
+                tracing::info!(
+                    "keeping listener {} slot {:?} for the remaining workers (its queue stays)",
+                    e.key.addr,
+                    e.key.slot
+                );
+                return true;
+            }
+            tracing::info!("closing listener {} (slot {:?})", e.key.addr, e.key.slot);
+            false
         });
     }
 
-    /// `(listener name, descriptor)` for each listener of `cfg` as worker `slot` sees them.
+    /// `(listener name, descriptor)` for each listener of `cfg` as worker `slot` sees them:
+    /// for a `reuseport` listener the slot's own socket, then any socket of a slot beyond the
+    /// worker count that falls to this worker (slot `j` goes to worker `j % workers`; see
+    /// [`retain`](Self::retain)).
     pub fn fds_for(&self, cfg: &Config, slot: usize) -> Vec<(String, RawFd)> {
+        let workers = cfg.worker_count().max(1);
         let mut out = Vec::new();
         for l in &cfg.listeners {
             let Ok(addr) = l.addr() else { continue };
@@ -201,6 +226,17 @@ impl ListenerSet {
             };
             if let Some(e) = self.find(key) {
                 out.push((l.name.clone(), e.sock.as_raw_fd()));
+            }
+            if l.reuseport {
+                for e in &self.entries {
+                    let inherited = e.key.addr == addr
+                        && e.key
+                            .slot
+                            .is_some_and(|j| j >= workers && j % workers == slot);
+                    if inherited {
+                        out.push((l.name.clone(), e.sock.as_raw_fd()));
+                    }
+                }
             }
         }
         out
@@ -298,12 +334,33 @@ mod tests {
         let before = set.all_fds();
         set.prepare(&c).unwrap();
         assert_eq!(set.all_fds(), before);
-        // Fewer workers, one listener gone: retain closes the rest.
-        let smaller = cfg(1, &[(&a, true)]);
-        set.prepare(&smaller).unwrap();
-        set.retain(&[&smaller]);
-        assert_eq!(set.len(), 1);
-        assert_eq!(set.fds_for(&smaller, 0)[0].1, fds0[0].1);
+        // Fewer workers, one listener gone: the gone listener's socket closes; the slots past
+        // the worker count stay open (their queues hold accepted-by-the-kernel connections)
+        // and go to the remaining workers, own slot first.
+        let two = cfg(2, &[(&a, true)]);
+        set.prepare(&two).unwrap();
+        set.retain(&[&two]);
+        assert_eq!(set.len(), 3);
+        let slot2 = set.fds_for(&c, 2)[0].1;
+        let w0: Vec<RawFd> = set.fds_for(&two, 0).iter().map(|f| f.1).collect();
+        let w1: Vec<RawFd> = set.fds_for(&two, 1).iter().map(|f| f.1).collect();
+        assert_eq!(w0, vec![fds0[0].1, slot2]);
+        assert_eq!(w1, vec![fds1[0].1]);
+        let one = cfg(1, &[(&a, true)]);
+        set.retain(&[&one]);
+        let all: Vec<RawFd> = set.fds_for(&one, 0).iter().map(|f| f.1).collect();
+        assert_eq!(all, vec![fds0[0].1, fds1[0].1, slot2]);
+        assert!(set.fds_for(&one, 0).iter().all(|(name, _)| *name == a));
+        // Growing back uses the same sockets again, each for its own slot.
+        set.prepare(&c).unwrap();
+        assert_eq!(set.all_fds()[..3], before[..3]);
+        assert_eq!(set.fds_for(&c, 2)[0], (a.clone(), slot2));
+        // A listener that is gone closes every one of its sockets.
+        let d = format!("127.0.0.1:{}", free_port());
+        let other = cfg(2, &[(&d, true)]);
+        set.prepare(&other).unwrap();
+        set.retain(&[&other]);
+        assert_eq!(set.len(), 2);
     }
 
     #[test]

@@ -104,14 +104,16 @@ pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
     o
 }
 
-/// Start serving `l` on `sock`.
+/// Start serving `l` on `socks` (its slot's socket, plus any slot sockets left to this worker).
 pub fn start(
     l: &ListenerConfig,
     cfg: &Config,
-    sock: TcpListener,
+    socks: Vec<TcpListener>,
     cx: &Context,
 ) -> io::Result<ServerHandle> {
-    let server = Server::new().options(options(l, cfg)).listener(sock);
+    let server = socks
+        .into_iter()
+        .fold(Server::new().options(options(l, cfg)), Server::listener);
     match l.protocol {
         Protocol::Echo => {
             let max = l.max_frame.unwrap_or(DEFAULT_MAX_LINE);
@@ -312,7 +314,10 @@ mod tests {
             ..ListenerConfig::default()
         };
         adjust(&mut l);
-        (start(&l, &Config::default(), sock, &cx()).unwrap(), addr)
+        (
+            start(&l, &Config::default(), vec![sock], &cx()).unwrap(),
+            addr,
+        )
     }
 
     fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -455,7 +460,12 @@ mod tests {
                 protocol: p,
                 ..ListenerConfig::default()
             };
-            match start(&l, &Config::default(), sock.try_clone().unwrap(), &cx()) {
+            match start(
+                &l,
+                &Config::default(),
+                vec![sock.try_clone().unwrap()],
+                &cx(),
+            ) {
                 Err(e) => assert_eq!(e.kind(), io::ErrorKind::Unsupported),
                 Ok(_) => panic!("{p:?} started although unavailable"),
             }

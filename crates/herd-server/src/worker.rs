@@ -141,17 +141,30 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
         logs: logs.clone(),
     };
     let mut servers: Vec<(usize, ServerHandle)> = Vec::new();
+    // A listener may come with more than one socket (slots left over after the worker count
+    // dropped, see `ListenerSet::retain`): one server per listener accepts on all of them.
+    let mut grouped: Vec<(&str, Vec<RawFd>)> = Vec::new();
     for (name, fd) in &spec.listeners {
-        let Some(i) = spec.config.listeners.iter().position(|l| &l.name == name) else {
+        match grouped.iter_mut().find(|(n, _)| n == name) {
+            Some((_, fds)) => fds.push(*fd),
+            None => grouped.push((name, vec![*fd])),
+        }
+    }
+    for (name, fds) in grouped {
+        let Some(i) = spec.config.listeners.iter().position(|l| l.name == name) else {
             return Err(fatal(format!(
                 "no listener named {name:?} in the configuration"
             )));
         };
         let l = &spec.config.listeners[i];
-        let sock = herd_core::sys::take_inherited_fd(*fd)
-            .map(TcpListener::from)
-            .map_err(|e| fatal(format!("listener {name}: descriptor {fd}: {e}")))?;
-        let handle = protocols::start(l, &spec.config, sock, &cx)
+        let mut socks = Vec::with_capacity(fds.len());
+        for fd in fds {
+            let sock = herd_core::sys::take_inherited_fd(fd)
+                .map(TcpListener::from)
+                .map_err(|e| fatal(format!("listener {name}: descriptor {fd}: {e}")))?;
+            socks.push(sock);
+        }
+        let handle = protocols::start(l, &spec.config, socks, &cx)
             .map_err(|e| fatal(format!("listener {name}: cannot start: {e}")))?;
         tracing::debug!("serving {} on {} ({})", name, l.bind, l.protocol.as_str());
         servers.push((i, handle));

@@ -45,6 +45,10 @@ pub enum Signal {
     Chld,
     /// SIGWINCH: window change (nginx uses it to retire workers; herd ignores it).
     Winch,
+    /// SIGSTOP: suspend (cannot be caught; tests use it to hold a worker still).
+    Stop,
+    /// SIGCONT: resume a stopped process.
+    Cont,
 }
 
 impl Signal {
@@ -65,6 +69,8 @@ impl Signal {
             Signal::Usr2 => libc::SIGUSR2,
             Signal::Chld => libc::SIGCHLD,
             Signal::Winch => libc::SIGWINCH,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Cont => libc::SIGCONT,
         }
     }
 
@@ -80,6 +86,8 @@ impl Signal {
             Signal::Usr2,
             Signal::Chld,
             Signal::Winch,
+            Signal::Stop,
+            Signal::Cont,
         ]
         .into_iter()
         .find(|s| s.as_raw() == n)
@@ -97,6 +105,8 @@ impl Signal {
             Signal::Usr2 => "USR2",
             Signal::Chld => "CHLD",
             Signal::Winch => "WINCH",
+            Signal::Stop => "STOP",
+            Signal::Cont => "CONT",
         }
     }
 }
