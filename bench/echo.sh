@@ -51,39 +51,19 @@ KEEP_LOGS=${KEEP_LOGS:-0}
 HERD_ECHO_BIN=${HERD_ECHO_BIN:-}
 SERVERS=(herd tokio mio)
 
-WORK=$(mktemp -d /tmp/herd-echo-bench.XXXXXX)
-RESULTS=$WORK/results.txt
-: >"$RESULTS"
-declare -A LIVE=() # PIDs this script started and has not reaped yet
-NEXT_PORT=$PORT_BASE
-FAILURES=0      # failed runs, all passes; nonzero makes the script exit 1 at the end
-STRACE_CHILD="" # the server strace started, while a SYSCALLS run is going on
-
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init echo
 
 # --- tools ---------------------------------------------------------------------------------
 
-need taskset util-linux
-need timeout coreutils
-need getconf libc-bin
-need awk mawk
 [ "$SYSCALLS" = 1 ] && need strace strace
-command -v cargo >/dev/null || die "cargo not found"
-
-CLK_TCK=$(getconf CLK_TCK)
 
 # Raise the fd limit (10k idle connections on each side in the memory pass).
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say "fd limit $(ulimit -n), clock ticks/s $CLK_TCK, work dir $WORK"
 
 # --- build ---------------------------------------------------------------------------------
-
-ROOT_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-PEERS_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/peers/target}
 
 say "building herd-bench (release)"
 (cd "$ROOT" && cargo build --release -q -p herd-bench) || die "building herd-bench failed"
@@ -138,49 +118,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 #   scenario server round FAILED reason...
 run_echo() {
     local scen=$1 name=$2 round=$3 size=$4 conns=$5
-    local out=$WORK/run.$scen.$name.$round.json err=$WORK/run.$scen.$name.$round.err
-    local t0 t1 rc
-    if ! start_server "$name"; then
-        stop_pid "$SERVER_PID"
-        echo "$scen $name $round FAILED server did not start" >>"$RESULTS"
-        FAILURES=$((FAILURES + 1))
-        say "  round $round $name: FAILED (server did not start)"
-        return
-    fi
-    t0=$(cpu_ticks "$SERVER_PID")
-    timeout $((WARMUP + DURATION + 60)) taskset -c "$CLIENT_CPU" "$BENCH" echo \
-        --addr "127.0.0.1:$PORT" --connections "$conns" --size "$size" --depth 1 \
-        --duration "${DURATION}s" --warmup "${WARMUP}s" --threads 1 --json >"$out" 2>"$err"
-    rc=$?
-    t1=$(cpu_ticks "$SERVER_PID")
-    local alive=1
-    kill -0 "$SERVER_PID" 2>/dev/null || alive=0
-    stop_pid "$SERVER_PID"
-    local why=""
-    if [ "$alive" = 0 ] || [ -z "$t1" ]; then
-        why="server died during the run"
-    elif [ "$rc" = 124 ]; then
-        why="client timed out"
-    elif [ "$rc" != 0 ]; then
-        why="herd-bench exit $rc: $(tail -n 1 "$err" | tr '\n' ' ')"
-    elif [ -z "$(json_get "$out" messages_total)" ]; then
-        why="no JSON report"
-    fi
-    if [ -n "$why" ]; then
-        echo "$scen $name $round FAILED $why" >>"$RESULTS"
-        FAILURES=$((FAILURES + 1))
-        say "  round $round $name: FAILED ($why)"
-        return
-    fi
-    local total msgs p50 p99 cpu_us_msg
-    total=$(json_get "$out" messages_total)
-    msgs=$(json_get "$out" msgs_per_sec)
-    p50=$(json_get "$out" p50_us)
-    p99=$(json_get "$out" p99_us)
-    cpu_us_msg=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$total" \
-        'BEGIN { if (n > 0) printf "%.3f", d * 1e6 / hz / n; else print "nan" }')
-    echo "$scen $name $round ok $msgs $cpu_us_msg $p50 $p99" >>"$RESULTS"
-    say "  round $round $name: $msgs msgs/s, server ${cpu_us_msg} us CPU/msg, p50 ${p50} us, p99 ${p99} us"
+    bench_run "$scen" "$name" "$round" msg echo --connections "$conns" --size "$size" --depth 1
 }
 
 # print_table SCENARIO TITLE: medians per server and herd's ratios.

@@ -50,35 +50,16 @@ KEEP_LOGS=${KEEP_LOGS:-0}
 HERD_FRAME_BIN=${HERD_FRAME_BIN:-}
 SERVERS=(herd tokio)
 
-WORK=$(mktemp -d /tmp/herd-frame-bench.XXXXXX)
-RESULTS=$WORK/results.txt
-: >"$RESULTS"
-declare -A LIVE=() # PIDs this script started and has not reaped yet
-NEXT_PORT=$PORT_BASE
-FAILURES=0
-STRACE_CHILD=""
-
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init frame
 
 # --- tools ---------------------------------------------------------------------------------
 
-need taskset util-linux
-need timeout coreutils
-need getconf libc-bin
-need awk mawk
 [ "$SYSCALLS" = 1 ] && need strace strace
-command -v cargo >/dev/null || die "cargo not found"
-CLK_TCK=$(getconf CLK_TCK)
 say "clock ticks/s $CLK_TCK, work dir $WORK"
 
 # --- build ---------------------------------------------------------------------------------
-
-ROOT_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-PEERS_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/peers/target}
 
 say "building herd-bench (release)"
 (cd "$ROOT" && cargo build --release -q -p herd-bench) || die "building herd-bench failed"
@@ -124,50 +105,8 @@ run_one() {
     local scen=$1 name=$2 round=$3
     local path depth conns size rest
     IFS=: read -r path depth conns size rest <<<"$scen"
-    local out=$WORK/run.$name.$round.$RANDOM.json err
-    err=${out%.json}.err
-    local t0 t1 rc
-    if ! start_server "$name"; then
-        stop_pid "$SERVER_PID"
-        echo "$scen $name $round FAILED server did not start" >>"$RESULTS"
-        FAILURES=$((FAILURES + 1))
-        return
-    fi
-    t0=$(cpu_ticks "$SERVER_PID")
-    timeout $((WARMUP + DURATION + 60)) taskset -c "$CLIENT_CPU" "$BENCH" frame \
-        --addr "127.0.0.1:$PORT" --msg-id "$(msg_id_of "$path")" --connections "$conns" \
-        --size "$size" --depth "$depth" --duration "${DURATION}s" --warmup "${WARMUP}s" \
-        --threads 1 --json >"$out" 2>"$err"
-    rc=$?
-    t1=$(cpu_ticks "$SERVER_PID")
-    local alive=1
-    kill -0 "$SERVER_PID" 2>/dev/null || alive=0
-    stop_pid "$SERVER_PID"
-    local why=""
-    if [ "$alive" = 0 ] || [ -z "$t1" ]; then
-        why="server died during the run"
-    elif [ "$rc" = 124 ]; then
-        why="client timed out"
-    elif [ "$rc" != 0 ]; then
-        why="herd-bench exit $rc: $(tail -n 1 "$err" | tr '\n' ' ')"
-    elif [ -z "$(json_get "$out" messages_total)" ]; then
-        why="no JSON report"
-    fi
-    if [ -n "$why" ]; then
-        echo "$scen $name $round FAILED $why" >>"$RESULTS"
-        FAILURES=$((FAILURES + 1))
-        say "  round $round $name: FAILED ($why)"
-        return
-    fi
-    local total rps p50 p99 cpu
-    total=$(json_get "$out" messages_total)
-    rps=$(json_get "$out" msgs_per_sec)
-    p50=$(json_get "$out" p50_us)
-    p99=$(json_get "$out" p99_us)
-    cpu=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$total" \
-        'BEGIN { if (n > 0) printf "%.3f", d * 1e6 / hz / n; else print "nan" }')
-    echo "$scen $name $round ok $rps $cpu $p50 $p99" >>"$RESULTS"
-    say "  round $round $name: $rps req/s, server ${cpu} us CPU/req, p50 ${p50} us, p99 ${p99} us"
+    bench_run "$scen" "$name" "$round" req frame --msg-id "$(msg_id_of "$path")" \
+        --connections "$conns" --size "$size" --depth "$depth"
 }
 
 print_table() { # print_table SCENARIO

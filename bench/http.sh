@@ -42,36 +42,17 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 KEEP_LOGS=${KEEP_LOGS:-0}
 HERD_HTTP_BIN=${HERD_HTTP_BIN:-}
 
-WORK=$(mktemp -d /tmp/herd-http-bench.XXXXXX)
-RESULTS=$WORK/results.txt
-: >"$RESULTS"
-declare -A LIVE=() # PIDs this script started and has not reaped yet
-NEXT_PORT=$PORT_BASE
-FAILURES=0
-
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init http
 
 # --- tools ---------------------------------------------------------------------------------
 
 need wrk wrk
-need taskset util-linux
-need timeout coreutils
-need getconf libc-bin
-need awk mawk
-command -v cargo >/dev/null || die "cargo not found"
-
-CLK_TCK=$(getconf CLK_TCK)
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say "fd limit $(ulimit -n), clock ticks/s $CLK_TCK, work dir $WORK"
 
 # --- build and files -----------------------------------------------------------------------
-
-ROOT_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-PEERS_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/peers/target}
 
 if [ -z "$HERD_HTTP_BIN" ]; then
     say "building herd's hello example (release)"
@@ -134,8 +115,7 @@ run_one() {
     out=$WORK/wrk.$kind.$conns.$name.$round.txt
     if ! start_server "$name"; then
         stop_pid "$SERVER_PID"
-        echo "$scen $name $round FAILED server did not start" >>"$RESULTS"
-        FAILURES=$((FAILURES + 1))
+        record_failure "$scen" "$name" "$round" "server did not start"
         return
     fi
     url="http://127.0.0.1:$PORT$(scenario_path "$kind")"
@@ -171,14 +151,11 @@ run_one() {
         why="$sockerr"
     fi
     if [ -n "$why" ]; then
-        echo "$scen $name $round FAILED $why" >>"$RESULTS"
-        FAILURES=$((FAILURES + 1))
-        say "  round $round $name: FAILED ($why)"
+        record_failure "$scen" "$name" "$round" "$why"
         return
     fi
     local cpu_us p99_us
-    cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$total" \
-        'BEGIN { if (n > 0) printf "%.3f", d * 1e6 / hz / n; else print "nan" }')
+    cpu_us=$(cpu_us_per_op "$t0" "$t1" "$total")
     p99_us=$(to_us "$p99")
     echo "$scen $name $round ok $rps $cpu_us $p99_us" >>"$RESULTS"
     say "  round $round $name: $rps req/s, server ${cpu_us} us CPU/req, p99 ${p99_us} us"

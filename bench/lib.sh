@@ -1,8 +1,8 @@
 # bench/lib.sh: helpers shared by the benchmark scripts (echo.sh, frame.sh, http.sh, ws.sh).
 #
-# Sourced, not run. The script that sources it sets, before calling these: WORK (its work
-# directory), KEEP_LOGS, SERVER_CPU, NEXT_PORT, an associative array LIVE of the PIDs it started,
-# optionally STRACE_CHILD, and a function `server_cmd NAME PORT` that sets the array CMD.
+# Sourced, not run. The script that sources it sets ROOT, PORT_BASE, KEEP_LOGS, SERVER_CPU and
+# CLIENT_CPU, calls `bench_init NAME` (work directory, results file, traps, tools), and defines
+# a function `server_cmd NAME PORT` that sets the array CMD.
 # Only 127.0.0.1 is ever contacted; only PIDs this script started are ever signalled.
 # shellcheck shell=bash
 
@@ -93,4 +93,93 @@ cpu_ticks() { # cpu_ticks PID: utime + stime of the whole process, in clock tick
     echo $((${12} + ${13}))
 }
 
+# bench_init NAME: the state every script keeps (WORK, a fresh /tmp/herd-NAME-bench.* directory;
+# RESULTS; LIVE, the PIDs it started and has not reaped yet; NEXT_PORT; FAILURES, failed runs,
+# nonzero makes the script exit 1; STRACE_CHILD, the server strace started), the exit traps,
+# the tools every script needs (installed through apt only when missing), CLK_TCK, and the
+# target directories ROOT_TARGET and PEERS_TARGET.
+bench_init() {
+    WORK=$(mktemp -d "/tmp/herd-$1-bench.XXXXXX")
+    RESULTS=$WORK/results.txt
+    : >"$RESULTS"
+    declare -gA LIVE=()
+    NEXT_PORT=$PORT_BASE
+    FAILURES=0
+    STRACE_CHILD=""
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    need taskset util-linux
+    need timeout coreutils
+    need getconf libc-bin
+    need awk mawk
+    command -v cargo >/dev/null || die "cargo not found"
+    CLK_TCK=$(getconf CLK_TCK)
+    ROOT_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+    PEERS_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/peers/target}
+}
+
 json_get() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; } # json_get FILE KEY
+
+# record_failure SCENARIO SERVER ROUND WHY: a failed run, in RESULTS, FAILURES and the log.
+record_failure() {
+    echo "$1 $2 $3 FAILED $4" >>"$RESULTS"
+    FAILURES=$((FAILURES + 1))
+    say "  round $3 $2: FAILED ($4)"
+}
+
+# cpu_us_per_op T0 T1 N: server CPU microseconds per operation from two cpu_ticks samples.
+cpu_us_per_op() {
+    awk -v d=$(($2 - $1)) -v hz="$CLK_TCK" -v n="$3" \
+        'BEGIN { if (n > 0) printf "%.3f", d * 1e6 / hz / n; else print "nan" }'
+}
+
+# bench_run SCENARIO SERVER ROUND UNIT HERD-BENCH-ARGS...: one measured run of herd-bench
+# against a fresh SERVER (started with start_server, pinned to SERVER_CPU; the client is pinned
+# to CLIENT_CPU and gets `--addr 127.0.0.1:PORT --duration --warmup --threads 1 --json` after
+# the given args). Appends "SCENARIO SERVER ROUND ok per-sec cpu_us_per_op p50 p99" to RESULTS,
+# or "SCENARIO SERVER ROUND FAILED why" (counted in FAILURES) when the server did not start or
+# died, the client failed or timed out, or no report came back. UNIT names the operation in
+# the progress line ("msg", "req"). Needs BENCH, DURATION, WARMUP, CLK_TCK, RESULTS.
+bench_run() {
+    local scen=$1 name=$2 round=$3 unit=$4
+    shift 4
+    local out=$WORK/run.$name.$round.$RANDOM.json err
+    err=${out%.json}.err
+    local t0 t1 rc
+    if ! start_server "$name"; then
+        stop_pid "$SERVER_PID"
+        record_failure "$scen" "$name" "$round" "server did not start"
+        return
+    fi
+    t0=$(cpu_ticks "$SERVER_PID")
+    timeout $((WARMUP + DURATION + 60)) taskset -c "$CLIENT_CPU" "$BENCH" "$@" \
+        --addr "127.0.0.1:$PORT" --duration "${DURATION}s" --warmup "${WARMUP}s" \
+        --threads 1 --json >"$out" 2>"$err"
+    rc=$?
+    t1=$(cpu_ticks "$SERVER_PID")
+    local alive=1
+    kill -0 "$SERVER_PID" 2>/dev/null || alive=0
+    stop_pid "$SERVER_PID"
+    local why=""
+    if [ "$alive" = 0 ] || [ -z "$t1" ]; then
+        why="server died during the run"
+    elif [ "$rc" = 124 ]; then
+        why="client timed out"
+    elif [ "$rc" != 0 ]; then
+        why="herd-bench exit $rc: $(tail -n 1 "$err" | tr '\n' ' ')"
+    elif [ -z "$(json_get "$out" messages_total)" ]; then
+        why="no JSON report"
+    fi
+    if [ -n "$why" ]; then
+        record_failure "$scen" "$name" "$round" "$why"
+        return
+    fi
+    local total rate p50 p99 cpu
+    total=$(json_get "$out" messages_total)
+    rate=$(json_get "$out" msgs_per_sec)
+    p50=$(json_get "$out" p50_us)
+    p99=$(json_get "$out" p99_us)
+    cpu=$(cpu_us_per_op "$t0" "$t1" "$total")
+    echo "$scen $name $round ok $rate $cpu $p50 $p99" >>"$RESULTS"
+    say "  round $round $name: $rate ${unit}s/s, server $cpu us CPU/$unit, p50 $p50 us, p99 $p99 us"
+}
