@@ -82,6 +82,45 @@ pub(crate) struct Plan {
     pub threads: usize,
 }
 
+impl Plan {
+    /// Rejects options that cannot make a run, with the checks every mode shares: at least one
+    /// connection and one thread, a window longer than zero, a payload of 1 to `max_size`
+    /// bytes (`size_text` names that bound in the message) and `depth` from 1 to `max_depth`
+    /// with at most `max_in_flight` payload bytes in flight per connection.
+    pub fn check(
+        &self,
+        max_size: usize,
+        size_text: &str,
+        max_depth: usize,
+        max_in_flight: usize,
+    ) -> Result<(), Error> {
+        let bad = |why: String| Err(Error::Opts(why));
+        if self.connections == 0 {
+            return bad("--connections must be at least 1".into());
+        }
+        if self.size == 0 || self.size > max_size {
+            return bad(format!("--size must be between 1 byte and {size_text}"));
+        }
+        if self.depth == 0
+            || self.depth > max_depth
+            || self.size.saturating_mul(self.depth) > max_in_flight
+        {
+            return bad(if max_depth < usize::MAX {
+                format!("--depth must be between 1 and {max_depth}")
+            } else {
+                "--depth must be at least 1 and size * depth at most 64 MiB".into()
+            });
+        }
+        if self.threads == 0 {
+            return bad("--threads must be at least 1".into());
+        }
+        if self.duration.is_zero() {
+            return bad("--duration must be more than zero".into());
+        }
+        Ok(())
+    }
+}
+
 /// The protocol half of one connection: what it sends and how it checks what comes back.
 /// The driver owns the socket and the output buffer; the client only fills and checks bytes.
 pub(crate) trait Client {

@@ -75,23 +75,21 @@ impl EchoOpts {
 
     /// Rejects options that cannot make a run.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |why: &str| Err(Error::Opts(why.to_string()));
-        if self.connections == 0 {
-            return bad("--connections must be at least 1");
+        self.plan()
+            .check(MAX_SIZE, "16 MiB", usize::MAX, MAX_IN_FLIGHT)
+    }
+
+    /// The run's shape, for the driver.
+    fn plan(&self) -> Plan {
+        Plan {
+            mode: "echo",
+            connections: self.connections,
+            size: self.size,
+            depth: self.depth,
+            duration: self.duration,
+            warmup: self.warmup,
+            threads: self.threads,
         }
-        if self.size == 0 || self.size > MAX_SIZE {
-            return bad("--size must be between 1 byte and 16 MiB");
-        }
-        if self.depth == 0 || self.size.saturating_mul(self.depth) > MAX_IN_FLIGHT {
-            return bad("--depth must be at least 1 and size * depth at most 64 MiB");
-        }
-        if self.threads == 0 {
-            return bad("--threads must be at least 1");
-        }
-        if self.duration.is_zero() {
-            return bad("--duration must be more than zero");
-        }
-        Ok(())
     }
 }
 
@@ -104,15 +102,7 @@ pub use crate::driver::connect_with_retry;
 /// report; `report.errors() > 0` means the run failed.
 pub fn run(opts: &EchoOpts) -> Result<Report, Error> {
     opts.validate()?;
-    let plan = Plan {
-        mode: "echo",
-        connections: opts.connections,
-        size: opts.size,
-        depth: opts.depth,
-        duration: opts.duration,
-        warmup: opts.warmup,
-        threads: opts.threads,
-    };
+    let plan = opts.plan();
     driver::run(&plan, |index| {
         let stream = connect_with_retry(opts.addr, index, opts.connect_attempts)?;
         let conn = Conn {

@@ -81,26 +81,26 @@ impl FrameOpts {
 
     /// Rejects options that cannot make a run.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |why: &str| Err(Error::Opts(why.to_string()));
-        if self.connections == 0 {
-            return bad("--connections must be at least 1");
-        }
-        if self.size == 0 || self.size > MAX_SIZE {
-            return bad("--size must be between 1 byte and 4 MiB");
-        }
-        if self.depth == 0 || self.depth > 4096 {
-            return bad("--depth must be between 1 and 4096");
-        }
+        self.plan().check(MAX_SIZE, "4 MiB", 4096, usize::MAX)?;
         if self.msg_id >= 0xFFF0 {
-            return bad("--msg-id must be below 0xFFF0 (the reserved ids)");
-        }
-        if self.threads == 0 {
-            return bad("--threads must be at least 1");
-        }
-        if self.duration.is_zero() {
-            return bad("--duration must be more than zero");
+            return Err(Error::Opts(
+                "--msg-id must be below 0xFFF0 (the reserved ids)".into(),
+            ));
         }
         Ok(())
+    }
+
+    /// The run's shape, for the driver.
+    fn plan(&self) -> Plan {
+        Plan {
+            mode: "frame",
+            connections: self.connections,
+            size: self.size,
+            depth: self.depth,
+            duration: self.duration,
+            warmup: self.warmup,
+            threads: self.threads,
+        }
     }
 }
 
@@ -141,15 +141,7 @@ pub fn rpc_body(id: u64, payload: &[u8]) -> Vec<u8> {
 /// the report (`report.errors() > 0` means the run failed).
 pub fn run(opts: &FrameOpts) -> Result<Report, Error> {
     opts.validate()?;
-    let plan = Plan {
-        mode: "frame",
-        connections: opts.connections,
-        size: opts.size,
-        depth: opts.depth,
-        duration: opts.duration,
-        warmup: opts.warmup,
-        threads: opts.threads,
-    };
+    let plan = opts.plan();
     driver::run(&plan, |index| {
         let stream = connect_with_retry(opts.addr, index, opts.connect_attempts)?;
         let mut payload = vec![0u8; opts.size];

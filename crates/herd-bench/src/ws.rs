@@ -97,26 +97,27 @@ impl WsOpts {
 
     /// Rejects options that cannot make a run.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |why: &str| Err(Error::Opts(why.to_string()));
-        if self.connections == 0 {
-            return bad("--connections must be at least 1");
-        }
-        if self.size == 0 || self.size > MAX_SIZE {
-            return bad("--size must be between 1 byte and 16 MiB");
-        }
-        if self.depth == 0 || self.size.saturating_mul(self.depth) > MAX_IN_FLIGHT {
-            return bad("--depth must be at least 1 and size * depth at most 64 MiB");
-        }
-        if self.threads == 0 {
-            return bad("--threads must be at least 1");
-        }
-        if self.duration.is_zero() {
-            return bad("--duration must be more than zero");
-        }
+        self.plan()
+            .check(MAX_SIZE, "16 MiB", usize::MAX, MAX_IN_FLIGHT)?;
         if !self.path.starts_with('/') || self.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return bad("--path must start with / and hold no spaces or control bytes");
+            return Err(Error::Opts(
+                "--path must start with / and hold no spaces or control bytes".into(),
+            ));
         }
         Ok(())
+    }
+
+    /// The run's shape, for the driver.
+    fn plan(&self) -> Plan {
+        Plan {
+            mode: "ws",
+            connections: self.connections,
+            size: self.size,
+            depth: self.depth,
+            duration: self.duration,
+            warmup: self.warmup,
+            threads: self.threads,
+        }
     }
 }
 
@@ -345,15 +346,7 @@ fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
 /// the run are counted in the report; `report.errors() > 0` means the run failed.
 pub fn run(opts: &WsOpts) -> Result<Report, Error> {
     opts.validate()?;
-    let plan = Plan {
-        mode: "ws",
-        connections: opts.connections,
-        size: opts.size,
-        depth: opts.depth,
-        duration: opts.duration,
-        warmup: opts.warmup,
-        threads: opts.threads,
-    };
+    let plan = opts.plan();
     driver::run(&plan, |index| {
         let stream = open(opts, index)?;
         let conn = Conn {
