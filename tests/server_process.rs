@@ -482,6 +482,53 @@ fn site_frame_demo_and_access_log_through_the_binary() {
     assert_eq!(echo_once(h.addr(), "echo too").unwrap(), "echo too");
 }
 
+/// Whichever worker answers `/api/status`, the totals cover both workers: each publishes its
+/// snapshot to the file the master shares, and the answering worker sums them.
+#[test]
+fn status_totals_cover_every_worker() {
+    use std::io::{Read, Write};
+    let http_port = free_port();
+    let h = Herd::launch(TempDir::new("totals"), 2, "", move |text| {
+        text.push_str(&format!(
+            "\n[[listener]]\nname = \"site\"\nbind = \"127.0.0.1:{http_port}\"\nprotocol = \"http\"\n"
+        ));
+    });
+    let master = h.pid();
+    let workers = h.wait_ready_workers(master, 2);
+    let status = || {
+        let mut s = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let mut last = serde_json::Value::Null;
+    wait_until("status totals from both workers", || {
+        last = status();
+        last["totals"]["workers_reporting"] == 2
+    });
+    let answered = last["worker_pid"].as_i64().unwrap() as i32;
+    assert!(workers.contains(&answered));
+    let site = |v: &serde_json::Value, field: &str| {
+        v["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "site")
+            .map(|l| l[field].as_u64().unwrap())
+            .unwrap()
+    };
+    let total_accepted = site(&last["totals"], "accepted");
+    assert!(
+        total_accepted >= site(&last, "accepted"),
+        "totals {} below this worker's own counters: {last}",
+        last["totals"]
+    );
+}
+
 #[test]
 fn workers_die_with_a_killed_master() {
     let mut h = Herd::start("orphans", 2);

@@ -17,6 +17,7 @@
 //! never starts a thread. It must not serve connections itself.
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,7 +30,7 @@ use crate::listeners::{ListenerSet, INHERIT_ENV};
 use crate::logging::Logs;
 use crate::pidfile::{self, PidFile};
 use crate::signals::{Notifier, Waiter, CONTROL_SIGNALS};
-use crate::status::unix_ms;
+use crate::status::{unix_ms, SharedStatus};
 use crate::worker::{parse_ready, WorkerSpec, EXIT_FATAL, WORKER_ENV};
 
 /// A worker that dies sooner than this after starting counts as failing at start-up.
@@ -86,6 +87,9 @@ pub struct Master {
     listeners: ListenerSet,
     waiter: Waiter,
     notifier: Notifier,
+    /// Where workers publish their status snapshots for each other (`None` if the file could
+    /// not be created: each worker then reports only its own counters).
+    status: Option<SharedStatus>,
     logs: Logs,
     pid_file: Option<PidFile>,
     upgrade: Option<Child>,
@@ -132,6 +136,9 @@ impl Master {
     ) -> std::io::Result<Master> {
         let notifier = waiter.notifier()?;
         let n = config.worker_count();
+        let status = SharedStatus::create()
+            .map_err(|e| tracing::warn!("status shared between workers unavailable: {e}"))
+            .ok();
         Ok(Master {
             startup,
             config,
@@ -141,6 +148,7 @@ impl Master {
             listeners,
             waiter,
             notifier,
+            status,
             logs,
             pid_file,
             upgrade: None,
@@ -232,11 +240,13 @@ impl Master {
             master_pid: std::process::id() as i32,
             master_started_ms: self.started_ms,
             notify_fd: self.notifier.raw_fd(),
+            status_fd: self.status.as_ref().map(|s| s.file().as_raw_fd()),
             listeners: self.listeners.fds_for(&self.config, slot),
             config: self.config.clone(),
         };
         let mut keep: Vec<_> = spec.listeners.iter().map(|(_, fd)| *fd).collect();
         keep.push(spec.notify_fd);
+        keep.extend(spec.status_fd);
         let json = match serde_json::to_string(&spec) {
             Ok(j) => j,
             Err(e) => {

@@ -196,7 +196,7 @@ pub fn site_router(status: StatusBoard) -> Router {
         .get("/", page)
         .get("/index.html", page)
         .get(site::STATUS_PATH, move |_req| {
-            let mut r = Response::new(Body::from(status.get().to_json()));
+            let mut r = Response::new(Body::from(status.json()));
             let h = r.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,

@@ -13,6 +13,7 @@
 //! Exit codes: 0 stopped, 1 runtime failure, [`EXIT_FATAL`] (2) the configuration cannot work
 //! (the master does not respawn it).
 
+use std::fs::File;
 use std::net::TcpListener;
 use std::os::fd::RawFd;
 use std::os::unix::net::UnixDatagram;
@@ -25,7 +26,7 @@ use crate::config::Config;
 use crate::logging::Logs;
 use crate::protocols::{self, Context};
 use crate::signals::{Notifier, Signal, Waiter};
-use crate::status::{unix_ms, ListenerStatus, Status, StatusBoard};
+use crate::status::{unix_ms, ListenerStatus, SharedStatus, Status, StatusBoard};
 
 /// The environment variable carrying the [`WorkerSpec`] as JSON.
 pub const WORKER_ENV: &str = "HERD_WORKER";
@@ -46,6 +47,9 @@ pub struct WorkerSpec {
     pub master_started_ms: u64,
     /// The master's notification socket (a connected datagram socket).
     pub notify_fd: RawFd,
+    /// The file where workers share status snapshots (see [`SharedStatus`]), if any.
+    #[serde(default)]
+    pub status_fd: Option<RawFd>,
     /// `(listener name, descriptor)` for each listener.
     pub listeners: Vec<(String, RawFd)>,
     /// The validated configuration.
@@ -135,7 +139,18 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
             .find(|l| l.protocol == crate::config::Protocol::Http)
             .and_then(protocols::ws_path),
         listeners: Vec::new(),
+        totals: None,
     });
+    let board = match spec.status_fd {
+        Some(fd) => match herd_core::sys::take_inherited_fd(fd) {
+            Ok(fd) => board.with_shared(SharedStatus::from_file(File::from(fd))),
+            Err(e) => {
+                tracing::warn!("status file descriptor {fd}: {e}; reporting this worker only");
+                board
+            }
+        },
+        None => board,
+    };
     let cx = Context {
         status: board.clone(),
         logs: logs.clone(),
