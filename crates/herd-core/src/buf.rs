@@ -123,6 +123,7 @@ impl WriteBuf {
     }
 
     /// The vector to append encoded bytes to (taking storage from the pool if there is none).
+    #[inline]
     pub fn vec_mut(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
         if self.data.capacity() == 0 {
             self.data = pool.take_write();
@@ -160,6 +161,7 @@ impl WriteBuf {
     }
 
     /// Give the storage back to the pool if nothing is waiting.
+    #[inline]
     pub fn release_if_empty(&mut self, pool: &mut BufPool) {
         if self.is_empty() && self.data.capacity() != 0 {
             pool.give_write(std::mem::take(&mut self.data));
@@ -206,12 +208,14 @@ impl BufPool {
         }
     }
 
+    #[inline]
     fn take_write(&mut self) -> Vec<u8> {
         self.write
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(self.chunk))
     }
 
+    #[inline]
     fn give_write(&mut self, mut v: Vec<u8>) {
         if v.capacity() <= self.max_pooled && self.write.len() < self.max_count {
             v.clear();

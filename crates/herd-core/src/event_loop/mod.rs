@@ -97,6 +97,7 @@ pub(crate) enum Pending {
 }
 
 /// Where newly sent bytes go: the write buffer, or behind the last queued file.
+#[inline]
 pub(crate) fn out_vec<'a>(
     wbuf: &'a mut WriteBuf,
     queue: &'a mut VecDeque<Pending>,
@@ -115,11 +116,13 @@ pub(crate) fn out_vec<'a>(
 }
 
 impl<C> Io<C> {
+    #[inline]
     pub(crate) fn accepts_output(&self) -> bool {
         self.closing.is_none()
     }
 
     /// Bytes of output held in memory (queued files are not counted: they cost no memory).
+    #[inline]
     pub(crate) fn pending(&self) -> usize {
         if self.queue.is_empty() {
             return self.wbuf.len();
@@ -135,6 +138,7 @@ impl<C> Io<C> {
                 .sum::<usize>()
     }
 
+    #[inline]
     pub(crate) fn has_output(&self) -> bool {
         !self.wbuf.is_empty() || !self.queue.is_empty()
     }
@@ -188,6 +192,8 @@ pub(crate) struct Core {
     pub(crate) inbox: Arc<Inbox>,
     to_close: Vec<usize>,
     dirty: Vec<usize>,
+    /// The slot `on_readable` is working on (`usize::MAX`: none).
+    reading: usize,
     read_more: Vec<usize>,
     max_write_buffer: usize,
     pub(crate) write_high_water: usize,
@@ -208,10 +214,14 @@ impl Core {
         }
     }
 
+    #[inline]
     pub(crate) fn mark_dirty<C>(&mut self, io: &mut Io<C>) {
         if !io.dirty {
             io.dirty = true;
-            self.dirty.push(io.slot());
+            // The connection being read is flushed when its read ends (see `on_readable`).
+            if io.slot() != self.reading {
+                self.dirty.push(io.slot());
+            }
         }
     }
 
@@ -222,10 +232,20 @@ impl Core {
         }
     }
 
-    /// Bookkeeping after bytes were appended to a connection's output buffer.
+    /// Bookkeeping after bytes were appended to a connection's output buffer (once per reply:
+    /// the rare cases live in a cold function so this one inlines into `send`).
+    #[inline]
     pub(crate) fn after_send<C>(&mut self, io: &mut Io<C>) {
         self.mark_dirty(io);
         let pending = io.pending();
+        if pending > self.write_high_water || pending > self.max_write_buffer {
+            self.output_over_high_water(io, pending);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn output_over_high_water<C>(&mut self, io: &mut Io<C>, pending: usize) {
         if !io.paused && pending > self.write_high_water {
             io.paused = true;
             io.pause_announced = false;
@@ -391,6 +411,7 @@ impl<H: Handler> EventLoop<H> {
                 inbox,
                 to_close: Vec::new(),
                 dirty: Vec::new(),
+                reading: usize::MAX,
                 read_more: Vec::new(),
                 max_write_buffer: opts.max_write_buffer,
                 write_high_water: opts.write_high_water,

@@ -7,7 +7,17 @@ use super::*;
 impl<H: Handler> EventLoop<H> {
     // ----- reading -----
 
+    /// Read and dispatch what connection `idx` has, then write its replies in one go. While
+    /// it runs, replies to this connection are not put on the dirty list: the flush at the end
+    /// covers them.
     pub(super) fn on_readable(&mut self, idx: usize) {
+        self.core.reading = idx;
+        self.read_and_dispatch(idx);
+        self.core.reading = usize::MAX;
+        self.flush(idx);
+    }
+
+    fn read_and_dispatch(&mut self, idx: usize) {
         let mut budget = self.shared.opts.read_budget.max(1);
         loop {
             let Some(slot) = self.slab.get_mut(idx) else {
@@ -72,7 +82,6 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
-        self.flush(idx);
     }
 
     /// Decode and dispatch the `n` bytes just read into the scratch buffer; keep any partial
@@ -252,6 +261,21 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         let pending = io.pending();
+        if !io.paused && pending <= self.core.write_high_water {
+            return; // the common case: no backpressure edge to handle
+        }
+        self.backpressure_edges(idx, pending);
+    }
+
+    /// Pause reading past the high watermark, resume at the low one, and tell the handler
+    /// about each edge once.
+    #[cold]
+    #[inline(never)]
+    fn backpressure_edges(&mut self, idx: usize, pending: usize) {
+        let Some(slot) = self.slab.get_mut(idx) else {
+            return;
+        };
+        let io = &mut slot.io;
         let low = self.shared.opts.write_low_water;
         if !io.paused && pending > self.core.write_high_water {
             io.paused = true;
