@@ -86,13 +86,15 @@ impl Plan {
     /// Rejects options that cannot make a run, with the checks every mode shares: at least one
     /// connection and one thread, a window longer than zero, a payload of 1 to `max_size`
     /// bytes (`size_text` names that bound in the message) and `depth` from 1 to `max_depth`
-    /// with at most `max_in_flight` payload bytes in flight per connection.
+    /// with at most `max_in_flight` payload bytes in flight per connection (`depth_text` is the
+    /// message when the depth is out of bounds).
     pub fn check(
         &self,
         max_size: usize,
         size_text: &str,
         max_depth: usize,
         max_in_flight: usize,
+        depth_text: &str,
     ) -> Result<(), Error> {
         let bad = |why: String| Err(Error::Opts(why));
         if self.connections == 0 {
@@ -105,11 +107,7 @@ impl Plan {
             || self.depth > max_depth
             || self.size.saturating_mul(self.depth) > max_in_flight
         {
-            return bad(if max_depth < usize::MAX {
-                format!("--depth must be between 1 and {max_depth}")
-            } else {
-                "--depth must be at least 1 and size * depth at most 64 MiB".into()
-            });
+            return bad(depth_text.into());
         }
         if self.threads == 0 {
             return bad("--threads must be at least 1".into());

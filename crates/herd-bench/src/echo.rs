@@ -30,6 +30,9 @@ use crate::Error;
 pub const MAX_SIZE: usize = 16 << 20;
 /// Largest `size * depth` per connection.
 pub const MAX_IN_FLIGHT: usize = 64 << 20;
+/// The message for a depth outside 1 and [`MAX_IN_FLIGHT`] bytes in flight (echo and ws).
+pub(crate) const IN_FLIGHT_TEXT: &str =
+    "--depth must be at least 1 and size * depth at most 64 MiB";
 
 /// What an echo run does.
 #[derive(Clone, Debug)]
@@ -75,8 +78,13 @@ impl EchoOpts {
 
     /// Rejects options that cannot make a run.
     pub fn validate(&self) -> Result<(), Error> {
-        self.plan()
-            .check(MAX_SIZE, "16 MiB", usize::MAX, MAX_IN_FLIGHT)
+        self.plan().check(
+            MAX_SIZE,
+            "16 MiB",
+            usize::MAX,
+            MAX_IN_FLIGHT,
+            IN_FLIGHT_TEXT,
+        )
     }
 
     /// The run's shape, for the driver.

@@ -81,7 +81,13 @@ impl FrameOpts {
 
     /// Rejects options that cannot make a run.
     pub fn validate(&self) -> Result<(), Error> {
-        self.plan().check(MAX_SIZE, "4 MiB", 4096, usize::MAX)?;
+        self.plan().check(
+            MAX_SIZE,
+            "4 MiB",
+            4096,
+            usize::MAX,
+            "--depth must be between 1 and 4096",
+        )?;
         if self.msg_id >= 0xFFF0 {
             return Err(Error::Opts(
                 "--msg-id must be below 0xFFF0 (the reserved ids)".into(),

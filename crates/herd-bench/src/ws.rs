@@ -97,8 +97,13 @@ impl WsOpts {
 
     /// Rejects options that cannot make a run.
     pub fn validate(&self) -> Result<(), Error> {
-        self.plan()
-            .check(MAX_SIZE, "16 MiB", usize::MAX, MAX_IN_FLIGHT)?;
+        self.plan().check(
+            MAX_SIZE,
+            "16 MiB",
+            usize::MAX,
+            MAX_IN_FLIGHT,
+            crate::echo::IN_FLIGHT_TEXT,
+        )?;
         if !self.path.starts_with('/') || self.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(Error::Opts(
                 "--path must start with / and hold no spaces or control bytes".into(),

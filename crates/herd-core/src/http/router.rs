@@ -182,20 +182,19 @@ pub struct Router {
 /// FNV-1a for the exact-path table: a few times cheaper than SipHash on short paths. Flooding
 /// is no concern here: the table holds only the application's own routes, fixed before
 /// serving, so a request path can cost at most one probe sequence over those.
-#[derive(Default)]
 struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325) // the FNV-1a 64-bit offset basis
+    }
+}
 
 impl Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
         for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
-        self.0 = h;
     }
 
     fn finish(&self) -> u64 {
