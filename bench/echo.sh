@@ -11,6 +11,11 @@
 # drifts cancel out of those). A failed run is printed as failed and counted in the table's
 # "runs" column, never dropped silently.
 #
+# The mio loop runs twice per round (rows "mio" and "mio2", the same binary): their per-round
+# ratio is an A/A control, the resolution of this machine for that round. The table prints its
+# median and range next to herd/mio's, so a herd/mio ratio inside the A/A range is noise, not a
+# difference between the servers. AA=0 drops the second run.
+#
 # Optional passes:
 #   SYSCALLS=1  each server under `strace -c -f` for a short fixed run (100 conns, 64 B,
 #               depth 1): syscalls per echoed message, total and for the top syscalls.
@@ -21,6 +26,7 @@
 # Environment (defaults in brackets):
 #   DURATION [5] measured seconds per run     WARMUP [1] unmeasured seconds before it
 #   REPEATS [3]  rounds                       SCENARIOS ["64:100 64:1000 16384:10"] size:conns
+#   AA [1]       run the mio loop a second time per round as an A/A control (0: don't)
 #   HERD_ECHO_BIN  use this binary as "herd" instead of building herd's echo example
 #                  (it is started as `BIN --port P --loops 1`; the peers accept --loops too)
 #   PORT_BASE [19100]  first port tried; every server start gets a fresh free port
@@ -49,7 +55,10 @@ MEM_HOLD=${MEM_HOLD:-5}
 SYSCALL_DURATION=${SYSCALL_DURATION:-2}
 KEEP_LOGS=${KEEP_LOGS:-0}
 HERD_ECHO_BIN=${HERD_ECHO_BIN:-}
+AA=${AA:-1}
 SERVERS=(herd tokio mio)
+PEERS=("${SERVERS[@]}") # the syscall and memory passes measure each server once
+[ "$AA" = 1 ] && SERVERS+=(mio2)
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -91,7 +100,7 @@ server_cmd() {
     case $1 in
     herd) CMD=("$HERD_ECHO_BIN" --port "$2" --loops 1) ;;
     tokio) CMD=("$TOKIO_BIN" --port "$2" --threads 1) ;;
-    mio) CMD=("$MIO_BIN" --port "$2" --threads 1) ;;
+    mio | mio2) CMD=("$MIO_BIN" --port "$2" --threads 1) ;;
     *) die "unknown server $1" ;;
     esac
 }
@@ -140,10 +149,16 @@ print_table() {
         }
         # Median over the rounds where both ran of the per-round ratio a/b: the servers of one
         # round ran back to back, so drifts of the shared machine cancel out of it.
-        function paired(a, b, val,    r, list) {
-            list = ""
-            for (r in rounds) if ((a, r) in val && (b, r) in val && val[b, r] + 0 > 0) list = list " " (val[a, r] / val[b, r])
-            return list == "" ? "-" : sprintf("%.2fx", median(list))
+        # With range=1 it also gives the lowest and highest per-round ratio.
+        function paired(a, b, val, range,    r, list, x, lo, hi) {
+            list = ""; lo = ""; hi = ""
+            for (r in rounds) if ((a, r) in val && (b, r) in val && val[b, r] + 0 > 0) {
+                x = val[a, r] / val[b, r]; list = list " " x
+                if (lo == "" || x < lo) lo = x
+                if (hi == "" || x > hi) hi = x
+            }
+            if (list == "") return "-"
+            return range ? sprintf("%.2fx [%.2f-%.2f]", median(list), lo, hi) : sprintf("%.2fx", median(list))
         }
         END {
             ns = split(servers, s, " ")
@@ -156,8 +171,9 @@ print_table() {
                 if (ok[k] == 0) { printf "%-7s %-12s %12s %12s %10s %10s\n", k, status, "FAILED", "-", "-", "-"; continue }
                 printf "%-7s %-12s %12.0f %12.3f %10.1f %10.1f\n", k, status, mm[k], mc[k], median(p5[k]), median(p9[k])
             }
-            printf "herd/tokio: throughput %s, CPU/msg %s (per-round ratios, median: %s, %s)\n", ratio(mm["herd"], mm["tokio"]), ratio(mc["herd"], mc["tokio"]), paired("herd", "tokio", rm), paired("herd", "tokio", rc)
-            printf "herd/mio:   throughput %s, CPU/msg %s (per-round ratios, median: %s, %s)\n", ratio(mm["herd"], mm["mio"]), ratio(mc["herd"], mc["mio"]), paired("herd", "mio", rm), paired("herd", "mio", rc)
+            printf "herd/tokio: throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)\n", ratio(mm["herd"], mm["tokio"]), ratio(mc["herd"], mc["tokio"]), paired("herd", "tokio", rm, 1), paired("herd", "tokio", rc, 1)
+            printf "herd/mio:   throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)\n", ratio(mm["herd"], mm["mio"]), ratio(mc["herd"], mc["mio"]), paired("herd", "mio", rm, 1), paired("herd", "mio", rc, 1)
+            if (ok["mio2"]) printf "mio2/mio:   throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)  <- A/A: the same binary twice\n", ratio(mm["mio2"], mm["mio"]), ratio(mc["mio2"], mc["mio"]), paired("mio2", "mio", rm, 1), paired("mio2", "mio", rc, 1)
         }' "$RESULTS"
 }
 
@@ -190,7 +206,7 @@ if [ "$SYSCALLS" = 1 ]; then
     printf '\n== syscalls per echoed message (strace -c -f, 100 conns x 64 B, depth 1, %s s) ==\n' \
         "$SYSCALL_DURATION"
     printf '%-7s %10s %10s %10s  %s\n' server messages syscalls per-msg "top syscalls per message"
-    for name in "${SERVERS[@]}"; do
+    for name in "${PEERS[@]}"; do
         trace=$WORK/strace.$name.txt
         out=$WORK/strace.$name.json
         if ! start_server "$name" strace -f -c -o "$trace" --; then
@@ -239,7 +255,7 @@ if [ "$MEMORY" = 1 ]; then
     if [ "$(ulimit -n)" -lt $((MEM_CONNS + 100)) ]; then
         say "fd limit $(ulimit -n) is too low for $MEM_CONNS connections"
     fi
-    for name in "${SERVERS[@]}"; do
+    for name in "${PEERS[@]}"; do
         if ! start_server "$name"; then
             stop_pid "$SERVER_PID"
             printf '%-7s %12s\n' "$name" FAILED

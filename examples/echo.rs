@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release --example echo -- --port 9000 --loops 1`
 //! (also `--mode acceptor` to use the acceptor thread instead of SO_REUSEPORT listeners, and
-//! `--nodelay 0` to leave Nagle's algorithm on).
+//! `--nodelay 0` to leave Nagle's algorithm on, `--notsent-lowat 0` for the system's unsent-bytes
+//! limit instead of herd's 64 KiB).
 
 use herd::args::ServeArgs;
 use herd::codec::BytesCodec;
@@ -40,6 +41,9 @@ fn main() -> std::io::Result<()> {
     };
     if let Some(nodelay) = args.get::<u8>("nodelay") {
         opts.nodelay = nodelay != 0;
+    }
+    if let Some(lowat) = args.get::<u32>("notsent-lowat") {
+        opts.notsent_lowat = (lowat != 0).then_some(lowat);
     }
     let server = Server::new()
         .bind(args.addr())?
