@@ -14,7 +14,8 @@
 # The mio loop runs twice per round (rows "mio" and "mio2", the same binary): their per-round
 # ratio is an A/A control, the resolution of this machine for that round. The table prints its
 # median and range next to herd/mio's, so a herd/mio ratio inside the A/A range is noise, not a
-# difference between the servers. AA=0 drops the second run.
+# difference between the servers. AA=0 drops the second run. Each per-round ratio also says in
+# how many rounds it was at least 1: for two equal servers that is about half of them.
 #
 # Optional passes:
 #   SYSCALLS=1  each server under `strace -c -f` for a short fixed run (100 conns, 64 B,
@@ -149,16 +150,18 @@ print_table() {
         }
         # Median over the rounds where both ran of the per-round ratio a/b: the servers of one
         # round ran back to back, so drifts of the shared machine cancel out of it.
-        # With range=1 it also gives the lowest and highest per-round ratio.
-        function paired(a, b, val, range,    r, list, x, lo, hi) {
-            list = ""; lo = ""; hi = ""
+        # With range=1 it also gives the lowest and highest per-round ratio and in how many
+        # rounds a/b was at least 1 (a sign test: about half of them when a and b are equal).
+        function paired(a, b, val, range,    r, list, x, lo, hi, up, n) {
+            list = ""; lo = ""; hi = ""; up = 0; n = 0
             for (r in rounds) if ((a, r) in val && (b, r) in val && val[b, r] + 0 > 0) {
-                x = val[a, r] / val[b, r]; list = list " " x
+                x = val[a, r] / val[b, r]; list = list " " x; n++
+                if (x >= 1) up++
                 if (lo == "" || x < lo) lo = x
                 if (hi == "" || x > hi) hi = x
             }
             if (list == "") return "-"
-            return range ? sprintf("%.2fx [%.2f-%.2f]", median(list), lo, hi) : sprintf("%.2fx", median(list))
+            return range ? sprintf("%.2fx [%.2f-%.2f, >=1 in %d/%d]", median(list), lo, hi, up, n) : sprintf("%.2fx", median(list))
         }
         END {
             ns = split(servers, s, " ")
