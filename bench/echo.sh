@@ -2,7 +2,7 @@
 # bench/echo.sh: herd's echo server against tokio and a hand-written mio loop, on loopback.
 #
 # For each scenario (64 B x 100 conns, 64 B x 1000 conns, 16 KiB x 10 conns) and each server
-# (herd, tokio, mio), interleaved over REPEATS rounds with the order rotated every round, it
+# (herd, tokio, mio), interleaved over REPEATS rounds in a balanced order (round_order), it
 # starts the server pinned to CPU 0 with one loop/thread, runs `herd-bench echo --json` pinned
 # to CPU 1, samples the server's utime+stime from /proc/PID/stat before and after the client
 # run, and prints per scenario the median per server of msgs/s, server CPU us per message,
@@ -136,32 +136,10 @@ print_table() {
     local scen=$1 title=$2
     printf '\n== %s (depth 1, %s s after %s s warmup, median of %s) ==\n' \
         "$title" "$DURATION" "$WARMUP" "$REPEATS"
-    awk -v scen="$scen" -v servers="${SERVERS[*]}" '
-        function median(list,    a, n, i, j, t) {
-            n = split(list, a, " ")
-            if (n == 0) return ""
-            for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-            return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
-        function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "-" : sprintf("%.2fx", x / y) }
+    awk -v scen="$scen" -v servers="${SERVERS[*]}" -f "$ROOT/bench/table.awk" -f /dev/stdin "$RESULTS" <<<'
         $1 == scen {
             runs[$2]++
             if ($4 == "ok") { ok[$2]++; m[$2] = m[$2] " " $5; c[$2] = c[$2] " " $6; p5[$2] = p5[$2] " " $7; p9[$2] = p9[$2] " " $8; rm[$2, $3] = $5; rc[$2, $3] = $6; rounds[$3] = 1 }
-        }
-        # Median over the rounds where both ran of the per-round ratio a/b: the servers of one
-        # round ran back to back, so drifts of the shared machine cancel out of it.
-        # With range=1 it also gives the lowest and highest per-round ratio and in how many
-        # rounds a/b was at least 1 (a sign test: about half of them when a and b are equal).
-        function paired(a, b, val, range,    r, list, x, lo, hi, up, n) {
-            list = ""; lo = ""; hi = ""; up = 0; n = 0
-            for (r in rounds) if ((a, r) in val && (b, r) in val && val[b, r] + 0 > 0) {
-                x = val[a, r] / val[b, r]; list = list " " x; n++
-                if (x >= 1) up++
-                if (lo == "" || x < lo) lo = x
-                if (hi == "" || x > hi) hi = x
-            }
-            if (list == "") return "-"
-            return range ? sprintf("%.2fx [%.2f-%.2f, >=1 in %d/%d]", median(list), lo, hi, up, n) : sprintf("%.2fx", median(list))
         }
         END {
             ns = split(servers, s, " ")
@@ -177,7 +155,7 @@ print_table() {
             printf "herd/tokio: throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)\n", ratio(mm["herd"], mm["tokio"]), ratio(mc["herd"], mc["tokio"]), paired("herd", "tokio", rm, 1), paired("herd", "tokio", rc, 1)
             printf "herd/mio:   throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)\n", ratio(mm["herd"], mm["mio"]), ratio(mc["herd"], mc["mio"]), paired("herd", "mio", rm, 1), paired("herd", "mio", rc, 1)
             if (ok["mio2"]) printf "mio2/mio:   throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)  <- A/A: the same binary twice\n", ratio(mm["mio2"], mm["mio"]), ratio(mc["mio2"], mc["mio"]), paired("mio2", "mio", rm, 1), paired("mio2", "mio", rc, 1)
-        }' "$RESULTS"
+        }'
 }
 
 for spec in $SCENARIOS; do
@@ -185,9 +163,8 @@ for spec in $SCENARIOS; do
     conns=${spec##*:}
     say "scenario: $size B x $conns connections"
     for round in $(seq 1 "$REPEATS"); do
-        n=${#SERVERS[@]}
-        for k in $(seq 0 $((n - 1))); do
-            run_echo "$spec" "${SERVERS[$(((k + round - 1) % n))]}" "$round" "$size" "$conns"
+        for i in $(round_order ${#SERVERS[@]} "$round"); do
+            run_echo "$spec" "${SERVERS[$i]}" "$round" "$size" "$conns"
         done
     done
 done

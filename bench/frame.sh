@@ -7,7 +7,7 @@
 # checks every reply byte. Scenarios are PATH:DEPTH:CONNS:SIZE, where PATH is `inline` (message
 # id 1: answered on the event loop / the connection's task) or `pool` (id 2: herd's worker pool
 # / tokio's spawn_blocking). For each scenario and server, interleaved over REPEATS rounds with
-# the order rotated every round, it starts the server pinned to CPU SERVER_CPU with one
+# a balanced order (round_order), it starts the server pinned to CPU SERVER_CPU with one
 # loop/worker thread (herd's pool: one thread), runs `herd-bench frame --json` pinned to
 # CLIENT_CPU, samples the server's utime+stime from /proc/PID/stat before and after, and prints
 # per scenario the median per server of requests/s, server CPU us per request, p50/p99 latency,
@@ -114,16 +114,10 @@ print_table() { # print_table SCENARIO
     IFS=: read -r path depth conns size <<<"$scen"
     printf '\n== %s path, depth %s, %s conns x %s B payload (%s s after %s s warmup, median of %s) ==\n' \
         "$path" "$depth" "$conns" "$size" "$DURATION" "$WARMUP" "$REPEATS"
-    awk -v scen="$scen" -v depth="$depth" '
-        function median(list,    a, n, i, j, t) {
-            n = split(list, a, " ")
-            if (n == 0) return ""
-            for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-            return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
+    awk -v scen="$scen" -v depth="$depth" -f "$ROOT/bench/table.awk" -f /dev/stdin "$RESULTS" <<<'
         $1 == scen {
             runs[$2]++
-            if ($4 == "ok") { ok[$2]++; m[$2] = m[$2] " " $5; c[$2] = c[$2] " " $6; p5[$2] = p5[$2] " " $7; p9[$2] = p9[$2] " " $8 }
+            if ($4 == "ok") { ok[$2]++; m[$2] = m[$2] " " $5; c[$2] = c[$2] " " $6; p5[$2] = p5[$2] " " $7; p9[$2] = p9[$2] " " $8; rm[$2, $3] = $5; rc[$2, $3] = $6; rounds[$3] = 1 }
         }
         END {
             printf "%-7s %-12s %12s %12s %10s %10s\n", "server", "runs ok", "req/s", "CPU us/req", "p50 us", "p99 us"
@@ -144,15 +138,15 @@ print_table() { # print_table SCENARIO
             } else {
                 print "herd/tokio: - (a server has no successful run)"
             }
-        }' "$RESULTS"
+            printf "per-round ratios, median [range]: throughput %s, CPU/request %s\n", paired("herd", "tokio", rm, 1), paired("herd", "tokio", rc, 1)
+        }'
 }
 
 for scen in $SCENARIOS; do
     say "scenario: $scen"
     for round in $(seq 1 "$REPEATS"); do
-        n=${#SERVERS[@]}
-        for k in $(seq 0 $((n - 1))); do
-            run_one "$scen" "${SERVERS[$(((k + round - 1) % n))]}" "$round"
+        for i in $(round_order ${#SERVERS[@]} "$round"); do
+            run_one "$scen" "${SERVERS[$i]}" "$round"
         done
     done
 done

@@ -5,7 +5,7 @@
 # 4k:100 and 1m:50 (a 4 KiB and a 1 MiB static file). Servers: herd's `hello` example (which
 # also serves --root DIR under /static/ with sendfile) and the `hyper-hello` peer (hyper 1.x,
 # tokio, same routes, files read with tokio::fs::read). For each scenario, interleaved over
-# REPEATS rounds with the order rotated every round, it starts the server pinned to CPU 0 with
+# REPEATS rounds in a balanced order (round_order), it starts the server pinned to CPU 0 with
 # one loop/thread, runs an unmeasured wrk warm-up, then `wrk -t1 -cN -dD --latency` pinned to
 # CPU 1, samples the server's utime+stime from /proc/PID/stat around the measured run, and
 # prints per scenario the median per server of requests/s, server CPU us per request and p99
@@ -165,24 +165,10 @@ print_table() { # print_table SCENARIO
     local scen=$1
     printf '\n== %s: %s connections (wrk -t1, %s s after %s s warm-up, median of %s) ==\n' \
         "${scen%%:*}" "${scen##*:}" "$DURATION" "$WARMUP" "$REPEATS"
-    awk -v scen="$scen" -v servers="${SERVERS[*]}" '
-        function median(list,    a, n, i, j, t) {
-            n = split(list, a, " ")
-            if (n == 0) return ""
-            for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-            return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
-        function ratio(x, y) { return (x == "" || y == "" || y + 0 == 0) ? "-" : sprintf("%.2fx", x / y) }
+    awk -v scen="$scen" -v servers="${SERVERS[*]}" -f "$ROOT/bench/table.awk" -f /dev/stdin "$RESULTS" <<<'
         $1 == scen {
             runs[$2]++
             if ($4 == "ok") { ok[$2]++; r[$2] = r[$2] " " $5; c[$2] = c[$2] " " $6; p[$2] = p[$2] " " $7; rr[$2, $3] = $5; rc[$2, $3] = $6; rounds[$3] = 1 }
-        }
-        # Median over the rounds where both ran of the per-round ratio a/b: the servers of one
-        # round ran back to back, so drifts of the shared machine cancel out of it.
-        function paired(a, b, val,    n, list) {
-            list = ""
-            for (n in rounds) if ((a, n) in val && (b, n) in val && val[b, n] + 0 > 0) list = list " " (val[a, n] / val[b, n])
-            return list == "" ? "-" : sprintf("%.2fx", median(list))
         }
         END {
             ns = split(servers, s, " ")
@@ -197,16 +183,15 @@ print_table() { # print_table SCENARIO
             }
             printf "herd/hyper: req/s %s (target >= 1.00x), CPU/req %s (target <= 0.85x), p99 %s\n",
                 ratio(mr["herd"], mr["hyper"]), ratio(mc["herd"], mc["hyper"]), ratio(mp["herd"], mp["hyper"])
-            printf "per-round ratios, median: req/s %s, CPU/req %s\n", paired("herd", "hyper", rr), paired("herd", "hyper", rc)
-        }' "$RESULTS"
+            printf "per-round ratios, median [range]: req/s %s, CPU/req %s\n", paired("herd", "hyper", rr, 1), paired("herd", "hyper", rc, 1)
+        }'
 }
 
 for scen in $SCENARIOS; do
     say "scenario: ${scen%%:*} x ${scen##*:} connections"
     for round in $(seq 1 "$REPEATS"); do
-        n=${#SERVERS[@]}
-        for k in $(seq 0 $((n - 1))); do
-            run_one "$scen" "${SERVERS[$(((k + round - 1) % n))]}" "$round"
+        for i in $(round_order ${#SERVERS[@]} "$round"); do
+            run_one "$scen" "${SERVERS[$i]}" "$round"
         done
     done
 done

@@ -118,6 +118,23 @@ bench_init() {
     PEERS_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/peers/target}
 }
 
+# round_order N ROUND: the order in which a round runs the N servers (indices, one per line),
+# a Williams design: over N rounds (2N for odd N) every server runs in every position once and
+# directly after every other server once. A plain rotation would always run the same server
+# before a given one, and what a run leaves behind (closing sockets, the VM's CPU credit) then
+# biases its successor: an A/A pair of one binary measured 4-7% apart that way.
+round_order() {
+    awk -v n="$1" -v round="$2" 'BEGIN {
+        r = (round - 1) % (n % 2 ? 2 * n : n)
+        # First row 0, 1, n-1, 2, n-2, ...; row r adds r (mod n); odd n adds the rows reversed.
+        for (j = 0; j < n; j++) row[j] = (j % 2 ? (j + 1) / 2 : (n - j / 2) % n)
+        for (j = 0; j < n; j++) {
+            k = r < n ? j : n - 1 - j
+            print (row[k] + r) % n
+        }
+    }'
+}
+
 json_get() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; } # json_get FILE KEY
 
 # record_failure SCENARIO SERVER ROUND WHY: a failed run, in RESULTS, FAILURES and the log.
