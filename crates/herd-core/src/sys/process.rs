@@ -398,61 +398,74 @@ pub fn is_listening_socket(fd: RawFd) -> bool {
 
 /// Look up a user by name: its uid and primary gid.
 pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
-    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: all-zero bytes are a valid passwd (integers and null pointers).
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the sizes given; getpwnam_r writes strings into buf
-    // only, and result points at pwd or is null.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    if result.is_null() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no such user: {name}"),
-        ));
-    }
-    Ok((pwd.pw_uid, pwd.pw_gid))
+    // SAFETY: all-zero bytes are a valid `passwd` (integers and null pointers), and
+    // getpwnam_r has the shape `lookup_entry` calls.
+    unsafe { lookup_entry("user", name, libc::getpwnam_r, |p| (p.pw_uid, p.pw_gid)) }
 }
 
 /// Look up a group by name: its gid.
 pub fn lookup_group(name: &str) -> io::Result<u32> {
+    // SAFETY: all-zero bytes are a valid `group` (integers and null pointers), and
+    // getgrnam_r has the shape `lookup_entry` calls.
+    unsafe { lookup_entry("group", name, libc::getgrnam_r, |g| g.gr_gid) }
+}
+
+/// The reentrant `get*nam_r(name, entry, buf, len, result)` functions of libc.
+type GetByName<E> = unsafe extern "C" fn(
+    *const libc::c_char,
+    *mut E,
+    *mut libc::c_char,
+    libc::size_t,
+    *mut *mut E,
+) -> libc::c_int;
+
+/// Runs one `get*nam_r` lookup and reads what it found with `read` while the strings it
+/// points at are still alive. Starts with a 16 KiB buffer and grows it on ERANGE (a group
+/// with thousands of members needs more), up to 4 MiB.
+///
+/// # Safety
+/// All-zero bytes must be a valid `E`, and `getnam_r` must be a libc function of that shape
+/// for `E` (it fills `entry` with pointers into `buf` only, and sets `result` to `entry` or
+/// to null).
+unsafe fn lookup_entry<E, T>(
+    what: &str,
+    name: &str,
+    getnam_r: GetByName<E>,
+    read: impl FnOnce(&E) -> T,
+) -> io::Result<T> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: all-zero bytes are a valid group (integers and null pointers).
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the sizes given; getgrnam_r writes into buf only.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
+    let mut len = 16 * 1024;
+    loop {
+        let mut buf = vec![0u8; len];
+        // SAFETY: the caller guarantees that all-zero bytes are a valid E.
+        let mut entry: E = unsafe { std::mem::zeroed() };
+        let mut result: *mut E = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the sizes given, and the caller guarantees that
+        // getnam_r writes only into entry, buf and result.
+        let rc = unsafe {
+            getnam_r(
+                cname.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && len < 4 << 20 {
+            len *= 4;
+            continue;
+        }
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if result.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such {what}: {name}"),
+            ));
+        }
+        return Ok(read(&entry));
     }
-    if result.is_null() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no such group: {name}"),
-        ));
-    }
-    Ok(grp.gr_gid)
 }
 
 /// The effective user id of this process.
@@ -560,6 +573,46 @@ mod tests {
         assert!(lookup_user("no-such-user-herd").is_err());
         assert_eq!(lookup_group("root").unwrap(), 0);
         assert!(lookup_group("no-such-group-herd").is_err());
+    }
+
+    /// A getgrnam_r that needs a 100,000-byte buffer, as one for a huge group would.
+    unsafe extern "C" fn needs_big_buffer(
+        _name: *const libc::c_char,
+        entry: *mut libc::group,
+        _buf: *mut libc::c_char,
+        len: libc::size_t,
+        result: *mut *mut libc::group,
+    ) -> libc::c_int {
+        if len < 100_000 {
+            return libc::ERANGE;
+        }
+        // SAFETY: lookup_entry passes valid pointers to its own entry and result.
+        unsafe {
+            (*entry).gr_gid = 4242;
+            *result = entry;
+        }
+        0
+    }
+
+    /// A getgrnam_r for which no buffer is ever big enough.
+    unsafe extern "C" fn never_fits(
+        _name: *const libc::c_char,
+        _entry: *mut libc::group,
+        _buf: *mut libc::c_char,
+        _len: libc::size_t,
+        _result: *mut *mut libc::group,
+    ) -> libc::c_int {
+        libc::ERANGE
+    }
+
+    #[test]
+    fn lookups_grow_the_buffer_on_erange_up_to_a_cap() {
+        // SAFETY: all-zero bytes are a valid group; the fakes have getgrnam_r's shape.
+        let gid = unsafe { lookup_entry("group", "big", needs_big_buffer, |g| g.gr_gid) };
+        assert_eq!(gid.unwrap(), 4242);
+        // SAFETY: as above.
+        let err = unsafe { lookup_entry("group", "huge", never_fits, |g| g.gr_gid) };
+        assert_eq!(err.unwrap_err().raw_os_error(), Some(libc::ERANGE));
     }
 
     #[test]
