@@ -76,6 +76,15 @@ pub trait Encoder<T> {
     /// Append `item` to `dst`. On error nothing useful may have been appended; the loop discards
     /// the connection's output and closes it.
     fn encode(&mut self, item: T, dst: &mut Vec<u8>) -> Result<(), CodecError>;
+
+    /// The bytes `encode` would append for `item`, when they are the item itself (a
+    /// pass-through encoding such as [`BytesCodec`]'s). `Conn::send` may then write a large
+    /// item straight to the socket instead of copying it into the output buffer. The default
+    /// says no, and `encode` is always used.
+    fn as_bytes<'b>(&self, item: &'b T) -> Option<&'b [u8]> {
+        let _ = item;
+        None
+    }
 }
 
 /// Passes through whatever bytes arrived, as they arrived. Encodes byte slices verbatim.
@@ -105,6 +114,10 @@ impl Encoder<&[u8]> for BytesCodec {
     fn encode(&mut self, item: &[u8], dst: &mut Vec<u8>) -> Result<(), CodecError> {
         dst.extend_from_slice(item);
         Ok(())
+    }
+
+    fn as_bytes<'b>(&self, item: &'b &[u8]) -> Option<&'b [u8]> {
+        Some(item)
     }
 }
 

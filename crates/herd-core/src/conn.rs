@@ -20,6 +20,11 @@ use crate::inbox::{Cmd, Inbox};
 use crate::stats::Stats;
 use crate::timer::TimerId;
 
+/// Smallest pass-through reply `Conn::send` writes straight to the socket. Below it the copy
+/// into the output buffer costs less than the extra segment a second `send` in the same
+/// callback would then need (it could no longer share the write).
+const DIRECT_WRITE_MIN: usize = 16 * 1024;
+
 /// Address of one connection: (loop, slot, generation). Copy, hashable, cheap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
@@ -140,6 +145,16 @@ impl<'a, H: Handler> Conn<'a, H> {
         if !self.io.accepts_output() {
             self.core.stats.stale_commands += 1;
             return;
+        }
+        // A large pass-through reply to the last message read, with nothing queued before
+        // it: the one write the flush would make, minus the copy into the output buffer.
+        if self.core.last_item && self.io.idle_output() {
+            if let Some(bytes) = self.io.codec.as_bytes(&item) {
+                if bytes.len() >= DIRECT_WRITE_MIN {
+                    self.core.write_direct(self.io, bytes);
+                    return;
+                }
+            }
         }
         let Io {
             wbuf,

@@ -121,6 +121,17 @@ impl<C> Io<C> {
         self.closing.is_none()
     }
 
+    /// Nothing is queued and no close or half-close waits for the queue to drain: output
+    /// written now goes out in order.
+    #[inline]
+    pub(crate) fn idle_output(&self) -> bool {
+        self.wbuf.is_empty()
+            && self.queue.is_empty()
+            && self.closing.is_none()
+            && self.close_after.is_none()
+            && !self.shutdown_after_flush
+    }
+
     /// Bytes of output held in memory (queued files are not counted: they cost no memory).
     #[inline]
     pub(crate) fn pending(&self) -> usize {
@@ -194,6 +205,9 @@ pub(crate) struct Core {
     dirty: Vec<usize>,
     /// The slot `on_readable` is working on (`usize::MAX`: none).
     reading: usize,
+    /// `on_message` is running for the last item of the bytes at hand: a reply to it that is
+    /// the connection's only output can go straight to the socket (see `Conn::send`).
+    pub(crate) last_item: bool,
     read_more: Vec<usize>,
     max_write_buffer: usize,
     pub(crate) write_high_water: usize,
@@ -235,6 +249,35 @@ impl Core {
     /// Bookkeeping after bytes were appended to a connection's output buffer (once per reply:
     /// the rare cases live in a cold function so this one inlines into `send`).
     #[inline]
+    /// Write `bytes` straight to the socket, without copying them into the output buffer;
+    /// what the socket does not take is queued as usual. Only for a connection with nothing
+    /// queued (the caller checks `Io::idle_output`), so the order of output is kept.
+    pub(crate) fn write_direct<C>(&mut self, io: &mut Io<C>, bytes: &[u8]) {
+        self.stats.msgs_out += 1;
+        let taken = loop {
+            match (&io.stream).write(bytes) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.stats.writes += 1;
+                    tracing::debug!("conn {} ({}): write: {e}", io.id, io.peer);
+                    io.discard_output();
+                    self.mark_close(io, CloseReason::Error);
+                    return;
+                }
+            }
+        };
+        self.stats.writes += 1;
+        self.stats.bytes_out += taken as u64;
+        if taken < bytes.len() {
+            io.wbuf
+                .vec_mut(&mut self.pool)
+                .extend_from_slice(&bytes[taken..]);
+            self.after_send(io);
+        }
+    }
+
     pub(crate) fn after_send<C>(&mut self, io: &mut Io<C>) {
         self.mark_dirty(io);
         let pending = io.pending();
@@ -412,6 +455,7 @@ impl<H: Handler> EventLoop<H> {
                 to_close: Vec::new(),
                 dirty: Vec::new(),
                 reading: usize::MAX,
+                last_item: false,
                 read_more: Vec::new(),
                 max_write_buffer: opts.max_write_buffer,
                 write_high_water: opts.write_high_water,
@@ -799,7 +843,8 @@ fn decode_dispatch<H: Handler>(
     data: &mut [u8],
 ) -> usize {
     let mut pos = 0;
-    while pos < data.len() {
+    let len = data.len();
+    while pos < len {
         if slot.io.closing.is_some() || slot.io.close_after.is_some() {
             break;
         }
@@ -812,9 +857,11 @@ fn decode_dispatch<H: Handler>(
                 pos += n;
                 if let Some(item) = item {
                     core.stats.msgs_in += 1;
+                    core.last_item = pos == len;
                     conn_callback(handler, slot, core, "on_message", |h, cx, st| {
                         h.on_message(cx, st, item)
                     });
+                    core.last_item = false;
                 }
             }
             Err(e) => {
