@@ -148,12 +148,11 @@ impl<'a, H: Handler> Conn<'a, H> {
         }
         // A large pass-through reply to the last message read, with nothing queued before
         // it: the one write the flush would make, minus the copy into the output buffer.
-        if self.core.last_item && self.io.idle_output() {
-            if let Some(bytes) = self.io.codec.as_bytes(&item) {
-                if bytes.len() >= DIRECT_WRITE_MIN {
-                    self.core.write_direct(self.io, bytes);
-                    return;
-                }
+        // (The size is checked first: small replies, the common case, touch nothing more.)
+        if let Some(bytes) = self.io.codec.as_bytes(&item) {
+            if bytes.len() >= DIRECT_WRITE_MIN && self.core.last_item && self.io.idle_output() {
+                self.core.write_direct(self.io, bytes);
+                return;
             }
         }
         let Io {
