@@ -248,9 +248,6 @@ impl Core {
         }
     }
 
-    /// Bookkeeping after bytes were appended to a connection's output buffer (once per reply:
-    /// the rare cases live in a cold function so this one inlines into `send`).
-    #[inline]
     /// Write `bytes` straight to the socket, without copying them into the output buffer;
     /// what the socket does not take is queued as usual. Only for a connection with nothing
     /// queued (the caller checks `Io::idle_output`), so the order of output is kept.
@@ -280,6 +277,9 @@ impl Core {
         }
     }
 
+    /// Bookkeeping after bytes were appended to a connection's output buffer (once per reply:
+    /// the rare cases live in a cold function so this one inlines into `send`).
+    #[inline]
     pub(crate) fn after_send<C>(&mut self, io: &mut Io<C>) {
         self.mark_dirty(io);
         let pending = io.pending();
