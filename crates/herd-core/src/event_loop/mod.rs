@@ -248,6 +248,15 @@ impl Core {
         }
     }
 
+    /// A read, write or sendfile failed for good: log it, drop the output, close with
+    /// [`CloseReason::Error`].
+    #[cold]
+    pub(crate) fn io_failed<C>(&mut self, io: &mut Io<C>, op: &str, e: &io::Error) {
+        tracing::debug!("conn {} ({}): {op}: {e}", io.id, io.peer);
+        io.discard_output();
+        self.mark_close(io, CloseReason::Error);
+    }
+
     /// Write `bytes` straight to the socket, without copying them into the output buffer;
     /// what the socket does not take is queued as usual. Only for a connection with nothing
     /// queued (the caller checks `Io::idle_output`), so the order of output is kept.
@@ -260,9 +269,7 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.stats.writes += 1;
-                    tracing::debug!("conn {} ({}): write: {e}", io.id, io.peer);
-                    io.discard_output();
-                    self.mark_close(io, CloseReason::Error);
+                    self.io_failed(io, "write", &e);
                     return;
                 }
             }

@@ -75,9 +75,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::debug!("conn {} ({}): read: {e}", io.id, io.peer);
-                    io.discard_output();
-                    self.core.mark_close(io, CloseReason::Error);
+                    self.core.io_failed(io, "read", &e);
                     break;
                 }
             }
@@ -197,9 +195,7 @@ impl<H: Handler> EventLoop<H> {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                             Err(e) => {
-                                tracing::debug!("conn {} ({}): sendfile: {e}", io.id, io.peer);
-                                io.discard_output();
-                                self.core.mark_close(io, CloseReason::Error);
+                                self.core.io_failed(io, "sendfile", &e);
                                 return;
                             }
                         }
@@ -223,9 +219,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.core.stats.writes += 1;
-                    tracing::debug!("conn {} ({}): write: {e}", io.id, io.peer);
-                    io.discard_output();
-                    self.core.mark_close(io, CloseReason::Error);
+                    self.core.io_failed(io, "write", &e);
                     return;
                 }
             }
