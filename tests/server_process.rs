@@ -131,6 +131,9 @@ fn hup_to_fewer_workers_serves_the_connections_queued_on_the_dropped_slot() {
     let slot1: i32 = pid_text[..pid_text.find(',').unwrap()].parse().unwrap();
     assert!(old.contains(&slot1));
     kill(slot1, Signal::Stop).unwrap();
+    // The stop reaches each thread when it next leaves the kernel; until all of them show 'T',
+    // the worker's loop could still accept one of the clients below and then hold it.
+    wait_until("worker 1 stopped", || all_threads_stopped(slot1));
 
     // SO_REUSEPORT spreads these over both slots' sockets by their ports: with 32 of them,
     // all landing on slot 0 has a chance of 2^-32.
@@ -576,4 +579,20 @@ fn a_worker_that_keeps_dying_at_start_up_is_respawned_with_back_off() {
     assert!(backoffs[0].ends_with("respawning in 100ms"), "{backoffs:?}");
     assert!(backoffs[1].ends_with("respawning in 200ms"), "{backoffs:?}");
     assert_eq!(echo_once(h.addr(), "survivor").unwrap(), "survivor");
+}
+
+/// Every thread of `pid` is in the stopped state ('T' in /proc/PID/task/TID/stat).
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+            .unwrap_or(false)
+    })
 }
