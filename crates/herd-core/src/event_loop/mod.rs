@@ -13,13 +13,15 @@
 //! a reply is written directly from the output buffer after the read event that produced it
 //! (one write for all replies of that read), and a large pass-through reply that is the only
 //! output of its read is written straight from the read buffer, skipping that copy; a short
-//! read or a short write is not followed by another call just to collect `EAGAIN`.
+//! read or a short write is not followed by another call just to collect `EAGAIN`. Reads and
+//! writes are `sys::recv` and `sys::send`: the system calls std would make, without libc's
+//! cancellation-point wrapper around each.
 
 mod closing;
 mod rw;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -263,7 +265,7 @@ impl Core {
     pub(crate) fn write_direct<C>(&mut self, io: &mut Io<C>, bytes: &[u8]) {
         self.stats.msgs_out += 1;
         let taken = loop {
-            match (&io.stream).write(bytes) {
+            match crate::sys::send(&io.stream, bytes) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -33,11 +33,11 @@ impl<H: Handler> EventLoop<H> {
             let from_scratch = io.rbuf.is_empty();
             let (res, cap) = if from_scratch {
                 let cap = self.scratch.len();
-                ((&io.stream).read(&mut self.scratch), cap)
+                (crate::sys::recv(&io.stream, &mut self.scratch), cap)
             } else {
                 let room = io.rbuf.spare(READ_CHUNK, &mut self.core.pool);
                 let cap = room.len();
-                ((&io.stream).read(room), cap)
+                (crate::sys::recv(&io.stream, room), cap)
             };
             self.core.stats.reads += 1;
             match res {
@@ -203,7 +203,7 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             let len = io.wbuf.len();
-            match (&io.stream).write(io.wbuf.bytes()) {
+            match crate::sys::send(&io.stream, io.wbuf.bytes()) {
                 Ok(n) => {
                     self.core.stats.writes += 1;
                     self.core.stats.bytes_out += n as u64;

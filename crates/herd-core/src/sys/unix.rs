@@ -176,6 +176,63 @@ pub fn is_escape_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EXDEV))
 }
 
+/// Read from a connected socket: `recvfrom(fd, buf, len, 0, NULL, NULL)`, issued with
+/// `syscall(2)`.
+///
+/// This is the system call std's `TcpStream::read` makes (through libc's `recv`), minus libc's
+/// cancellation-point wrapper around it: two atomic read-modify-writes on the thread's cancel
+/// state and four function calls per read, which herd's loop threads, never cancelled with
+/// `pthread_cancel`, do not need. The loop reads once per message, so this is on the hottest
+/// path there is.
+#[inline]
+pub fn recv(sock: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = sock.as_raw_fd() as libc::c_long;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call (exclusively
+    // borrowed); recvfrom accepts null address and length pointers for a connected socket.
+    // Every argument is passed as a full register-width integer or pointer.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            0 as libc::c_long,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Write to a connected socket: `sendto(fd, buf, len, MSG_NOSIGNAL, NULL, 0)`, issued with
+/// `syscall(2)`: std's `TcpStream::write` (libc's `send`, same flags) without libc's
+/// cancellation-point wrapper; see [`recv`].
+#[inline]
+pub fn send(sock: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    let fd = sock.as_raw_fd() as libc::c_long;
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call (borrowed);
+    // sendto accepts a null address of length 0 for a connected socket. Every argument is
+    // passed as a full register-width integer or pointer.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            buf.as_ptr(),
+            buf.len(),
+            libc::MSG_NOSIGNAL as libc::c_long,
+            std::ptr::null::<libc::sockaddr>(),
+            0 as libc::c_long,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// Send up to `count` bytes of `file` from `*offset` to the socket with `sendfile(2)`,
 /// advancing `*offset` by what was sent. Returns the number of bytes sent (0 at end of file).
 pub fn sendfile(
@@ -221,6 +278,64 @@ mod tests {
         let mut buf = [0u8; 4];
         c.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"ping");
+    }
+
+    /// `recv` and `send` behave like std's `read` and `write` on a socket: data both ways,
+    /// `WouldBlock` on an empty non-blocking socket, 0 at the peer's FIN, and an error (not a
+    /// signal: `MSG_NOSIGNAL`) when writing to a connection the peer has reset.
+    #[test]
+    fn raw_recv_and_send_match_std_semantics() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        // Nothing in this test may block for long: a wrong answer fails, it does not hang.
+        a.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        let e = recv(&a, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        c.write_all(b"hello").unwrap();
+        a.set_nonblocking(false).unwrap();
+        assert_eq!(recv(&a, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert_eq!(send(&a, b"world!").unwrap(), 6);
+        let mut got = [0u8; 6];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"world!");
+        // Reset the connection from the client side (linger 0), then write into it.
+        socket2::SockRef::from(&c)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(c);
+        let mut failed = None;
+        for _ in 0..100 {
+            match send(&a, b"x") {
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = failed.expect("writing to a reset connection fails");
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ),
+            "{e}"
+        );
+        let (b, _) = {
+            let mut c2 = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            c2.write_all(b"z").unwrap();
+            drop(c2);
+            l.accept().unwrap()
+        };
+        b.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(recv(&b, &mut buf).unwrap(), 1);
+        assert_eq!(recv(&b, &mut buf).unwrap(), 0, "0 at the peer's FIN");
     }
 
     #[test]
