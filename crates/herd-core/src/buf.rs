@@ -178,6 +178,10 @@ impl WriteBuf {
 pub struct BufPool {
     read: Vec<Vec<u8>>,
     write: Vec<Vec<u8>>,
+    /// The write buffer given back last, held inline (capacity 0: none). A connection that
+    /// replies and drains its output on every message takes and returns this one without
+    /// touching the free list's heap storage.
+    spare_write: Vec<u8>,
     chunk: usize,
     max_pooled: usize,
     max_count: usize,
@@ -189,6 +193,7 @@ impl BufPool {
         BufPool {
             read: Vec::new(),
             write: Vec::new(),
+            spare_write: Vec::new(),
             chunk,
             max_pooled: chunk * 16,
             max_count,
@@ -210,6 +215,9 @@ impl BufPool {
 
     #[inline]
     fn take_write(&mut self) -> Vec<u8> {
+        if self.spare_write.capacity() != 0 {
+            return std::mem::take(&mut self.spare_write);
+        }
         self.write
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(self.chunk))
@@ -217,15 +225,21 @@ impl BufPool {
 
     #[inline]
     fn give_write(&mut self, mut v: Vec<u8>) {
-        if v.capacity() <= self.max_pooled && self.write.len() < self.max_count {
-            v.clear();
+        if v.capacity() > self.max_pooled || self.max_count == 0 {
+            return;
+        }
+        v.clear();
+        if self.spare_write.capacity() == 0 {
+            self.spare_write = v;
+        } else if self.write.len() + 1 < self.max_count {
             self.write.push(v);
         }
     }
 
     /// Buffers currently kept (read, write).
     pub fn pooled(&self) -> (usize, usize) {
-        (self.read.len(), self.write.len())
+        let spare = usize::from(self.spare_write.capacity() != 0);
+        (self.read.len(), self.write.len() + spare)
     }
 }
 
@@ -266,6 +280,30 @@ mod tests {
         wb.release_if_empty(&mut pool);
         assert_eq!(wb.capacity(), 0);
         assert_eq!(pool.pooled().1, 1);
+    }
+
+    /// The inline spare counts toward `max_count`, and buffers come back out most recent
+    /// first (the one just given back is the one in cache).
+    #[test]
+    fn write_pool_keeps_at_most_max_count_and_reuses_the_latest() {
+        let mut pool = BufPool::new(16, 3);
+        let bufs: Vec<Vec<u8>> = (0..5).map(|_| pool.take_write()).collect();
+        for v in bufs {
+            pool.give_write(v);
+        }
+        assert_eq!(pool.pooled().1, 3);
+        let mut none = BufPool::new(16, 0);
+        none.give_write(Vec::with_capacity(16));
+        assert_eq!(none.pooled().1, 0);
+        // Give one back and take it again: the same storage, from the inline slot.
+        let mut pool = BufPool::new(16, 3);
+        let mut v = pool.take_write();
+        v.extend_from_slice(b"x");
+        let p = v.as_ptr();
+        pool.give_write(v);
+        let again = pool.take_write();
+        assert_eq!(again.as_ptr(), p);
+        assert!(again.is_empty());
     }
 
     #[test]

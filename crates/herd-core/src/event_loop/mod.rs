@@ -215,6 +215,9 @@ pub(crate) struct Core {
     read_more: Vec<usize>,
     max_write_buffer: usize,
     pub(crate) write_high_water: usize,
+    /// `Options::read_budget` (at least 1), kept here: `Shared` is another cache line to
+    /// touch per readable event.
+    read_budget: usize,
 }
 
 impl Core {
@@ -470,6 +473,7 @@ impl<H: Handler> EventLoop<H> {
                 read_more: Vec::new(),
                 max_write_buffer: opts.max_write_buffer,
                 write_high_water: opts.write_high_water,
+                read_budget: opts.read_budget.max(1),
             },
             poll,
             scratch: vec![0; opts.scratch_size.max(1024)],

@@ -18,7 +18,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn read_and_dispatch(&mut self, idx: usize) {
-        let mut budget = self.shared.opts.read_budget.max(1);
+        let mut budget = self.core.read_budget;
         loop {
             let Some(slot) = self.slab.get_mut(idx) else {
                 return;
@@ -68,7 +68,7 @@ impl<H: Handler> EventLoop<H> {
                     }
                     // Output may have grown past the high watermark: write it now so the
                     // pause check sees the real backlog before reading more.
-                    if self.slab[idx].io.pending() > self.shared.opts.write_high_water {
+                    if self.slab[idx].io.pending() > self.core.write_high_water {
                         self.flush(idx);
                     }
                 }
