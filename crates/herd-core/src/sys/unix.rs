@@ -201,10 +201,7 @@ pub fn recv(sock: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> io::Result<usiz
             std::ptr::null_mut::<libc::socklen_t>(),
         )
     };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    byte_count(n)
 }
 
 /// Write to a connected socket: `sendto(fd, buf, len, MSG_NOSIGNAL, NULL, 0)`, issued with
@@ -227,6 +224,12 @@ pub fn send(sock: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
             0 as libc::c_long,
         )
     };
+    byte_count(n)
+}
+
+/// A byte-count system call's result: the count, or the thread's `errno` when negative.
+#[inline]
+fn byte_count(n: libc::c_long) -> io::Result<usize> {
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
