@@ -282,8 +282,8 @@ mod tests {
         assert_eq!(pool.pooled().1, 1);
     }
 
-    /// The inline spare counts toward `max_count`, and buffers come back out most recent
-    /// first (the one just given back is the one in cache).
+    /// The inline spare counts toward `max_count`, and the buffer given back last is the
+    /// one taken next (the one still in cache).
     #[test]
     fn write_pool_keeps_at_most_max_count_and_reuses_the_latest() {
         let mut pool = BufPool::new(16, 3);
