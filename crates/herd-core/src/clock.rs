@@ -117,6 +117,18 @@ impl Clock for FakeClock {
     }
 }
 
+/// Whole milliseconds in `d` for a deadline on a loop's clock: rounded up, so a 0.5 ms timer
+/// does not fire early, and saturating, so `Duration::MAX` means "never" rather than
+/// wrapping. The one conversion every timeout in the crate uses.
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    let m = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if m < u64::MAX && std::time::Duration::from_millis(m) < d {
+        m + 1
+    } else {
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +201,15 @@ mod tests {
         a.advance(9);
         assert_eq!(a.now_ms(), 10);
         assert_eq!(b.now_ms(), 1);
+    }
+
+    #[test]
+    fn millis_rounds_up_and_saturates() {
+        use std::time::Duration;
+        assert_eq!(super::millis(Duration::ZERO), 0);
+        assert_eq!(super::millis(Duration::from_micros(500)), 1);
+        assert_eq!(super::millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(super::millis(Duration::from_nanos(1_500_000_001)), 1501);
+        assert_eq!(super::millis(Duration::MAX), u64::MAX);
     }
 }

@@ -27,6 +27,7 @@ mod handler;
 pub mod http;
 mod inbox;
 pub mod pool;
+mod reason;
 mod server;
 pub mod stats;
 pub mod sys;
@@ -35,6 +36,7 @@ pub mod ws;
 
 pub use bytes::Bytes;
 pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};
-pub use handler::{CloseReason, Handler, Item};
+pub use handler::{Handler, Item};
+pub use reason::CloseReason;
 pub use server::{AcceptMode, Balance, Options, Server, ServerHandle, StopReport, NOTSENT_LOWAT};
 pub use stats::Stats;

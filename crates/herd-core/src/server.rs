@@ -26,8 +26,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::clock::{system_clock, SharedClock};
 use crate::event_loop::{EventLoop, LoopReport, WAKER};
-use crate::handler::{CloseReason, Handler};
+use crate::handler::Handler;
 use crate::inbox::{Cmd, Inbox};
+use crate::reason::CloseReason;
 use crate::stats::Stats;
 
 /// How connections reach loops.
@@ -519,7 +520,7 @@ impl ServerHandle {
         }
         for inbox in &self.inboxes {
             inbox.push(Cmd::Stop {
-                grace_ms: crate::conn::ms(grace),
+                grace_ms: crate::clock::millis(grace),
             });
         }
     }

@@ -4,7 +4,7 @@
 //! atomics. A [`ServerHandle::stats`](crate::ServerHandle::stats) call asks every loop, through
 //! its command queue, for a snapshot and adds them up; nothing on the message path is shared.
 
-use crate::handler::CloseReason;
+use crate::reason::CloseReason;
 
 /// Counters of one loop, or the sum over all loops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,51 +3,55 @@
 
 use super::*;
 
+/// Run `on_close` for a connection marked closing and free its buffers and timers; the
+/// caller removes the slot. Returns the reason, or `None` if the slot was not closing.
+pub(super) fn finish<H: Handler>(
+    handler: &mut H,
+    slot: &mut Slot<H>,
+    core: &mut Core,
+) -> Option<CloseReason> {
+    let reason = slot.conn.life().closing()?;
+    if let Some(state) = slot.state.take() {
+        let mut cx = Conn::new(&mut slot.conn, core);
+        if guarded("on_close", || handler.on_close(&mut cx, state, reason)).is_none() {
+            core.stats.handler_panics += 1;
+        }
+    }
+    core.stats.closed[reason.index()] += 1;
+    if let Some(t) = slot.conn.set_idle_timer(None) {
+        core.timers.cancel(t);
+    }
+    slot.conn.release(&mut core.pool);
+    Some(reason)
+}
+
 impl<H: Handler> EventLoop<H> {
     // ----- closing -----
 
     /// Reap connections marked closing: `on_close`, counters, release the slot.
     pub(super) fn reap(&mut self) {
-        while let Some(idx) = self.core.to_close.pop() {
+        while let Some(idx) = self.core.next_to_reap() {
             let Some(slot) = self.slab.get_mut(idx) else {
                 continue;
             };
-            let Some(reason) = slot.io.closing else {
+            if finish(&mut self.handler, slot, &mut self.core).is_none() {
                 continue;
-            };
-            if let Some(state) = slot.state.take() {
-                let h = &mut self.handler;
-                let mut cx = Conn {
-                    io: &mut slot.io,
-                    core: &mut self.core,
-                };
-                if guarded("on_close", || h.on_close(&mut cx, state, reason)).is_none() {
-                    self.core.stats.handler_panics += 1;
-                }
             }
-            self.core.stats.closed[reason.index()] += 1;
-            let mut slot = self.slab.remove(idx);
-            if let Some(t) = slot.io.idle_timer.take() {
-                self.core.timers.cancel(t);
-            }
-            slot.io.discard_output();
-            slot.io.wbuf.release_if_empty(&mut self.core.pool);
-            let n = slot.io.rbuf.len();
-            slot.io.rbuf.consume(n);
-            slot.io.rbuf.release_if_empty(&mut self.core.pool);
-            self.shared.release(self.core.loop_index, slot.io.peer.ip());
-            // Dropping the stream closes the fd, which also removes it from epoll.
+            let slot = self.slab.remove(idx);
+            self.shared
+                .release(self.core.loop_index, slot.conn.peer().ip());
+            // Dropping the transport closes the fd, which also removes it from epoll.
         }
     }
 
     pub(super) fn begin_stop(&mut self, grace_ms: u64) {
-        if self.stopping.is_some() {
+        if self.stopping {
             return;
         }
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        self.stopping = Some(Stopping { forced: false });
+        self.stopping = true;
         self.core
             .timers
             .insert(self.core.now + grace_ms, TimerKind::StopDeadline);
@@ -57,7 +61,7 @@ impl<H: Handler> EventLoop<H> {
         let open: Vec<usize> = self
             .slab
             .iter()
-            .filter(|(_, s)| s.state.is_some() && s.io.closing.is_none())
+            .filter(|(_, s)| s.state.is_some() && s.conn.accepts_output())
             .map(|(i, _)| i)
             .collect();
         for idx in open {
@@ -78,32 +82,28 @@ impl<H: Handler> EventLoop<H> {
     pub(super) fn close_idle_for_stop(&mut self) {
         let now = self.core.now;
         for (_, slot) in self.slab.iter_mut() {
-            let io = &mut slot.io;
-            if io.closing.is_some() || io.close_after.is_some() {
+            let conn = &mut slot.conn;
+            if !conn.life().is_open() {
                 continue;
             }
             // A connection accepted moments ago that has sent nothing yet is most likely
             // about to send its first request: give it FRESH_GRACE_MS before calling it idle.
-            if !io.got_data && now < io.opened_at + FRESH_GRACE_MS {
+            if !conn.rx().got_data() && now < conn.opened_at() + FRESH_GRACE_MS {
                 continue;
             }
             let busy = slot.state.as_ref().is_some_and(|s| self.handler.is_busy(s));
-            if io.rbuf.is_empty() && !io.has_output() && !busy {
+            if conn.rx().buf().is_empty() && !conn.tx().has_output() && !busy {
                 self.report.closed_graceful += 1;
-                self.core.mark_close(io, CloseReason::Stop);
+                self.core.mark_close(conn, CloseReason::Stop);
             }
         }
     }
 
     pub(super) fn force_close_all(&mut self) {
-        if let Some(st) = self.stopping.as_mut() {
-            st.forced = true;
-        }
         for (_, slot) in self.slab.iter_mut() {
-            if slot.io.closing.is_none() {
+            if slot.conn.accepts_output() {
                 self.report.closed_forced += 1;
-                slot.io.discard_output();
-                self.core.mark_close(&mut slot.io, CloseReason::Stop);
+                self.core.mark_close(&mut slot.conn, CloseReason::Stop);
             }
         }
     }

@@ -18,361 +18,38 @@
 //! cancellation-point wrapper around each.
 
 mod closing;
+#[cfg(test)]
+pub(crate) mod pair;
 mod rw;
 
-use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
-use crate::buf::{BufPool, ReadBuf, WriteBuf};
 use crate::clock::SharedClock;
 use crate::codec::Decoder;
-use crate::conn::{Conn, ConnId, LoopCx, Timer};
-use crate::handler::{CloseReason, Handler};
+use crate::conn::transport::Transport;
+use crate::conn::{Conn, ConnId, Connection, Core, Flushed, LoopCx, Slot, TimerKind};
+use crate::handler::Handler;
 use crate::inbox::{Cmd, Inbox};
+use crate::reason::CloseReason;
 use crate::server::Shared;
 use crate::stats::Stats;
-use crate::timer::{TimerId, TimerWheel};
+use crate::timer::TimerId;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX / 2;
-/// Minimum spare room when reading into a connection's own buffer.
-const READ_CHUNK: usize = 16 * 1024;
 /// During a graceful stop, how long a just-accepted connection that has sent nothing yet is
 /// given before it counts as idle.
 const FRESH_GRACE_MS: u64 = 1_000;
 /// How long accepting pauses after EMFILE/ENFILE.
 const ACCEPT_BACKOFF_MS: u64 = 500;
-
-/// The socket side of a connection: everything but the handler's state.
-pub(crate) struct Io<C> {
-    pub(crate) stream: TcpStream,
-    pub(crate) id: ConnId,
-    pub(crate) codec: C,
-    pub(crate) rbuf: ReadBuf,
-    pub(crate) wbuf: WriteBuf,
-    /// Output queued behind a file being sent (files, and bytes sent after them), in order.
-    pub(crate) queue: VecDeque<Pending>,
-    pub(crate) peer: SocketAddr,
-    pub(crate) last_active: u64,
-    pub(crate) idle_timer: Option<TimerId>,
-    /// Set once: the connection is closing and will be reaped at the end of the iteration.
-    pub(crate) closing: Option<CloseReason>,
-    /// Close with this reason once the output buffer is empty.
-    pub(crate) close_after: Option<CloseReason>,
-    pub(crate) shutdown_after_flush: bool,
-    /// Reading stopped by backpressure (output passed the high watermark).
-    pub(crate) paused: bool,
-    /// The handler has been told about the current pause.
-    pub(crate) pause_announced: bool,
-    /// Reading stopped by the handler.
-    pub(crate) user_paused: bool,
-    /// Loop time when the connection was accepted.
-    pub(crate) opened_at: u64,
-    /// Some bytes have been read from the peer.
-    pub(crate) got_data: bool,
-    /// The peer closed its write side (read returned 0).
-    pub(crate) eof: bool,
-    /// epoll reported the peer's FIN or a hang-up: read until 0 even after short reads.
-    pub(crate) peer_hup: bool,
-    /// Registered for writable edges too (after the first short write).
-    pub(crate) write_interest: bool,
-    /// Queued in `Core::dirty` (output to flush at the end of the iteration).
-    pub(crate) dirty: bool,
-    /// Queued in `Core::read_more` (readable data may be left: budget hit or resumed).
-    pub(crate) read_queued: bool,
-}
-
-/// Output waiting behind a file: the file region itself, or bytes sent after it.
-pub(crate) enum Pending {
-    File {
-        file: std::fs::File,
-        offset: u64,
-        end: u64,
-    },
-    Bytes(Vec<u8>),
-}
-
-/// Where newly sent bytes go: the write buffer, or behind the last queued file.
-#[inline]
-pub(crate) fn out_vec<'a>(
-    wbuf: &'a mut WriteBuf,
-    queue: &'a mut VecDeque<Pending>,
-    pool: &mut BufPool,
-) -> &'a mut Vec<u8> {
-    if queue.is_empty() {
-        return wbuf.vec_mut(pool);
-    }
-    if !matches!(queue.back(), Some(Pending::Bytes(_))) {
-        queue.push_back(Pending::Bytes(Vec::new()));
-    }
-    match queue.back_mut() {
-        Some(Pending::Bytes(v)) => v,
-        _ => unreachable!("just pushed"),
-    }
-}
-
-impl<C> Io<C> {
-    #[inline]
-    pub(crate) fn accepts_output(&self) -> bool {
-        self.closing.is_none()
-    }
-
-    /// Nothing is queued and no close or half-close waits for the queue to drain: output
-    /// written now goes out in order.
-    #[inline]
-    pub(crate) fn idle_output(&self) -> bool {
-        self.wbuf.is_empty()
-            && self.queue.is_empty()
-            && self.closing.is_none()
-            && self.close_after.is_none()
-            && !self.shutdown_after_flush
-    }
-
-    /// Bytes of output held in memory (queued files are not counted: they cost no memory).
-    #[inline]
-    pub(crate) fn pending(&self) -> usize {
-        if self.queue.is_empty() {
-            return self.wbuf.len();
-        }
-        self.wbuf.len()
-            + self
-                .queue
-                .iter()
-                .map(|p| match p {
-                    Pending::Bytes(v) => v.len(),
-                    Pending::File { .. } => 0,
-                })
-                .sum::<usize>()
-    }
-
-    #[inline]
-    pub(crate) fn has_output(&self) -> bool {
-        !self.wbuf.is_empty() || !self.queue.is_empty()
-    }
-
-    pub(crate) fn discard_output(&mut self) {
-        self.wbuf.clear();
-        self.queue.clear();
-    }
-
-    fn slot(&self) -> usize {
-        self.id.slot as usize
-    }
-}
-
-/// A connection: its socket side and the handler's state (`None` until opened and after close).
-pub(crate) struct Slot<H: Handler> {
-    pub(crate) io: Io<H::Codec>,
-    pub(crate) state: Option<H::State>,
-}
-
-/// What a timer in the wheel is for.
-#[derive(Clone, Copy)]
-pub(crate) enum TimerKind {
-    Idle(ConnId),
-    Conn {
-        id: ConnId,
-        token: u64,
-        every: u64,
-        periodic: u64,
-    },
-    Loop {
-        token: u64,
-        every: u64,
-        periodic: u64,
-    },
-    AcceptResume,
-    StopDeadline,
-    /// Wake up to look again for connections that became idle during a stop.
-    StopRecheck,
-}
-
-/// Loop services that callbacks may use while a connection is borrowed.
-pub(crate) struct Core {
-    pub(crate) loop_index: usize,
-    pub(crate) now: u64,
-    pub(crate) timers: TimerWheel<TimerKind>,
-    periodic: HashMap<u64, TimerId>,
-    next_periodic: u64,
-    pub(crate) pool: BufPool,
-    pub(crate) stats: Stats,
-    pub(crate) inbox: Arc<Inbox>,
-    to_close: Vec<usize>,
-    dirty: Vec<usize>,
-    /// The slot `on_readable` is working on (`usize::MAX`: none).
-    reading: usize,
-    /// `on_message` is running for the last item of the bytes at hand: a reply to it that is
-    /// the connection's only output can go straight to the socket (see `Conn::send`).
-    pub(crate) last_item: bool,
-    read_more: Vec<usize>,
-    max_write_buffer: usize,
-    pub(crate) write_high_water: usize,
-    /// `Options::read_budget` (at least 1), kept here: `Shared` is another cache line to
-    /// touch per readable event.
-    read_budget: usize,
-}
-
-impl Core {
-    pub(crate) fn mark_close<C>(&mut self, io: &mut Io<C>, reason: CloseReason) {
-        if io.closing.is_none() {
-            io.closing = Some(reason);
-            self.to_close.push(io.slot());
-        }
-    }
-
-    pub(crate) fn close_after_flush<C>(&mut self, io: &mut Io<C>, reason: CloseReason) {
-        if io.closing.is_none() && io.close_after.is_none() {
-            io.close_after = Some(reason);
-            self.mark_dirty(io);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn mark_dirty<C>(&mut self, io: &mut Io<C>) {
-        if !io.dirty {
-            io.dirty = true;
-            // The connection being read is flushed when its read ends (see `on_readable`).
-            if io.slot() != self.reading {
-                self.dirty.push(io.slot());
-            }
-        }
-    }
-
-    pub(crate) fn want_read<C>(&mut self, io: &mut Io<C>) {
-        if !io.read_queued {
-            io.read_queued = true;
-            self.read_more.push(io.slot());
-        }
-    }
-
-    /// A read, write or sendfile failed for good: log it, drop the output, close with
-    /// [`CloseReason::Error`].
-    #[cold]
-    pub(crate) fn io_failed<C>(&mut self, io: &mut Io<C>, op: &str, e: &io::Error) {
-        tracing::debug!("conn {} ({}): {op}: {e}", io.id, io.peer);
-        io.discard_output();
-        self.mark_close(io, CloseReason::Error);
-    }
-
-    /// Write `bytes` straight to the socket, without copying them into the output buffer;
-    /// what the socket does not take is queued as usual. Only for a connection with nothing
-    /// queued (the caller checks `Io::idle_output`), so the order of output is kept.
-    pub(crate) fn write_direct<C>(&mut self, io: &mut Io<C>, bytes: &[u8]) {
-        self.stats.msgs_out += 1;
-        let taken = loop {
-            match crate::sys::send(&io.stream, bytes) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.stats.writes += 1;
-                    self.io_failed(io, "write", &e);
-                    return;
-                }
-            }
-        };
-        self.stats.writes += 1;
-        self.stats.bytes_out += taken as u64;
-        if taken < bytes.len() {
-            io.wbuf
-                .vec_mut(&mut self.pool)
-                .extend_from_slice(&bytes[taken..]);
-            self.after_send(io);
-        }
-    }
-
-    /// Bookkeeping after bytes were appended to a connection's output buffer (once per reply:
-    /// the rare cases live in a cold function so this one inlines into `send`).
-    #[inline]
-    pub(crate) fn after_send<C>(&mut self, io: &mut Io<C>) {
-        self.mark_dirty(io);
-        let pending = io.pending();
-        if pending > self.write_high_water || pending > self.max_write_buffer {
-            self.output_over_high_water(io, pending);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn output_over_high_water<C>(&mut self, io: &mut Io<C>, pending: usize) {
-        if !io.paused && pending > self.write_high_water {
-            io.paused = true;
-            io.pause_announced = false;
-            self.stats.backpressure_pauses += 1;
-        }
-        if pending > self.max_write_buffer {
-            tracing::warn!(
-                "conn {} ({}): {} bytes of output waiting, over the {} limit; closing",
-                io.id,
-                io.peer,
-                pending,
-                self.max_write_buffer
-            );
-            io.discard_output();
-            self.mark_close(io, CloseReason::Overflow);
-        }
-    }
-
-    pub(crate) fn schedule_every(
-        &mut self,
-        period_ms: u64,
-        make: impl FnOnce(u64, u64) -> TimerKind,
-    ) -> Timer {
-        self.next_periodic += 1;
-        let pid = self.next_periodic;
-        let every = period_ms.max(1);
-        let id = self.timers.insert(self.now + every, make(every, pid));
-        self.periodic.insert(pid, id);
-        Timer::Every(pid)
-    }
-
-    pub(crate) fn cancel_timer(&mut self, timer: Timer) {
-        match timer {
-            Timer::Once(id) => {
-                self.timers.cancel(id);
-            }
-            Timer::Every(pid) => {
-                if let Some(id) = self.periodic.remove(&pid) {
-                    self.timers.cancel(id);
-                }
-            }
-        }
-    }
-
-    /// For a fired periodic timer: is it still wanted? If so, schedule its next period, one
-    /// period after the deadline that fired (no drift), or one period from now if the loop fell
-    /// more than a period behind (no burst of catch-up runs).
-    fn renew_periodic(
-        &mut self,
-        fired: TimerId,
-        deadline: u64,
-        periodic: u64,
-        every: u64,
-        kind: TimerKind,
-    ) -> bool {
-        if periodic == 0 {
-            return true;
-        }
-        if self.periodic.get(&periodic) != Some(&fired) {
-            return false;
-        }
-        let mut at = deadline + every;
-        if at <= self.now {
-            at = self.now + every;
-        }
-        let next = self.timers.insert(at, kind);
-        self.periodic.insert(periodic, next);
-        true
-    }
-}
 
 /// What a loop reports when it exits.
 #[derive(Debug, Default, Clone)]
@@ -380,10 +57,6 @@ pub(crate) struct LoopReport {
     pub(crate) stats: Stats,
     pub(crate) closed_graceful: u64,
     pub(crate) closed_forced: u64,
-}
-
-struct Stopping {
-    forced: bool,
 }
 
 /// Everything one loop thread owns.
@@ -399,7 +72,8 @@ pub(crate) struct EventLoop<H: Handler> {
     next_gen: u32,
     shared: Arc<Shared>,
     clock: SharedClock,
-    stopping: Option<Stopping>,
+    /// A graceful stop is under way (listeners closed, idle connections being closed).
+    stopping: bool,
     stop_requested: Option<u64>,
     report: LoopReport,
     cmds: Vec<Cmd>,
@@ -430,15 +104,12 @@ fn conn_callback<H: Handler>(
     let Some(state) = slot.state.as_mut() else {
         return false;
     };
-    let mut cx = Conn {
-        io: &mut slot.io,
-        core,
-    };
+    let mut cx = Conn::new(&mut slot.conn, core);
     if guarded(what, || f(handler, &mut cx, state)).is_some() {
         return true;
     }
     core.stats.handler_panics += 1;
-    core.mark_close(&mut slot.io, CloseReason::Panic);
+    core.mark_close(&mut slot.conn, CloseReason::Panic);
     false
 }
 
@@ -457,24 +128,7 @@ impl<H: Handler> EventLoop<H> {
         let mut lp = EventLoop {
             handler,
             slab: Slab::new(),
-            core: Core {
-                loop_index,
-                now,
-                timers: TimerWheel::new(now),
-                periodic: HashMap::new(),
-                next_periodic: 0,
-                pool: BufPool::new(opts.buffer_size, 256),
-                stats: Stats::default(),
-                inbox,
-                to_close: Vec::new(),
-                dirty: Vec::new(),
-                reading: usize::MAX,
-                last_item: false,
-                read_more: Vec::new(),
-                max_write_buffer: opts.max_write_buffer,
-                write_high_water: opts.write_high_water,
-                read_budget: opts.read_budget.max(1),
-            },
+            core: Core::new(loop_index, now, opts, inbox),
             poll,
             scratch: vec![0; opts.scratch_size.max(1024)],
             listeners,
@@ -483,7 +137,7 @@ impl<H: Handler> EventLoop<H> {
             next_gen: 0,
             shared,
             clock,
-            stopping: None,
+            stopping: false,
             stop_requested: None,
             report: LoopReport::default(),
             cmds: Vec::new(),
@@ -509,7 +163,7 @@ impl<H: Handler> EventLoop<H> {
             guarded("on_loop_start", || h.on_loop_start(&mut lp));
         }
         loop {
-            let timeout = if !self.core.read_more.is_empty() {
+            let timeout = if self.core.has_read_more() {
                 Some(Duration::ZERO)
             } else {
                 self.core
@@ -534,7 +188,7 @@ impl<H: Handler> EventLoop<H> {
                             // The FIN came with (or after) the data: a short read must not end
                             // reading, or the EOF would never be seen (edge-triggered).
                             if let Some(slot) = self.slab.get_mut(idx) {
-                                slot.io.peer_hup = true;
+                                slot.conn.rx_mut().set_hup();
                             }
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -553,7 +207,7 @@ impl<H: Handler> EventLoop<H> {
             }
             self.flush_dirty();
             self.reap();
-            if self.stopping.is_some() {
+            if self.stopping {
                 self.close_idle_for_stop();
                 self.reap();
                 if self.slab.is_empty() {
@@ -575,7 +229,7 @@ impl<H: Handler> EventLoop<H> {
     // ----- accepting -----
 
     fn accept(&mut self, li: usize) {
-        if self.accept_paused || self.stopping.is_some() {
+        if self.accept_paused || self.stopping {
             return;
         }
         loop {
@@ -615,9 +269,9 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Take a newly accepted connection: register it and run `on_open`.
-    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, admitted: bool) {
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, admitted: bool) {
         self.core.stats.accepted += 1;
-        if !admitted || self.stopping.is_some() {
+        if !admitted || self.stopping {
             if admitted {
                 self.shared.release(self.core.loop_index, peer.ip());
             }
@@ -631,13 +285,10 @@ impl<H: Handler> EventLoop<H> {
         }
         let entry = self.slab.vacant_entry();
         let idx = entry.key();
+        let mut transport = Transport::Tcp(stream);
         // Readable only: writability is asked for after the first short write (rule 5), so
         // connections that never fill their socket buffer never get writable events.
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(idx), Interest::READABLE)
-        {
+        if let Err(e) = transport.register(self.poll.registry(), Token(idx), Interest::READABLE) {
             tracing::warn!("register {peer}: {e}");
             self.shared.release(self.core.loop_index, peer.ip());
             self.core.stats.closed[CloseReason::Error.index()] += 1;
@@ -650,57 +301,9 @@ impl<H: Handler> EventLoop<H> {
             gen: self.next_gen,
         };
         let codec = self.handler.new_codec();
-        let now = self.core.now;
-        let slot = entry.insert(Slot {
-            io: Io {
-                stream,
-                id,
-                codec,
-                rbuf: ReadBuf::default(),
-                wbuf: WriteBuf::default(),
-                queue: VecDeque::new(),
-                peer,
-                last_active: now,
-                idle_timer: None,
-                closing: None,
-                close_after: None,
-                shutdown_after_flush: false,
-                paused: false,
-                pause_announced: false,
-                user_paused: false,
-                eof: false,
-                opened_at: now,
-                got_data: false,
-                peer_hup: false,
-                write_interest: false,
-                dirty: false,
-                read_queued: false,
-            },
-            state: None,
-        });
-        let core = &mut self.core;
-        let h = &mut self.handler;
-        let mut cx = Conn {
-            io: &mut slot.io,
-            core,
-        };
-        let opened = guarded("on_open", || h.on_open(&mut cx));
-        match opened {
-            Some(Some(state)) => {
-                slot.state = Some(state);
-                if let Some(idle) = self.shared.opts.idle_timeout {
-                    let at = now + crate::conn::ms(idle);
-                    slot.io.idle_timer = Some(self.core.timers.insert(at, TimerKind::Idle(id)));
-                }
-            }
-            Some(None) => self
-                .core
-                .close_after_flush(&mut slot.io, CloseReason::Refused),
-            None => {
-                self.core.stats.handler_panics += 1;
-                self.core.mark_close(&mut slot.io, CloseReason::Panic);
-            }
-        }
+        let conn = Connection::new(transport, id, peer, codec, self.core.now);
+        let slot = entry.insert(Slot { conn, state: None });
+        open(&mut self.handler, slot, &mut self.core);
     }
 
     // ----- commands from other threads -----
@@ -711,12 +314,13 @@ impl<H: Handler> EventLoop<H> {
         for cmd in cmds.drain(..) {
             match cmd {
                 Cmd::Send(id, bytes) => match live(&mut self.slab, id) {
-                    Some(slot) if slot.io.accepts_output() => {
-                        let io = &mut slot.io;
-                        out_vec(&mut io.wbuf, &mut io.queue, &mut self.core.pool)
+                    Some(slot) if slot.conn.accepts_output() => {
+                        let conn = &mut slot.conn;
+                        conn.tx_mut()
+                            .out(&mut self.core.pool)
                             .extend_from_slice(&bytes);
                         self.core.stats.msgs_out += 1;
-                        self.core.after_send(io);
+                        self.core.after_send(conn);
                     }
                     _ => self.core.stats.stale_commands += 1,
                 },
@@ -725,7 +329,7 @@ impl<H: Handler> EventLoop<H> {
                         self.core.stats.stale_commands += 1;
                         continue;
                     };
-                    if slot.state.is_none() || slot.io.closing.is_some() {
+                    if slot.state.is_none() || !slot.conn.accepts_output() {
                         self.core.stats.stale_commands += 1;
                         continue;
                     }
@@ -740,8 +344,8 @@ impl<H: Handler> EventLoop<H> {
                 Cmd::Close(id, flush) => match live(&mut self.slab, id) {
                     Some(slot) if flush => self
                         .core
-                        .close_after_flush(&mut slot.io, CloseReason::Local),
-                    Some(slot) => self.core.mark_close(&mut slot.io, CloseReason::Local),
+                        .close_after_flush(&mut slot.conn, CloseReason::Local),
+                    Some(slot) => self.core.mark_close(&mut slot.conn, CloseReason::Local),
                     None => self.core.stats.stale_commands += 1,
                 },
                 Cmd::Adopt(stream, peer) => self.adopt(stream, peer, true),
@@ -764,32 +368,17 @@ impl<H: Handler> EventLoop<H> {
         self.core.timers.advance(self.core.now, &mut fired);
         for (tid, deadline, kind) in fired.drain(..) {
             match kind {
-                TimerKind::Idle(id) => self.idle_check(id),
-                TimerKind::Conn {
-                    id,
-                    token,
-                    every,
-                    periodic,
-                } => {
-                    let alive = live(&mut self.slab, id)
-                        .is_some_and(|s| s.state.is_some() && s.io.closing.is_none());
-                    if !alive {
-                        self.core.periodic.remove(&periodic);
-                        continue;
+                TimerKind::Idle(id) => {
+                    if let Some(slot) = live(&mut self.slab, id) {
+                        idle_check(slot, &mut self.core);
                     }
-                    if !self
-                        .core
-                        .renew_periodic(tid, deadline, periodic, every, kind)
-                    {
-                        continue;
+                }
+                TimerKind::Conn { id, .. } => {
+                    if let Some(slot) = live(&mut self.slab, id) {
+                        conn_timer(&mut self.handler, slot, &mut self.core, tid, deadline, kind);
+                    } else if let TimerKind::Conn { periodic, .. } = kind {
+                        self.core.forget_periodic(periodic);
                     }
-                    conn_callback(
-                        &mut self.handler,
-                        &mut self.slab[id.slot as usize],
-                        &mut self.core,
-                        "on_timer",
-                        |h, cx, st| h.on_timer(cx, st, token),
-                    );
                 }
                 TimerKind::Loop {
                     token,
@@ -823,29 +412,81 @@ impl<H: Handler> EventLoop<H> {
         }
         self.fired = fired;
     }
+}
 
-    fn idle_check(&mut self, id: ConnId) {
-        let Some(idle) = self.shared.opts.idle_timeout else {
-            return;
-        };
-        let idle = crate::conn::ms(idle);
-        let now = self.core.now;
-        let Some(slot) = live(&mut self.slab, id) else {
-            return;
-        };
-        let io = &mut slot.io;
-        if io.closing.is_some() {
-            return;
+/// Run `on_open` for a connection just put into `slot`, and arm its idle timer.
+fn open<H: Handler>(handler: &mut H, slot: &mut Slot<H>, core: &mut Core) {
+    let mut cx = Conn::new(&mut slot.conn, core);
+    match guarded("on_open", || handler.on_open(&mut cx)) {
+        Some(Some(state)) => {
+            slot.state = Some(state);
+            if let Some(idle) = core.idle_ms {
+                let at = core.now + idle;
+                let timer = core.timers.insert(at, TimerKind::Idle(slot.conn.id()));
+                slot.conn.set_idle_timer(Some(timer));
+            }
         }
-        let due = io.last_active + idle;
-        if now >= due {
-            tracing::debug!("conn {} ({}): idle for {idle} ms; closing", io.id, io.peer);
-            io.idle_timer = None;
-            io.discard_output();
-            self.core.mark_close(io, CloseReason::Idle);
-        } else {
-            io.idle_timer = Some(self.core.timers.insert(due, TimerKind::Idle(id)));
+        Some(None) => core.close_after_flush(&mut slot.conn, CloseReason::Refused),
+        None => {
+            core.stats.handler_panics += 1;
+            core.mark_close(&mut slot.conn, CloseReason::Panic);
         }
+    }
+}
+
+/// A connection timer fired (`kind` is a `TimerKind::Conn` for this slot's connection): renew
+/// it if periodic, then run `on_timer`.
+fn conn_timer<H: Handler>(
+    handler: &mut H,
+    slot: &mut Slot<H>,
+    core: &mut Core,
+    tid: TimerId,
+    deadline: u64,
+    kind: TimerKind,
+) {
+    let TimerKind::Conn {
+        token,
+        every,
+        periodic,
+        ..
+    } = kind
+    else {
+        return;
+    };
+    if slot.state.is_none() || !slot.conn.accepts_output() {
+        core.forget_periodic(periodic);
+        return;
+    }
+    if !core.renew_periodic(tid, deadline, periodic, every, kind) {
+        return;
+    }
+    conn_callback(handler, slot, core, "on_timer", |h, cx, st| {
+        h.on_timer(cx, st, token)
+    });
+}
+
+/// The idle timer of this slot's connection fired: close it if nothing was read for the idle
+/// timeout, else re-arm the timer for when that would be.
+fn idle_check<H: Handler>(slot: &mut Slot<H>, core: &mut Core) {
+    let Some(idle) = core.idle_ms else {
+        return;
+    };
+    let conn = &mut slot.conn;
+    if !conn.accepts_output() {
+        return;
+    }
+    let due = conn.last_active() + idle;
+    if core.now >= due {
+        tracing::debug!(
+            "conn {} ({}): idle for {idle} ms; closing",
+            conn.id(),
+            conn.peer()
+        );
+        conn.set_idle_timer(None);
+        core.mark_close(conn, CloseReason::Idle);
+    } else {
+        let timer = core.timers.insert(due, TimerKind::Idle(conn.id()));
+        conn.set_idle_timer(Some(timer));
     }
 }
 
@@ -860,13 +501,10 @@ fn decode_dispatch<H: Handler>(
     let mut pos = 0;
     let len = data.len();
     while pos < len {
-        if slot.io.closing.is_some() || slot.io.close_after.is_some() {
+        if !slot.conn.life().is_open() || slot.state.is_none() {
             break;
         }
-        if slot.state.is_none() {
-            break;
-        }
-        match slot.io.codec.decode(&mut data[pos..]) {
+        match slot.conn.codec_mut().decode(&mut data[pos..]) {
             Ok((0, None)) => break,
             Ok((n, item)) => {
                 pos += n;
@@ -880,11 +518,15 @@ fn decode_dispatch<H: Handler>(
                 }
             }
             Err(e) => {
-                tracing::warn!("conn {} ({}): bad input: {e}", slot.io.id, slot.io.peer);
+                tracing::warn!(
+                    "conn {} ({}): bad input: {e}",
+                    slot.conn.id(),
+                    slot.conn.peer()
+                );
                 conn_callback(handler, slot, core, "on_decode_error", |h, cx, st| {
                     h.on_decode_error(cx, st, &e)
                 });
-                core.close_after_flush(&mut slot.io, CloseReason::Decode);
+                core.close_after_flush(&mut slot.conn, CloseReason::Decode);
                 break;
             }
         }
@@ -894,5 +536,5 @@ fn decode_dispatch<H: Handler>(
 
 /// The slot for `id` if it still holds that very connection (same generation).
 fn live<H: Handler>(slab: &mut Slab<Slot<H>>, id: ConnId) -> Option<&mut Slot<H>> {
-    slab.get_mut(id.slot as usize).filter(|s| s.io.id == id)
+    slab.get_mut(id.slot()).filter(|s| s.conn.id() == id)
 }

@@ -25,7 +25,7 @@ use herd_proto::frame::{self as wire, ErrorCode, Frame, FrameError, PING_ID, PON
 use super::codec::FrameCodec;
 use super::guard::{Flood, FloodGuard, FloodLimits};
 use super::router::{CloseInfo, FrameCx, Router};
-use crate::conn::ms;
+use crate::clock::millis as ms;
 use crate::pool::WorkerPool;
 use crate::{CloseReason, Conn, Handler, LoopCx, Timer};
 

@@ -36,6 +36,8 @@ mod router;
 mod server;
 mod service;
 mod statics;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -36,6 +36,7 @@ use super::codec::{Event, HttpCodec};
 use super::router::{Endpoint, HandlerFn, Route};
 use super::service::Shared;
 use super::{text_response, AccessEntry, Body, Trailers};
+use crate::clock::millis as ms;
 use crate::{CloseReason, Conn, Handler, LoopCx, Timer};
 
 /// The token of the per-connection timeout timer.
@@ -446,11 +447,6 @@ impl HttpConnState {
     pub(crate) fn peer(&self) -> SocketAddr {
         self.peer
     }
-}
-
-/// Whole milliseconds of `d`, saturating.
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Make sure the timeout timer fires no later than `at`.

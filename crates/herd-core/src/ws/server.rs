@@ -175,10 +175,7 @@ pub struct WsCx<'a, W: WsHandler> {
 impl<'a, W: WsHandler> WsCx<'a, W> {
     fn new(cx: &'a mut Conn<'_, WsServer<W>>, link: &'a mut Link, opts: &'a WsOptions) -> Self {
         WsCx {
-            conn: Conn {
-                io: &mut *cx.io,
-                core: &mut *cx.core,
-            },
+            conn: cx.reborrow(),
             link,
             opts,
         }
@@ -387,7 +384,7 @@ impl<W: WsHandler> WsServer<W> {
         let accept = up.accept_key();
         cx.with_output(|dst| encode_accept_response(dst, &accept, req.protocol.as_deref()));
         hs.detach(cx);
-        cx.io.codec = UpgradeCodec::Ws(WsCodec::new(opts.max_frame, opts.max_message));
+        *cx.codec_mut() = UpgradeCodec::Ws(WsCodec::new(opts.max_frame, opts.max_message));
         let mut link = Link {
             close: CloseState::Open,
             code: None,

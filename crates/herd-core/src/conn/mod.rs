@@ -1,11 +1,26 @@
-//! What a handler sees: the connection context [`Conn`], the loop context [`LoopCx`], and the
-//! stale-safe addresses [`ConnId`] and [`Handle`].
+//! What a handler sees, and the connection types under it.
 //!
-//! `Conn` and `LoopCx` borrow the loop's internals for the length of one callback; they never
-//! outlive it and are never shared across threads. A [`Handle`] is the cross-thread way in: it
-//! queues a command to the owning loop and wakes it once (coalesced), and the loop checks the
-//! connection's generation before acting, so a handle to a closed connection can never reach
-//! the next tenant of the same slot.
+//! The handler-facing part: the connection context [`Conn`], the loop context [`LoopCx`], the
+//! stale-safe addresses [`ConnId`] and [`Handle`]. `Conn` and `LoopCx` borrow the loop's
+//! internals for the length of one callback; they never outlive it and are never shared across
+//! threads. A [`Handle`] is the cross-thread way in: it queues a command to the owning loop and
+//! wakes it once (coalesced), and the loop checks the connection's generation before acting,
+//! so a handle to a closed connection can never reach the next tenant of the same slot.
+//!
+//! Under them, one type per concern, each owning its data behind private fields:
+//! `Connection` (the record: transport, codec, lifecycle, both sides), `Lifecycle` (open,
+//! draining, closing), `Rx` (read buffer, end of stream, pause reasons), `Tx` (output buffer,
+//! file queue, the one send loop), `Transport` (the seam where TLS and the PROXY preamble plug
+//! in), and `Core` (the loop's services a callback may use). The event loop drives them; this
+//! module does not import it.
+
+mod connection;
+mod id;
+mod lifecycle;
+mod rx;
+mod services;
+pub(crate) mod transport;
+mod tx;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +28,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub(crate) use connection::Connection;
+pub use id::ConnId;
+pub(crate) use services::{Core, TimerKind};
+pub(crate) use tx::Flushed;
+
+use crate::clock::millis as ms;
 use crate::codec::Encoder;
-use crate::event_loop::{out_vec, Core, Io, Pending, Slot, TimerKind};
-use crate::handler::{CloseReason, Handler};
+use crate::handler::Handler;
 use crate::inbox::{Cmd, Inbox};
+use crate::reason::CloseReason;
 use crate::stats::Stats;
 use crate::timer::TimerId;
 
@@ -25,25 +46,11 @@ use crate::timer::TimerId;
 /// callback would then need (it could no longer share the write).
 const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
-/// Address of one connection: (loop, slot, generation). Copy, hashable, cheap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    pub(crate) loop_index: u32,
-    pub(crate) slot: u32,
-    pub(crate) gen: u32,
-}
-
-impl ConnId {
-    /// The index of the loop that owns the connection.
-    pub fn loop_index(&self) -> usize {
-        self.loop_index as usize
-    }
-}
-
-impl std::fmt::Display for ConnId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.loop_index, self.slot, self.gen)
-    }
+/// A connection on its loop: its record and the handler's state (`None` until opened and
+/// after close).
+pub(crate) struct Slot<H: Handler> {
+    pub(crate) conn: Connection<H::Codec>,
+    pub(crate) state: Option<H::State>,
 }
 
 /// A cross-thread, stale-safe reference to a connection. `Send + Sync + Clone`.
@@ -102,32 +109,54 @@ pub enum Timer {
 
 /// The connection a callback is about. Valid only during that callback.
 pub struct Conn<'a, H: Handler> {
-    pub(crate) io: &'a mut Io<H::Codec>,
-    pub(crate) core: &'a mut Core,
+    conn: &'a mut Connection<H::Codec>,
+    core: &'a mut Core,
 }
 
 impl<'a, H: Handler> Conn<'a, H> {
+    /// The context for one callback about `conn`.
+    #[inline]
+    pub(crate) fn new(conn: &'a mut Connection<H::Codec>, core: &'a mut Core) -> Self {
+        Conn { conn, core }
+    }
+
+    /// The same connection for a shorter borrow (a protocol layer wraps it in its own
+    /// context).
+    #[inline]
+    pub(crate) fn reborrow(&mut self) -> Conn<'_, H> {
+        Conn {
+            conn: &mut *self.conn,
+            core: &mut *self.core,
+        }
+    }
+
+    /// The connection's codec, to switch its mode (e.g. to WebSocket framing after an HTTP
+    /// upgrade). The next bytes read are decoded with it.
+    pub fn codec_mut(&mut self) -> &mut H::Codec {
+        self.conn.codec_mut()
+    }
+
     /// This connection's id.
     pub fn id(&self) -> ConnId {
-        self.io.id
+        self.conn.id()
     }
 
     /// A cross-thread handle to this connection.
     pub fn handle(&self) -> Handle {
         Handle {
-            id: self.io.id,
+            id: self.conn.id(),
             inbox: self.core.inbox.clone(),
         }
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.io.peer
+        self.conn.peer()
     }
 
     /// The local address the connection was accepted on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.io.stream.local_addr().ok()
+        self.conn.local_addr()
     }
 
     /// The loop's current time in ms (its clock, read once per loop iteration).
@@ -142,69 +171,64 @@ impl<'a, H: Handler> Conn<'a, H> {
     where
         H::Codec: Encoder<T>,
     {
-        if !self.io.accepts_output() {
+        if !self.conn.accepts_output() {
             self.core.stats.stale_commands += 1;
             return;
         }
         // A large pass-through reply to the last message read, with nothing queued before
         // it: the one write the flush would make, minus the copy into the output buffer.
         // (The size is checked first: small replies, the common case, touch nothing more.)
-        if let Some(bytes) = self.io.codec.as_bytes(&item) {
-            if bytes.len() >= DIRECT_WRITE_MIN && self.core.last_item && self.io.idle_output() {
-                self.core.write_direct(self.io, bytes);
+        if let Some(bytes) = self.conn.codec().as_bytes(&item) {
+            if bytes.len() >= DIRECT_WRITE_MIN && self.core.last_item && self.conn.idle_output() {
+                self.core.write_direct(self.conn, bytes);
                 return;
             }
         }
-        let Io {
-            wbuf,
-            queue,
-            codec,
-            id,
-            ..
-        } = &mut *self.io;
-        let dst = out_vec(wbuf, queue, &mut self.core.pool);
+        let (tx, codec) = self.conn.tx_and_codec();
+        let dst = tx.out(&mut self.core.pool);
         let before = dst.len();
         match codec.encode(item, dst) {
             Ok(()) => {
                 self.core.stats.msgs_out += 1;
-                self.core.after_send(self.io);
+                self.core.after_send(self.conn);
             }
             Err(e) => {
                 dst.truncate(before);
-                tracing::warn!("conn {id}: encode failed: {e}");
-                self.core.mark_close(self.io, CloseReason::Encode);
+                tracing::warn!("conn {}: encode failed: {e}", self.conn.id());
+                self.core.mark_close(self.conn, CloseReason::Encode);
             }
         }
     }
 
     /// Queue raw bytes, bypassing the codec.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        if !self.io.accepts_output() {
+        if !self.conn.accepts_output() {
             self.core.stats.stale_commands += 1;
             return;
         }
-        let io = &mut *self.io;
-        out_vec(&mut io.wbuf, &mut io.queue, &mut self.core.pool).extend_from_slice(bytes);
+        self.conn
+            .tx_mut()
+            .out(&mut self.core.pool)
+            .extend_from_slice(bytes);
         self.core.stats.msgs_out += 1;
-        self.core.after_send(self.io);
+        self.core.after_send(self.conn);
     }
 
     /// Append to the output buffer directly (for encoders that need no codec state).
     pub fn with_output<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
-        if !self.io.accepts_output() {
+        if !self.conn.accepts_output() {
             self.core.stats.stale_commands += 1;
             return None;
         }
-        let io = &mut *self.io;
-        let r = f(out_vec(&mut io.wbuf, &mut io.queue, &mut self.core.pool));
+        let r = f(self.conn.tx_mut().out(&mut self.core.pool));
         self.core.stats.msgs_out += 1;
-        self.core.after_send(self.io);
+        self.core.after_send(self.conn);
         Some(r)
     }
 
     /// Bytes queued in memory and not yet taken by the socket (queued files not counted).
     pub fn pending_output(&self) -> usize {
-        self.io.pending()
+        self.conn.tx().pending()
     }
 
     /// Queue `len` bytes of `file` from `offset`, sent with `sendfile` (no copy through user
@@ -212,75 +236,70 @@ impl<'a, H: Handler> Conn<'a, H> {
     /// it. If the file turns out shorter than `len`, the connection is closed
     /// ([`CloseReason::Error`]), since the peer was promised those bytes.
     pub fn send_file(&mut self, file: std::fs::File, offset: u64, len: u64) {
-        if !self.io.accepts_output() {
+        if !self.conn.accepts_output() {
             self.core.stats.stale_commands += 1;
             return;
         }
         if len == 0 {
             return;
         }
-        self.io.queue.push_back(Pending::File {
-            file,
-            offset,
-            end: offset + len,
-        });
+        self.conn.tx_mut().push_file(file, offset, len);
         self.core.stats.msgs_out += 1;
-        self.core.mark_dirty(self.io);
+        self.core.mark_dirty(self.conn);
     }
 
     /// True while output has passed the high watermark and not yet drained to the low one
     /// (reading from this peer is paused). A handler that pushes on its own should stop sending while this holds
     /// and continue from `on_backpressure(false)`.
     pub fn is_paused(&self) -> bool {
-        self.io.paused
+        self.conn.rx().output_paused()
     }
 
     /// Close now; pending output is discarded. `on_close` runs at the end of this loop
     /// iteration with [`CloseReason::Local`].
     pub fn close(&mut self) {
-        self.core.mark_close(self.io, CloseReason::Local);
+        self.core.mark_close(self.conn, CloseReason::Local);
     }
 
     /// Close once everything queued so far has been written.
     pub fn close_after_flush(&mut self) {
-        self.core.close_after_flush(self.io, CloseReason::Local);
+        self.core.close_after_flush(self.conn, CloseReason::Local);
     }
 
     /// Close with a specific reason once everything queued has been written (protocol layers
     /// use this for e.g. [`CloseReason::Flood`] or [`CloseReason::Heartbeat`]).
     pub fn close_with(&mut self, reason: CloseReason, flush: bool) {
         if flush {
-            self.core.close_after_flush(self.io, reason);
+            self.core.close_after_flush(self.conn, reason);
         } else {
-            self.core.mark_close(self.io, reason);
+            self.core.mark_close(self.conn, reason);
         }
     }
 
     /// Half-close: shut down the write side once queued output is written; reading goes on.
     pub fn shutdown_write(&mut self) {
-        self.io.shutdown_after_flush = true;
-        self.core.mark_dirty(self.io);
+        self.conn.tx_mut().shutdown_after_flush();
+        self.core.mark_dirty(self.conn);
     }
 
     /// Stop reading from this peer (its data waits in the kernel) until [`resume_reading`].
     ///
     /// [`resume_reading`]: Self::resume_reading
     pub fn pause_reading(&mut self) {
-        self.io.user_paused = true;
+        self.conn.rx_mut().pause_user();
     }
 
     /// Undo [`pause_reading`](Self::pause_reading).
     pub fn resume_reading(&mut self) {
-        if self.io.user_paused {
-            self.io.user_paused = false;
-            self.core.want_read(self.io);
+        if self.conn.rx_mut().resume_user() {
+            self.core.want_read(self.conn);
         }
     }
 
     /// Run `on_timer(token)` for this connection once, after `delay`.
     pub fn run_after(&mut self, delay: Duration, token: u64) -> Timer {
         let kind = TimerKind::Conn {
-            id: self.io.id,
+            id: self.conn.id(),
             token,
             every: 0,
             periodic: 0,
@@ -290,7 +309,7 @@ impl<'a, H: Handler> Conn<'a, H> {
 
     /// Run `on_timer(token)` for this connection every `period` until cancelled or closed.
     pub fn run_every(&mut self, period: Duration, token: u64) -> Timer {
-        let id = self.io.id;
+        let id = self.conn.id();
         self.core
             .schedule_every(ms(period), |every, periodic| TimerKind::Conn {
                 id,
@@ -370,10 +389,7 @@ impl<'a, H: Handler> LoopCx<'a, H> {
     pub fn for_each(&mut self, mut f: impl FnMut(&mut Conn<'_, H>, &mut H::State)) {
         for (_, slot) in self.slab.iter_mut() {
             if let Some(state) = slot.state.as_mut() {
-                let mut cx = Conn {
-                    io: &mut slot.io,
-                    core: self.core,
-                };
+                let mut cx = Conn::new(&mut slot.conn, self.core);
                 f(&mut cx, state);
             }
         }
@@ -386,29 +402,16 @@ impl<'a, H: Handler> LoopCx<'a, H> {
         f: impl FnOnce(&mut Conn<'_, H>, &mut H::State) -> R,
     ) -> Option<R> {
         let slot = self.slab.get_mut(id.slot as usize)?;
-        if slot.io.id != id {
+        if slot.conn.id() != id {
             return None;
         }
         let state = slot.state.as_mut()?;
-        let mut cx = Conn {
-            io: &mut slot.io,
-            core: self.core,
-        };
+        let mut cx = Conn::new(&mut slot.conn, self.core);
         Some(f(&mut cx, state))
     }
 
     /// Loop-wide counters (read-only).
     pub fn stats(&self) -> &Stats {
         &self.core.stats
-    }
-}
-
-/// Whole milliseconds in a duration, rounded up so a 0.5 ms timer does not fire early.
-pub(crate) fn ms(d: Duration) -> u64 {
-    let m = d.as_millis() as u64;
-    if Duration::from_millis(m) < d {
-        m + 1
-    } else {
-        m
     }
 }
