@@ -1,4 +1,5 @@
-# bench/lib.sh: helpers shared by the benchmark scripts (echo.sh, frame.sh, http.sh, ws.sh).
+# bench/lib.sh: helpers shared by the benchmark scripts (echo.sh, frame.sh, http.sh, ws.sh,
+# callgrind.sh).
 #
 # Sourced, not run. The script that sources it sets ROOT, PORT_BASE, KEEP_LOGS, SERVER_CPU and
 # CLIENT_CPU, calls `bench_init NAME` (work directory, results file, traps, tools), and defines

@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# bench/callgrind.sh: user-space instructions per operation (callgrind Ir) of herd and its peers,
+# the machine-independent figure that guards the hot path. Throughput and CPU time on this
+# shared 2-core machine move by several percent between runs; instruction counts do not.
+#
+# Scenarios:
+#   echo  herd's echo example vs the hand-written mio loop (`mio-echo`): herd-bench echo,
+#         CONNS connections x SIZE bytes, depth 1, one client thread; Ir per echoed message.
+#   http  herd's hello example vs `hyper-hello` (hyper 1.x): wrk -t1 -cHTTP_CONNS `GET /hello`;
+#         Ir per request. The servers get the same command lines as in http.sh and echo.sh
+#         (one loop/thread, hello and hyper with --root of a directory).
+#
+# Method: each server runs under `valgrind --tool=callgrind`, pinned to SERVER_CPU, with the
+# load generator pinned to CLIENT_CPU; it is stopped by its PID with SIGTERM (valgrind then
+# writes callgrind.out before the process dies) and the run's total Ir is read from the file.
+# Start-up is removed by the slope of two loads: every server runs once for SMALL_S seconds
+# and once for BIG_S seconds of load, each on a fresh process, and
+#     Ir/op = (Ir_big - Ir_small) / (ops_big - ops_small)
+# so everything both runs share (valgrind and the program starting, the connects and closes
+# of the CONNS connections, the probe connection of start_server, exit) cancels out. The
+# table also shows Ir_big / ops_big, start-up included, for comparison.
+#
+# The loads are time-bounded, not counted: neither herd-bench nor wrk has a fixed-count mode,
+# so ops is what the client counted as completed (herd-bench's messages_total, every verified
+# echo; wrk's "N requests in"). What that misses is at most one message or request in flight
+# per connection when the client stops, in both runs alike: under 0.1% of the ops difference
+# at the defaults. Under callgrind the server is the bottleneck by far (tens of times slower
+# than natively), so each epoll_wait returns a full batch of ready connections and the counts
+# do not depend on the client's speed; a neighbour stealing CLIENT_CPU could shrink the batches.
+#
+# Callgrind counts every instruction the server process executes in user space (all its
+# threads, libc and the dynamic loader included), none in the kernel. The binaries are the
+# benches' release builds (both Cargo workspaces build release with debug = 1, so
+# KEEP_LOGS=1 leaves callgrind.out files that `callgrind_annotate` can attribute to source
+# lines). glibc picks memcpy and friends by CPU features, so compare figures from machines of
+# the same CPU type; the header line prints the model.
+#
+# Environment (defaults in brackets):
+#   SMALL_S [1] BIG_S [5]  seconds of load of the two runs per server (integers, BIG_S > SMALL_S)
+#   REPEATS [2]            rounds; the table shows the median and the range over them
+#   SCENARIOS ["echo http"]
+#   CONNS [100] SIZE [64]  echo connections and payload bytes     HTTP_CONNS [CONNS]
+#   HERD_ECHO_BIN, HERD_HTTP_BIN  measure these binaries as "herd" instead of building the
+#                  examples (started like the examples: `BIN --port P --loops 1 [--root DIR]`),
+#                  e.g. an older commit's build for a before/after comparison
+#   PORT_BASE [19500]  SERVER_CPU [0] CLIENT_CPU [1]
+#   KEEP_LOGS [0]  1 keeps the work directory, with each run's callgrind output (*.cg)
+#
+# Only 127.0.0.1 is used. Every client run is bounded by `timeout`; every server this script
+# started is stopped by its PID (lib.sh). Installs valgrind and wrk through apt when missing.
+# Exit status: 0 when every run succeeded, 1 when any failed (after printing everything).
+
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SMALL_S=${SMALL_S:-1}
+BIG_S=${BIG_S:-5}
+REPEATS=${REPEATS:-2}
+SCENARIOS=${SCENARIOS-"echo http"}
+CONNS=${CONNS:-100}
+SIZE=${SIZE:-64}
+HTTP_CONNS=${HTTP_CONNS:-$CONNS}
+HERD_ECHO_BIN=${HERD_ECHO_BIN:-}
+HERD_HTTP_BIN=${HERD_HTTP_BIN:-}
+PORT_BASE=${PORT_BASE:-19500}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+KEEP_LOGS=${KEEP_LOGS:-0}
+
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init callgrind
+
+case "$SMALL_S$BIG_S" in *[!0-9]*) die "SMALL_S and BIG_S must be whole seconds" ;; esac
+[ "$BIG_S" -gt "$SMALL_S" ] || die "BIG_S ($BIG_S) must be more than SMALL_S ($SMALL_S)"
+want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# --- tools and build -----------------------------------------------------------------------
+
+need valgrind valgrind
+want http && need wrk wrk
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+BENCH=$ROOT_TARGET/release/herd-bench
+MIO_BIN=$PEERS_TARGET/release/mio-echo
+HYPER_BIN=$PEERS_TARGET/release/hyper-hello
+if want echo; then
+    say "building herd-bench (release)"
+    (cd "$ROOT" && cargo build --release -q -p herd-bench) || die "building herd-bench failed"
+    if [ -z "$HERD_ECHO_BIN" ]; then
+        say "building herd's echo example (release)"
+        (cd "$ROOT" && cargo build --release -q --example echo) || die "building the echo example failed"
+        HERD_ECHO_BIN=$ROOT_TARGET/release/examples/echo
+    fi
+    say "building mio-echo (release)"
+    (cd "$ROOT/bench/peers" && cargo build --release -q --bin mio-echo) || die "building mio-echo failed"
+    for b in "$BENCH" "$HERD_ECHO_BIN" "$MIO_BIN"; do [ -x "$b" ] || die "missing binary $b"; done
+fi
+if want http; then
+    if [ -z "$HERD_HTTP_BIN" ]; then
+        say "building herd's hello example (release)"
+        (cd "$ROOT" && cargo build --release -q --example hello) || die "building the hello example failed"
+        HERD_HTTP_BIN=$ROOT_TARGET/release/examples/hello
+    fi
+    say "building hyper-hello (release)"
+    (cd "$ROOT/bench/peers" && cargo build --release -q --bin hyper-hello) || die "building hyper-hello failed"
+    for b in "$HERD_HTTP_BIN" "$HYPER_BIN"; do [ -x "$b" ] || die "missing binary $b"; done
+fi
+SITE=$WORK/site
+mkdir -p "$SITE"
+
+# server_cmd NAME PORT: sets CMD (one loop/thread, as in echo.sh and http.sh).
+server_cmd() {
+    case $1 in
+    herd-echo) CMD=("$HERD_ECHO_BIN" --port "$2" --loops 1) ;;
+    mio) CMD=("$MIO_BIN" --port "$2" --threads 1) ;;
+    herd-http) CMD=("$HERD_HTTP_BIN" --port "$2" --loops 1 --root "$SITE") ;;
+    hyper) CMD=("$HYPER_BIN" --port "$2" --threads 1 --root "$SITE") ;;
+    *) die "unknown server $1" ;;
+    esac
+}
+
+# --- runs ----------------------------------------------------------------------------------
+
+# load_run SCENARIO SERVER SECONDS: a fresh SERVER under callgrind, SECONDS of the scenario's
+# load, then SIGTERM. Sets OPS (operations the client completed) and IR (the process's total
+# Ir), or WHY and returns 1.
+load_run() {
+    local scen=$1 name=$2 secs=$3 rc alive=1 base
+    base=$WORK/$scen.$name.${secs}s.$RANDOM
+    OPS="" IR="" WHY=""
+    if ! start_server "$name" valgrind --tool=callgrind --callgrind-out-file="$base.cg"; then
+        stop_pid "$SERVER_PID"
+        WHY="server did not start under callgrind"
+        return 1
+    fi
+    case $scen in
+    echo)
+        timeout $((secs + 60)) taskset -c "$CLIENT_CPU" "$BENCH" echo --addr "127.0.0.1:$PORT" \
+            --connections "$CONNS" --size "$SIZE" --depth 1 --duration "${secs}s" --warmup 0s \
+            --threads 1 --json >"$base.json" 2>"$base.err"
+        rc=$?
+        OPS=$(json_get "$base.json" messages_total)
+        ;;
+    http)
+        timeout $((secs + 60)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$HTTP_CONNS" -d"${secs}s" \
+            "http://127.0.0.1:$PORT/hello" >"$base.wrk" 2>&1
+        rc=$?
+        OPS=$(awk '/requests in/ { print $1; exit }' "$base.wrk")
+        if grep -q -e 'Non-2xx' -e 'Socket errors' "$base.wrk"; then
+            WHY="wrk: $(grep -e 'Non-2xx' -e 'Socket errors' "$base.wrk" | tr -s ' \n' ' ')"
+        fi
+        ;;
+    esac
+    kill -0 "$SERVER_PID" 2>/dev/null || alive=0
+    stop_pid "$SERVER_PID" # SIGTERM: valgrind writes callgrind.out, then the process dies
+    IR=$(awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$base.cg" 2>/dev/null)
+    if [ "$alive" = 0 ]; then
+        WHY="server died during the load"
+    elif [ "$rc" = 124 ]; then
+        WHY="client timed out"
+    elif [ "$rc" != 0 ]; then
+        WHY="client exit $rc: $(tail -n 1 "$base.err" "$base.wrk" 2>/dev/null | tr '\n' ' ')"
+    elif [ -z "$OPS" ] || [ "$OPS" = 0 ]; then
+        WHY="no operations counted"
+    elif [ -z "$IR" ]; then
+        WHY="no callgrind total in $base.cg"
+    fi
+    [ -z "$WHY" ]
+}
+
+# measure SCENARIO SERVER ROUND: the two loads and the slope; appends to RESULTS
+#   scenario server round ok ir_per_op whole_run_ir_per_op ops_small ops_big ir_small ir_big
+measure() {
+    local scen=$1 name=$2 round=$3 ops_s ir_s
+    if ! load_run "$scen" "$name" "$SMALL_S"; then
+        record_failure "$scen" "$name" "$round" "${SMALL_S} s load: $WHY"
+        return
+    fi
+    ops_s=$OPS ir_s=$IR
+    if ! load_run "$scen" "$name" "$BIG_S"; then
+        record_failure "$scen" "$name" "$round" "${BIG_S} s load: $WHY"
+        return
+    fi
+    if [ "$OPS" -le "$ops_s" ]; then
+        record_failure "$scen" "$name" "$round" "the ${BIG_S} s load did no more ops ($OPS) than the ${SMALL_S} s one ($ops_s)"
+        return
+    fi
+    awk -v s="$scen" -v n="$name" -v r="$round" -v os="$ops_s" -v ob="$OPS" -v is="$ir_s" -v ib="$IR" \
+        'BEGIN { printf "%s %s %s ok %.1f %.1f %d %d %d %d\n", s, n, r, (ib - is) / (ob - os), ib / ob, os, ob, is, ib }' \
+        >>"$RESULTS"
+    say "  round $round $name: $(tail -n 1 "$RESULTS" | awk '{ printf "%s Ir/op (%s incl. start-up; ops %s and %s)", $5, $6, $7, $8 }')"
+}
+
+# print_table SCENARIO HERD PEER TITLE
+print_table() {
+    printf '\n== %s ==\n' "$4"
+    awk -v scen="$1" -v servers="$2 $3" -f "$ROOT/bench/table.awk" -f /dev/stdin "$RESULTS" <<<'
+        $1 == scen {
+            runs[$2]++
+            if ($4 == "ok") { ok[$2]++; v[$2] = v[$2] " " $5; w[$2] = w[$2] " " $6; o[$2] = o[$2] " " $8; per[$2, $3] = $5; rounds[$3] = 1
+                              if (!($2 in lo) || $5 < lo[$2]) lo[$2] = $5; if (!($2 in hi) || $5 > hi[$2]) hi[$2] = $5 }
+        }
+        END {
+            split(servers, s, " ")
+            printf "%-10s %-10s %-8s %10s %-24s %14s %10s\n", "scenario", "server", "runs ok", "Ir/op", " range (spread)", "incl. start-up", "ops (big)"
+            for (i = 1; i <= 2; i++) {
+                k = s[i]; m[k] = median(v[k])
+                fail = runs[k] - ok[k]
+                status = sprintf("%d/%d%s", ok[k], runs[k], fail ? " FAILED " fail : "")
+                if (!ok[k]) { printf "%-10s %-10s %-8s %10s\n", scen, k, status, "FAILED"; continue }
+                range = sprintf(" %.1f-%.1f (%.2f%%)", lo[k], hi[k], 100 * (hi[k] - lo[k]) / lo[k])
+                printf "%-10s %-10s %-8s %10.1f %-24s %14.1f %10d\n", scen, k, status, m[k], range, median(w[k]), median(o[k])
+            }
+            la = s[1]; lb = s[2]; sub(/-.*/, "", la); sub(/-.*/, "", lb)
+            printf "%s/%s: Ir/op %s (per-round ratios: %s)\n", la, lb, ratio(m[s[1]], m[s[2]]), paired(s[1], s[2], per, 1)
+        }'
+}
+
+for scen in $SCENARIOS; do
+    case $scen in
+    echo) PAIR=(herd-echo mio) ;;
+    http) PAIR=(herd-http hyper) ;;
+    *) die "unknown scenario $scen (echo, http)" ;;
+    esac
+    say "scenario $scen: ${SMALL_S} s and ${BIG_S} s loads per server, $REPEATS round(s)"
+    for round in $(seq 1 "$REPEATS"); do
+        for i in $(round_order 2 "$round"); do
+            measure "$scen" "${PAIR[$i]}" "$round"
+        done
+    done
+done
+
+say ""
+say "per-run results: scenario server round status Ir/op Ir/op-incl-start-up ops_small ops_big Ir_small Ir_big"
+cat "$RESULTS" >&2
+
+echo "herd callgrind: user-space instructions per operation, slope of a ${SMALL_S} s and a ${BIG_S} s load"
+echo "(server under $(valgrind --version) on CPU $SERVER_CPU, client on CPU $CLIENT_CPU, one loop/thread;" \
+    "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+want echo && echo "herd = $HERD_ECHO_BIN, mio = $MIO_BIN"
+want http && echo "herd = $HERD_HTTP_BIN, hyper = $HYPER_BIN"
+want echo && print_table echo herd-echo mio \
+    "echo: $SIZE B x $CONNS connections, depth 1 (herd-bench); Ir per echoed message"
+want http && print_table http herd-http hyper \
+    "http: GET /hello x $HTTP_CONNS connections (wrk -t1); Ir per request"
+
+if [ "$FAILURES" -gt 0 ]; then
+    echo
+    echo "$FAILURES run(s) FAILED (shown above as FAILED)"
+    exit 1
+fi
