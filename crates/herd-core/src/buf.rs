@@ -19,16 +19,19 @@ pub struct ReadBuf {
 
 impl ReadBuf {
     /// The unconsumed bytes.
+    #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         &mut self.data[self.start..self.end]
     }
 
     /// Number of unconsumed bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.end - self.start
     }
 
     /// True when nothing is held.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
@@ -39,6 +42,7 @@ impl ReadBuf {
     }
 
     /// Mark `n` bytes at the front as consumed.
+    #[inline]
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;
@@ -69,6 +73,7 @@ impl ReadBuf {
     }
 
     /// Record that `n` bytes were written into the slice [`spare`](Self::spare) returned.
+    #[inline]
     pub fn commit(&mut self, n: usize) {
         debug_assert!(self.end + n <= self.data.len());
         self.end += n;
@@ -103,16 +108,19 @@ pub struct WriteBuf {
 
 impl WriteBuf {
     /// The bytes waiting to be written.
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         &self.data[self.start..]
     }
 
     /// Number of bytes waiting.
+    #[inline]
     pub fn len(&self) -> usize {
         self.data.len() - self.start
     }
 
     /// True when nothing is waiting.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.data.len() == self.start
     }
@@ -135,6 +143,7 @@ impl WriteBuf {
     }
 
     /// Mark `n` bytes as written.
+    #[inline]
     pub fn advance(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;

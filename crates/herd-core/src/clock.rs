@@ -120,13 +120,13 @@ impl Clock for FakeClock {
 /// Whole milliseconds in `d` for a deadline on a loop's clock: rounded up, so a 0.5 ms timer
 /// does not fire early, and saturating, so `Duration::MAX` means "never" rather than
 /// wrapping. The one conversion every timeout in the crate uses.
+#[inline]
 pub(crate) fn millis(d: std::time::Duration) -> u64 {
-    let m = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    if m < u64::MAX && std::time::Duration::from_millis(m) < d {
-        m + 1
-    } else {
-        m
-    }
+    // Whole seconds and the sub-second part rounded up: no 128-bit arithmetic, since protocol
+    // layers convert their timeouts on the per-request path.
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)))
 }
 
 #[cfg(test)]

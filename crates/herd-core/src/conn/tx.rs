@@ -48,7 +48,24 @@ pub(crate) enum Flushed {
     /// A file ended before the promised length: the response cannot be completed.
     FileShort,
     /// The transport failed for good during `op`.
-    Failed(&'static str, io::Error),
+    Failed(Op, io::Error),
+}
+
+/// Which transport call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Write,
+    Sendfile,
+}
+
+impl Op {
+    /// The call's name, for logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Op::Write => "write",
+            Op::Sendfile => "sendfile",
+        }
+    }
 }
 
 /// The send side of a connection.
@@ -161,6 +178,7 @@ impl Tx {
 
     /// Write what is queued: one `send` of the buffer (a short write waits for the next
     /// writable edge), files with `sendfile`, in order.
+    #[inline]
     pub(crate) fn flush(
         &mut self,
         t: &mut Transport,
@@ -169,34 +187,13 @@ impl Tx {
     ) -> Flushed {
         loop {
             if self.buf.is_empty() {
-                match self.queue.front_mut() {
-                    None => break,
-                    Some(Pending::Bytes(v)) => {
-                        let v = std::mem::take(v);
-                        self.queue.pop_front();
-                        self.buf.replace_vec(v, pool);
-                        continue;
-                    }
-                    Some(Pending::File { file, offset, end }) => {
-                        let want = (*end - *offset).min(1 << 30) as usize;
-                        stats.writes += 1;
-                        match t.sendfile(file, offset, want) {
-                            Ok(n) if n > 0 => {
-                                stats.bytes_out += n as u64;
-                                if *offset >= *end {
-                                    self.queue.pop_front();
-                                }
-                                // A short count means a full socket or a file that shrank;
-                                // the next call tells which (EAGAIN or 0). Only large files
-                                // get here, so the extra call is cheap.
-                                continue;
-                            }
-                            Ok(_) => return Flushed::FileShort,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Flushed::Failed("sendfile", e),
-                        }
-                    }
+                if self.queue.is_empty() {
+                    break;
+                }
+                match self.advance_queue(t, pool, stats) {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(failed) => return failed,
                 }
             }
             let len = self.buf.len();
@@ -207,7 +204,7 @@ impl Tx {
                         break;
                     }
                 }
-                Err(e) => return Flushed::Failed("write", e),
+                Err(e) => return Flushed::Failed(Op::Write, e),
             }
         }
         if self.has_output() {
@@ -217,6 +214,52 @@ impl Tx {
         }
         self.buf.release_if_empty(pool);
         Flushed::Empty
+    }
+
+    /// The buffer is empty and the queue is not: move queued bytes into the buffer, or send
+    /// from the file at the front. `Ok(true)`: go on; `Ok(false)`: the transport is full.
+    /// (Out of line: only file responses and bytes queued behind them get here.)
+    #[cold]
+    #[inline(never)]
+    fn advance_queue(
+        &mut self,
+        t: &mut Transport,
+        pool: &mut BufPool,
+        stats: &mut Stats,
+    ) -> Result<bool, Flushed> {
+        loop {
+            match self.queue.front_mut() {
+                None => return Ok(false),
+                Some(Pending::Bytes(v)) => {
+                    let v = std::mem::take(v);
+                    self.queue.pop_front();
+                    self.buf.replace_vec(v, pool);
+                    return Ok(true);
+                }
+                Some(Pending::File { file, offset, end }) => {
+                    let want = (*end - *offset).min(1 << 30) as usize;
+                    stats.writes += 1;
+                    match t.sendfile(file, offset, want) {
+                        Ok(n) if n > 0 => {
+                            stats.bytes_out += n as u64;
+                            if *offset >= *end {
+                                self.queue.pop_front();
+                                if !self.buf.is_empty() || self.queue.is_empty() {
+                                    return Ok(true);
+                                }
+                            }
+                            // A short count means a full socket or a file that shrank; the
+                            // next call tells which (EAGAIN or 0). Only large files get
+                            // here, so the extra call is cheap.
+                        }
+                        Ok(_) => return Err(Flushed::FileShort),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Flushed::Failed(Op::Sendfile, e)),
+                    }
+                }
+            }
+        }
     }
 
     /// After a flush that left nothing (and did not close): carry out a requested half-close.
@@ -346,7 +389,7 @@ mod tests {
         tx.out(&mut pool).extend_from_slice(b"x");
         match tx.flush(&mut t, &mut pool, &mut stats) {
             Flushed::Failed(op, e) => {
-                assert_eq!(op, "write");
+                assert_eq!(op, Op::Write);
                 assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
             }
             other => panic!("expected a failure, got {other:?}"),

@@ -149,7 +149,7 @@ pub(super) fn flush<H: Handler>(
             return;
         }
         Flushed::Failed(op, e) => {
-            core.io_failed(conn, op, &e);
+            core.io_failed(conn, op.as_str(), &e);
             return;
         }
     }
