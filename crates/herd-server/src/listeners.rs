@@ -159,14 +159,14 @@ impl ListenerSet {
             }
             if reuse && !known_addr {
                 // A plain bind fails if anyone listens there already (SO_REUSEPORT would not).
-                let probe = herd_core::sys::listen(addr, false, 1)
+                let probe = herd_core::os::listen(addr, false, 1)
                     .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
                 if addr.port() == 0 {
                     addr = probe.local_addr().map_err(|e| e.to_string())?;
                 }
                 drop(probe);
             }
-            let sock = herd_core::sys::listen(addr, reuse, backlog)
+            let sock = herd_core::os::listen(addr, reuse, backlog)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             tracing::debug!("bound {} (slot {:?})", addr, key.slot);
             self.entries.push(Entry { key, sock });
