@@ -110,7 +110,7 @@ fn emfile_child() {
     let addr = server.local_addr();
     // Leave room for 4 more descriptors: our clients use some, the server's accepts the rest.
     let used = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    herd::sys::set_nofile_limit(used + 4).unwrap();
+    herd::os::set_nofile_limit(used + 4).unwrap();
     let mut clients = Vec::new();
     for _ in 0..4 {
         // connect() may fail once we are out of descriptors ourselves; that's fine.
@@ -134,7 +134,7 @@ fn emfile_child() {
         server.stats().accept_fd_exhausted == 2
     });
     // Give descriptors back: the pending connections are accepted after the next back-off.
-    herd::sys::set_nofile_limit(used + 64).unwrap();
+    herd::os::set_nofile_limit(used + 64).unwrap();
     clock.advance(500);
     server.tick();
     wait_until("pending connections accepted", || {

@@ -359,11 +359,11 @@ fn term_stops_at_once_closing_connections() {
 /// The user workers run as in the root-only tests, if this machine lets it run the binary.
 fn nobody() -> Option<(u32, u32)> {
     use std::os::unix::process::CommandExt;
-    if herd::sys::geteuid() != 0 {
+    if herd_server::geteuid() != 0 {
         eprintln!("skipped: needs root to drop privileges");
         return None;
     }
-    let ids = herd::sys::lookup_user("nobody").ok()?;
+    let ids = herd_server::lookup_user("nobody").ok()?;
     let runs = std::process::Command::new(herd_bin())
         .arg("--version")
         .uid(ids.0)

@@ -1,5 +1,6 @@
 //! Fuzz the frame decoder: any bytes, any split, never a panic, never over-consumption.
 #![no_main]
+#![forbid(unsafe_code)]
 use herd_proto::frame::FrameDecoder;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,5 +1,6 @@
 //! Fuzz the HTTP/1.1 request decoder, feeding the input in two pieces.
 #![no_main]
+#![forbid(unsafe_code)]
 use herd_proto::http1::{Decoded, Limits, RequestDecoder};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,5 +1,6 @@
 //! Fuzz the WebSocket decoder (server role): any bytes never panic or over-consume.
 #![no_main]
+#![forbid(unsafe_code)]
 use herd_proto::ws::{Decoder, Role};
 use libfuzzer_sys::fuzz_target;
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use herd::sys::{kill, Signal};
+pub use herd_server::signals::{kill, Signal};
 
 /// The bound for every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -13,6 +13,7 @@
 //! connect failures). The measuring itself lives in the library (`herd_bench::echo`,
 //! `herd_bench::hold`); this file only translates between it and the terminal, and it must
 //! not measure anything itself.
+#![forbid(unsafe_code)]
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;

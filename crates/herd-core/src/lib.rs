@@ -10,11 +10,15 @@
 //! - A handler decodes with a per-connection [`codec`] and sees each connection through
 //!   [`Conn`] (send, close, timers) and the loop through [`LoopCx`]; other threads use a
 //!   [`Handle`], whose commands go through the loop's queue with one coalesced wake-up.
-//! - [`sys`] holds everything OS-specific, and is the only module with `unsafe`.
+//! - The private `sys` module holds everything OS-specific, and is the only module with
+//!   `unsafe`: the crate is `#![deny(unsafe_code)]` with the lint allowed on `sys` alone, so
+//!   the compiler rejects `unsafe` anywhere else. [`os`] re-exports the two helpers of it that
+//!   other crates need.
 //!
 //! What this crate does not do: parse application protocols (that is `herd-proto`, sans-IO),
 //! read config files or manage processes (that is the `herd` server).
 
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod buf;
@@ -26,11 +30,13 @@ pub mod frame;
 mod handler;
 pub mod http;
 mod inbox;
+pub mod os;
 pub mod pool;
 mod reason;
 mod server;
 pub mod stats;
-pub mod sys;
+#[allow(unsafe_code)]
+mod sys;
 pub mod timer;
 pub mod ws;
 

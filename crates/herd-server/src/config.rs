@@ -504,11 +504,10 @@ impl Config {
             }
         }
         if let Some(u) = &self.user {
-            herd_core::sys::lookup_user(u).map_err(|e| ConfigError::new("user", e.to_string()))?;
+            crate::sys::lookup_user(u).map_err(|e| ConfigError::new("user", e.to_string()))?;
         }
         if let Some(g) = &self.group {
-            herd_core::sys::lookup_group(g)
-                .map_err(|e| ConfigError::new("group", e.to_string()))?;
+            crate::sys::lookup_group(g).map_err(|e| ConfigError::new("group", e.to_string()))?;
         }
         if self.listeners.is_empty() {
             return Err(ConfigError::new(

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read, Write};
 
-use herd_core::sys::{exit_now, fork, setsid, stdio_to_devnull, umask, waitpid, Fork};
+use crate::sys::{exit_now, fork, setsid, stdio_to_devnull, umask, waitpid, Fork};
 
 /// The detached process, holding the pipe to the waiting original process.
 #[derive(Debug)]

@@ -13,10 +13,12 @@
 //! - [`logging`] (pid- and role-tagged lines, reopen on USR1) and [`signals`] (waiting for
 //!   signals and worker messages without threads).
 //!
-//! This crate is `#![forbid(unsafe_code)]`: every system call it needs beyond std lives in
-//! `herd_core::sys` (process.rs), each with a `// SAFETY:` line. The root package's `herd`
-//! binary is `fn main() { herd_server::main() }`.
-#![forbid(unsafe_code)]
+//! Every system call this crate needs beyond std (fork, sessions, signals, waiting, spawning
+//! with inherited descriptors, user look-ups) is wrapped in its private `sys` module, each
+//! `unsafe` block with a `// SAFETY:` line. The crate is `#![deny(unsafe_code)]` with the lint
+//! allowed on `sys` alone, so the compiler rejects `unsafe` anywhere else. The root package's
+//! `herd` binary is `fn main() { herd_server::main() }`.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -31,7 +33,13 @@ pub mod protocols;
 pub mod signals;
 pub mod site;
 pub mod status;
+#[allow(unsafe_code)]
+mod sys;
 pub mod worker;
+
+// Public for the process tests at the repository root, which check whether they run as root
+// and can drop privileges to `nobody` before trying the `user = ...` setting.
+pub use sys::{geteuid, lookup_user};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -235,7 +243,7 @@ pub fn send_signal(cmd: SignalCmd, loaded: &Result<Loaded, ConfigError>) -> i32 
             return 1;
         }
     };
-    match herd_core::sys::kill(pid, cmd.signal()) {
+    match crate::sys::kill(pid, cmd.signal()) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("herd: cannot send {} to {pid}: {e}", cmd.signal());

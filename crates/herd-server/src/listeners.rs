@@ -9,8 +9,8 @@
 //! address is bound with `SO_REUSEPORT`, a plain bind probes the address, so a second server
 //! on the same port is an error instead of silently sharing the port.
 //!
-//! Called by the master only. Workers take their descriptors with
-//! [`herd_core::sys::take_inherited_fd`].
+//! Called by the master only. Workers take their descriptors over with the crate's
+//! `sys::take_inherited_fd` (see [`crate::worker`]).
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
@@ -79,11 +79,11 @@ impl ListenerSet {
                 tracing::warn!("{INHERIT_ENV}: cannot parse {item:?}");
                 continue;
             };
-            if !herd_core::sys::is_listening_socket(fd) {
+            if !crate::sys::is_listening_socket(fd) {
                 tracing::warn!("{INHERIT_ENV}: descriptor {fd} is not a listening socket");
                 continue;
             }
-            match herd_core::sys::take_inherited_fd(fd) {
+            match crate::sys::take_inherited_fd(fd) {
                 Ok(owned) => set.entries.push(Entry {
                     key,
                     sock: TcpListener::from(owned),
@@ -159,14 +159,14 @@ impl ListenerSet {
             }
             if reuse && !known_addr {
                 // A plain bind fails if anyone listens there already (SO_REUSEPORT would not).
-                let probe = herd_core::sys::listen(addr, false, 1)
+                let probe = herd_core::os::listen(addr, false, 1)
                     .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
                 if addr.port() == 0 {
                     addr = probe.local_addr().map_err(|e| e.to_string())?;
                 }
                 drop(probe);
             }
-            let sock = herd_core::sys::listen(addr, reuse, backlog)
+            let sock = herd_core::os::listen(addr, reuse, backlog)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             tracing::debug!("bound {} (slot {:?})", addr, key.slot);
             self.entries.push(Entry { key, sock });

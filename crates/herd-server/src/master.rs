@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herd_core::sys::{kill, spawn_inheriting, Signal};
+use crate::sys::{kill, spawn_inheriting, Signal};
 
 use crate::config::{self, Config};
 use crate::listeners::{ListenerSet, INHERIT_ENV};
@@ -290,11 +290,11 @@ impl Master {
 
     fn apply_user(&self, cmd: &mut Command) -> Result<(), String> {
         let user = match &self.config.user {
-            Some(u) => Some(herd_core::sys::lookup_user(u).map_err(|e| e.to_string())?),
+            Some(u) => Some(crate::sys::lookup_user(u).map_err(|e| e.to_string())?),
             None => None,
         };
         let group = match &self.config.group {
-            Some(g) => Some(herd_core::sys::lookup_group(g).map_err(|e| e.to_string())?),
+            Some(g) => Some(crate::sys::lookup_group(g).map_err(|e| e.to_string())?),
             None => user.map(|(_, gid)| gid),
         };
         if let Some(gid) = group {
@@ -550,7 +550,7 @@ impl Master {
         let Some(user) = &self.config.user else {
             return;
         };
-        let Ok((uid, gid)) = herd_core::sys::lookup_user(user) else {
+        let Ok((uid, gid)) = crate::sys::lookup_user(user) else {
             return;
         };
         for p in [&self.config.log.file, &self.config.log.access_file]

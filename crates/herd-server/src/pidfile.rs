@@ -7,7 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use herd_core::sys::{process_exists, Pid};
+use crate::sys::{process_exists, Pid};
 
 /// Read the pid in `path`: `Ok(None)` if the file does not exist.
 pub fn read(path: &Path) -> io::Result<Option<Pid>> {

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use herd_core::sys::Signal;
+// Public for the process tests at the repository root, which signal the processes they start
+// the way `herd -s` does; the wrappers themselves are in the private `sys`.
+pub use crate::sys::{kill, Signal};
 
 /// The signals herd processes act on. Children are started with these blocked, and unblock
 /// them once their handlers are installed ([`Waiter::new`] does), so a signal sent to a
@@ -98,7 +100,7 @@ impl Waiter {
             flags.push((sig, flag));
         }
         // Deliver what arrived while a parent kept these blocked (a no-op otherwise).
-        herd_core::sys::unblock_signals(signals)?;
+        crate::sys::unblock_signals(signals)?;
         Ok(Waiter { rx, tx, flags, ids })
     }
 
@@ -179,7 +181,7 @@ mod tests {
     fn signals_wake_the_waiter() {
         // SIGWINCH is harmless if it reaches another part of the test process.
         let mut w = Waiter::new(&[Signal::Winch]).unwrap();
-        herd_core::sys::kill(std::process::id() as i32, Signal::Winch).unwrap();
+        crate::sys::kill(std::process::id() as i32, Signal::Winch).unwrap();
         let mut got = Vec::new();
         for _ in 0..100 {
             got.extend(w.wait(Duration::from_millis(100)).unwrap().signals);

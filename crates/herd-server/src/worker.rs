@@ -118,7 +118,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
         Signal::Winch,
     ])
     .map_err(|e| (1, format!("cannot catch signals: {e}")))?;
-    let notify = herd_core::sys::take_inherited_fd(spec.notify_fd)
+    let notify = crate::sys::take_inherited_fd(spec.notify_fd)
         .map(|fd| Notifier::from_socket(UnixDatagram::from(fd)))
         .map_err(|e| fatal(format!("notification socket: {e}")))?;
     let board = StatusBoard::new(Status {
@@ -142,7 +142,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
         totals: None,
     });
     let board = match spec.status_fd {
-        Some(fd) => match herd_core::sys::take_inherited_fd(fd) {
+        Some(fd) => match crate::sys::take_inherited_fd(fd) {
             Ok(fd) => board.with_shared(SharedStatus::from_file(File::from(fd))),
             Err(e) => {
                 tracing::warn!("status file descriptor {fd}: {e}; reporting this worker only");
@@ -174,7 +174,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
         let l = &spec.config.listeners[i];
         let mut socks = Vec::with_capacity(fds.len());
         for fd in fds {
-            let sock = herd_core::sys::take_inherited_fd(fd)
+            let sock = crate::sys::take_inherited_fd(fd)
                 .map(TcpListener::from)
                 .map_err(|e| fatal(format!("listener {name}: descriptor {fd}: {e}")))?;
             socks.push(sock);

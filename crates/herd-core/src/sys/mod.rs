@@ -1,13 +1,14 @@
-//! Operating-system specifics: the only place in herd where `unsafe` and `cfg(target_os)` live.
+//! Operating-system specifics of the event-loop layer: the only place in herd-core where
+//! `unsafe` and `cfg(target_os)` live (process control is herd-server's, in its own `sys`).
 //!
 //! Contract every backend meets: `listen` returns a bound, listening, non-blocking std
 //! listener (with `SO_REUSEPORT` when asked); `is_fd_exhausted` recognises EMFILE/ENFILE;
 //! `is_transient_accept_error` recognises errors after which accepting should simply go on
-//! (the peer gave up before we accepted); the rlimit helpers read and set RLIMIT_NOFILE.
-//! Every `unsafe` block carries a `// SAFETY:` line.
+//! (the peer gave up before we accepted); the rlimit helpers read and set RLIMIT_NOFILE;
+//! `recv`, `send` and `sendfile` move bytes between a connected socket and memory or a file;
+//! `open_beneath` opens a file without leaving its directory. Every `unsafe` block carries a
+//! `// SAFETY:` line.
 
-mod process;
 mod unix;
 
-pub use process::*;
 pub use unix::*;

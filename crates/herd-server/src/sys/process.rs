@@ -3,9 +3,10 @@
 //! and user/group look-ups.
 //!
 //! Every libc call the multi-process server needs is wrapped here as a small safe function, so
-//! the server crate itself stays `#![forbid(unsafe_code)]`. Each `unsafe` block has a
-//! `// SAFETY:` line. What this module must not do: decide policy (when to fork, which signal
-//! means what); that is the server's. Who calls it: `herd-server` (master, worker, daemon).
+//! the rest of the crate stays free of `unsafe` (`#![deny(unsafe_code)]`, allowed only on
+//! [`crate::sys`]). Each `unsafe` block has a `// SAFETY:` line. What this module must not do:
+//! decide policy (when to fork, which signal means what); that is the server's. Who calls it:
+//! the master, worker, daemon, pid-file and signal modules of this crate.
 //!
 //! Two wrappers have preconditions that cannot be expressed in types, and check them at run
 //! time instead: [`fork`] refuses to fork a process that has more than one thread (a child of a
@@ -55,7 +56,7 @@ impl Signal {
     /// The platform's signal number.
     ///
     /// ```
-    /// use herd_core::sys::Signal;
+    /// use herd_server::signals::Signal;
     /// assert_eq!(Signal::from_raw(Signal::Quit.as_raw()), Some(Signal::Quit));
     /// ```
     pub fn as_raw(self) -> i32 {
