@@ -62,7 +62,7 @@ pub fn read_frame(s: &mut TcpStream) -> (Header, Vec<u8>) {
     s.read_exact(&mut body).expect("reading a frame body");
     let mut whole = head.to_vec();
     whole.extend_from_slice(&body);
-    assert!(FrameDecoder::default().decode(&whole).unwrap().is_some());
+    assert!(FrameDecoder::default().decode(&whole).unwrap().1.is_some());
     (header, body)
 }
 

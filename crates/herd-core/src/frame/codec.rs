@@ -57,11 +57,7 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode<'a>(&mut self, src: &'a mut [u8]) -> Result<(usize, Option<Frame<'a>>), FrameError> {
-        let src: &'a [u8] = src;
-        Ok(match self.decoder.decode(src)? {
-            Some((frame, used)) => (used, Some(frame)),
-            None => (0, None),
-        })
+        self.decoder.decode(src)
     }
 }
 

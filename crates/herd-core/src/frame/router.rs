@@ -744,7 +744,8 @@ mod tests {
             s: String,
         }
         let b = encode_msg(3, Flags::PUSH, 0, &M { s: "hi".into() }).unwrap();
-        let (f, used) = wire::FrameDecoder::default().decode(&b).unwrap().unwrap();
+        let (used, f) = wire::FrameDecoder::default().decode(&b).unwrap();
+        let f = f.unwrap();
         assert_eq!(
             (used, f.header.msg_id, f.header.flags),
             (b.len(), 3, Flags::PUSH)

@@ -176,13 +176,13 @@ impl Decoder for WsCodec {
                 }
             }
             Plan::Proto => match self.dec.decode(src) {
-                Ok((Some(msg), used)) => {
+                Ok((used, Some(msg))) => {
                     if matches!(msg, Message::Close(_)) {
                         self.closed = true;
                     }
                     Ok((used, Some(WsEvent::owned(msg))))
                 }
-                Ok((None, used)) => Ok((used, None)),
+                Ok((used, None)) => Ok((used, None)),
                 Err(e) => Err(self.fail(e)),
             },
         }

@@ -38,7 +38,7 @@
 //! let mut out = Vec::new();
 //! let mut pos = 0;
 //! loop {
-//!     let (msg, used) = decoder.decode(&mut wire[pos..]).expect("valid stream");
+//!     let (used, msg) = decoder.decode(&mut wire[pos..]).expect("valid stream");
 //!     pos += used;
 //!     match msg {
 //!         Some(Message::Text(text)) => encode_frame(&mut out, true, Opcode::Text, text.as_bytes(), None),
