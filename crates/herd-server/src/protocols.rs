@@ -11,7 +11,7 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use herd_core::frame::{FloodLimits, FrameServer, HandlerError};
+use herd_core::frame::{FloodLimits, FrameService, HandlerError};
 use herd_core::http::{
     header, Body, HeaderValue, HttpOptions, HttpService, Limits, Response, Router, StaticDir,
 };
@@ -131,8 +131,8 @@ pub fn start(
             }
         }
         Protocol::Frame => {
-            let frames = frame_server(l, cx);
-            server.serve(move || frames.handler())
+            let frames = frame_service(l, cx);
+            server.serve(move || frames.protocol())
         }
         Protocol::Ws => WsService::new(|| WsEcho)
             .options(ws_options(l))
@@ -218,7 +218,7 @@ pub mod frame_ids {
 }
 
 /// The frame demo service: echo, status and a worker-pool route, with the listener's limits.
-pub fn frame_server(l: &ListenerConfig, cx: &Context) -> FrameServer {
+pub fn frame_service(l: &ListenerConfig, cx: &Context) -> FrameService {
     let status = cx.status.clone();
     let router = herd_core::frame::Router::new()
         .route_raw(frame_ids::ECHO, |_cx, body| Ok(Some(body.to_vec())))
@@ -230,7 +230,7 @@ pub fn frame_server(l: &ListenerConfig, cx: &Context) -> FrameServer {
                 .map(|s| s.to_uppercase().into_bytes())
                 .map_err(|_| HandlerError::new("body is not UTF-8"))
         });
-    let mut frames = FrameServer::new(router);
+    let mut frames = FrameService::new(router);
     if let Some(max) = l.max_frame {
         frames = frames.max_frame(u32::try_from(max).unwrap_or(u32::MAX));
     }
