@@ -167,7 +167,7 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
         service = service.access_log(move |e| {
             logs.access(&format!(
                 "{} - - [{}] \"{} {}\" {} {} {}ms {}",
-                e.peer.ip(),
+                e.peer_addr.ip(),
                 crate::logging::timestamp(std::time::SystemTime::now()),
                 e.method,
                 e.path,

@@ -9,7 +9,7 @@
 //! body, or whose `Content-Length` body just completed, is reported complete in the same call,
 //! since the loop never calls a decoder again on an empty buffer. It must not buffer bytes
 //! (the loop keeps the unconsumed tail), read clocks or write anything. Its only caller is
-//! the event loop on behalf of [`HttpHandler`](super::HttpHandler).
+//! the event loop on behalf of [`HttpProtocol`](super::HttpProtocol).
 
 use ::http::HeaderMap;
 use herd_proto::http1::{BodyKind, Decoded, HttpError, Limits, RequestDecoder, RequestHead};

@@ -27,7 +27,7 @@ use herd_proto::ws::{
 
 use super::codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent};
 use super::{WsHandler, WsOptions, WsRequest, BROADCAST_TOKEN};
-use crate::http::{Event, HttpConnState, HttpHandler, HttpService, Router};
+use crate::http::{Event, HttpConnState, HttpProtocol, HttpService, Router};
 use crate::{CloseReason, Conn, ConnId, Handle, Handler, LoopCx, Server, ServerHandle, Timer};
 use herd_proto::ws::close::GOING_AWAY;
 
@@ -132,7 +132,7 @@ impl<W: WsHandler> WsService<W> {
 /// The per-loop handler of a [`WsService`].
 pub struct WsServer<W: WsHandler> {
     handler: W,
-    http: HttpHandler,
+    http: HttpProtocol,
     shared: Arc<Shared>,
 }
 
@@ -309,7 +309,7 @@ fn refuse_upgrade<H: Handler>(
     status: StatusCode,
     why: &str,
 ) {
-    tracing::debug!("ws {}: upgrade refused ({status}): {why}", hs.peer());
+    tracing::debug!("ws {}: upgrade refused ({status}): {why}", hs.peer_addr());
     let reason = status.canonical_reason().unwrap_or("");
     let body = format!("{} {reason}\n", status.as_u16());
     cx.with_output(|dst| {
@@ -352,7 +352,7 @@ impl<W: WsHandler> WsServer<W> {
         let up = match check_upgrade(&parts.method, parts.version, &parts.headers) {
             Ok(up) => up,
             Err(e) => {
-                tracing::debug!("ws {}: bad upgrade request: {e}", hs.peer());
+                tracing::debug!("ws {}: bad upgrade request: {e}", hs.peer_addr());
                 cx.with_output(|dst| e.encode_error_response(dst));
                 hs.detach(cx);
                 cx.close_with(CloseReason::Decode, true);
@@ -372,7 +372,7 @@ impl<W: WsHandler> WsServer<W> {
         let mut req = WsRequest {
             uri: parts.uri,
             headers: parts.headers,
-            peer: hs.peer(),
+            peer: hs.peer_addr(),
             offered_protocols: up.protocols.clone(),
             protocol,
         };
