@@ -15,7 +15,7 @@ use herd_core::frame::{FloodLimits, FrameService, HandlerError};
 use herd_core::http::{
     header, Body, HeaderValue, HttpOptions, HttpService, Limits, Response, Router, StaticDir,
 };
-use herd_core::ws::{WsCx, WsHandler, WsOptions, WsRequest, WsService};
+use herd_core::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd_core::{Options, Server, ServerHandle};
 
 use crate::config::{Config, ListenerConfig, Protocol};
@@ -45,15 +45,15 @@ pub struct WsEcho;
 impl WsHandler for WsEcho {
     type State = ();
 
-    fn on_open(&mut self, _cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+    fn on_open(&mut self, _cx: &mut WsConn<'_, Self>, _req: &WsRequest) -> Option<()> {
         Some(())
     }
 
-    fn on_text(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), text: &str) {
+    fn on_text(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), text: &str) {
         cx.send_text(text);
     }
 
-    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), data: &[u8]) {
+    fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), data: &[u8]) {
         cx.send_binary(data);
     }
 }

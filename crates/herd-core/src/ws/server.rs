@@ -1,7 +1,7 @@
 //! The WebSocket connection handler: HTTP until the upgrade, then frames, pings, the close
 //! handshake and the heartbeat.
 //!
-//! [`WsServer`] is the per-loop [`Handler`] (made by [`WsService`]); it embeds the HTTP
+//! [`WsProtocol`] is the per-loop [`Handler`] (made by [`WsService`]); it embeds the HTTP
 //! module's per-loop handler and runs its code (generic over the connection's handler type)
 //! for every request that is not an upgrade, so pages and WebSocket share a port. On an
 //! upgrade request for one of its paths it checks the request (herd-proto's
@@ -41,13 +41,13 @@ const CLOSE_TOKEN: u64 = u64::MAX - 1;
 ///
 /// ```no_run
 /// use herd_core::http::{Body, HttpService, Response, Router};
-/// use herd_core::ws::{WsCx, WsHandler, WsRequest, WsService};
+/// use herd_core::ws::{WsConn, WsHandler, WsRequest, WsService};
 /// use herd_core::Server;
 ///
 /// struct Hello;
 /// impl WsHandler for Hello {
 ///     type State = ();
-///     fn on_open(&mut self, cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+///     fn on_open(&mut self, cx: &mut WsConn<'_, Self>, _req: &WsRequest) -> Option<()> {
 ///         cx.send_text("hello");
 ///         Some(())
 ///     }
@@ -68,8 +68,8 @@ pub struct WsService<W: WsHandler> {
     http: Option<HttpService>,
 }
 
-/// What every loop shares, read-only.
-struct Shared {
+/// The service's options and upgrade paths, read by every loop.
+struct WsConfig {
     opts: WsOptions,
     /// Exact paths that upgrade; empty means every path.
     paths: Vec<String>,
@@ -106,17 +106,17 @@ impl<W: WsHandler> WsService<W> {
     }
 
     /// The handler factory for [`Server::serve`].
-    pub fn into_factory(self) -> impl Fn() -> WsServer<W> + Send + Sync + Clone + 'static {
+    pub fn into_factory(self) -> impl Fn() -> WsProtocol<W> + Send + Sync + Clone + 'static {
         let http = self
             .http
             .unwrap_or_else(|| HttpService::new(Router::new()))
             .into_factory();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(WsConfig {
             opts: self.opts,
             paths: self.paths,
         });
         let factory = self.factory;
-        move || WsServer {
+        move || WsProtocol {
             handler: factory(),
             http: http(),
             shared: shared.clone(),
@@ -130,10 +130,10 @@ impl<W: WsHandler> WsService<W> {
 }
 
 /// The per-loop handler of a [`WsService`].
-pub struct WsServer<W: WsHandler> {
+pub struct WsProtocol<W: WsHandler> {
     handler: W,
     http: HttpProtocol,
-    shared: Arc<Shared>,
+    shared: Arc<WsConfig>,
 }
 
 /// The state of one connection: HTTP, or upgraded.
@@ -166,15 +166,15 @@ impl Link {
 }
 
 /// The connection a [`WsHandler`] callback is about. Valid only during that callback.
-pub struct WsCx<'a, W: WsHandler> {
-    conn: Conn<'a, WsServer<W>>,
+pub struct WsConn<'a, W: WsHandler> {
+    conn: Conn<'a, WsProtocol<W>>,
     link: &'a mut Link,
     opts: &'a WsOptions,
 }
 
-impl<'a, W: WsHandler> WsCx<'a, W> {
-    fn new(cx: &'a mut Conn<'_, WsServer<W>>, link: &'a mut Link, opts: &'a WsOptions) -> Self {
-        WsCx {
+impl<'a, W: WsHandler> WsConn<'a, W> {
+    fn new(cx: &'a mut Conn<'_, WsProtocol<W>>, link: &'a mut Link, opts: &'a WsOptions) -> Self {
+        WsConn {
             conn: Conn {
                 io: &mut *cx.io,
                 core: &mut *cx.core,
@@ -327,7 +327,7 @@ fn refuse_upgrade<H: Handler>(
     cx.close_with(CloseReason::Refused, true);
 }
 
-impl<W: WsHandler> WsServer<W> {
+impl<W: WsHandler> WsProtocol<W> {
     /// Whether this request head asks for a WebSocket on one of our paths, on an idle HTTP
     /// connection (an upgrade pipelined behind unfinished requests is left to HTTP).
     fn wants(&self, head: &RequestHead, hs: &HttpConnState) -> bool {
@@ -372,7 +372,7 @@ impl<W: WsHandler> WsServer<W> {
         let mut req = WsRequest {
             uri: parts.uri,
             headers: parts.headers,
-            peer: hs.peer_addr(),
+            peer_addr: hs.peer_addr(),
             offered_protocols: up.protocols.clone(),
             protocol,
         };
@@ -406,7 +406,7 @@ impl<W: WsHandler> WsServer<W> {
         let Inner::Ws { link, user } = &mut st.inner else {
             return;
         };
-        let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+        let mut wcx = WsConn::new(cx, link, &self.shared.opts);
         match self.handler.on_open(&mut wcx, &req) {
             Some(s) => *user = Some(s),
             None => wcx.close(super::codes::POLICY_VIOLATION, "refused"),
@@ -427,13 +427,13 @@ impl<W: WsHandler> WsServer<W> {
             WsEvent::Text(text) => {
                 if let (true, Some(s)) = (link.close.can_send(), user.as_mut()) {
                     self.handler
-                        .on_text(&mut WsCx::new(cx, link, opts), s, &text);
+                        .on_text(&mut WsConn::new(cx, link, opts), s, &text);
                 }
             }
             WsEvent::Binary(data) => {
                 if let (true, Some(s)) = (link.close.can_send(), user.as_mut()) {
                     self.handler
-                        .on_binary(&mut WsCx::new(cx, link, opts), s, &data);
+                        .on_binary(&mut WsConn::new(cx, link, opts), s, &data);
                 }
             }
             WsEvent::Ping(data) => {
@@ -444,7 +444,7 @@ impl<W: WsHandler> WsServer<W> {
             WsEvent::Pong(data) => {
                 if let Some(s) = user.as_mut() {
                     self.handler
-                        .on_pong(&mut WsCx::new(cx, link, opts), s, &data);
+                        .on_pong(&mut WsConn::new(cx, link, opts), s, &data);
                 }
             }
             WsEvent::Close(payload) => {
@@ -483,7 +483,7 @@ impl<W: WsHandler> WsServer<W> {
     }
 }
 
-impl<W: WsHandler> Handler for WsServer<W> {
+impl<W: WsHandler> Handler for WsProtocol<W> {
     type State = WsConnState<W::State>;
     type Codec = UpgradeCodec;
 
@@ -541,7 +541,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
             Inner::Http(hs) => self.http.backpressure(cx, hs, paused),
             Inner::Ws { link, user } => {
                 if let Some(s) = user.as_mut() {
-                    let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+                    let mut wcx = WsConn::new(cx, link, &self.shared.opts);
                     self.handler.on_backpressure(&mut wcx, s, paused);
                 }
             }
@@ -559,7 +559,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
             }
             Inner::Ws { link, user } => {
                 if let Some(s) = user.as_mut() {
-                    let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+                    let mut wcx = WsConn::new(cx, link, &self.shared.opts);
                     self.handler.on_timer(&mut wcx, s, token);
                 }
             }
@@ -582,7 +582,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
             }
             Inner::Ws { link, user } => {
                 if let Some(s) = user.as_mut() {
-                    let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+                    let mut wcx = WsConn::new(cx, link, &self.shared.opts);
                     self.handler.on_notify(&mut wcx, s, token, data);
                 }
             }
@@ -604,7 +604,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
                 .code
                 .take()
                 .unwrap_or((super::codes::ABNORMAL, "".into()));
-            let mut wcx = WsCx::new(cx, &mut link, &self.shared.opts);
+            let mut wcx = WsConn::new(cx, &mut link, &self.shared.opts);
             self.handler.on_close(&mut wcx, s, code, &reason);
         }
     }
