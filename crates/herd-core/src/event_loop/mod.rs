@@ -37,7 +37,7 @@ use crate::codec::Decoder;
 use crate::conn::{Conn, ConnId, LoopCx, Timer};
 use crate::handler::{CloseReason, Handler};
 use crate::inbox::{Cmd, Inbox};
-use crate::server::Shared;
+use crate::server::ServerShared as Shared;
 use crate::stats::Stats;
 use crate::timer::{TimerId, TimerWheel};
 
