@@ -10,10 +10,17 @@
 //! - A handler decodes with a per-connection [`codec`] and sees each connection through
 //!   [`Conn`] (send, close, timers) and the loop through [`LoopCx`]; other threads use a
 //!   [`Handle`], whose commands go through the loop's queue with one coalesced wake-up.
+//! - [`http`], [`frame`] and [`ws`] run herd-proto's codecs as handlers, and name their parts
+//!   alike: `XService` is what a user configures ([`http::HttpService`],
+//!   [`frame::FrameService`], [`ws::WsService`]); `XProtocol` is the per-loop [`Handler`] it
+//!   makes ([`http::HttpProtocol`], [`frame::FrameProtocol`], [`ws::WsProtocol`]); `XConn` is
+//!   the connection a callback sees ([`frame::FrameConn`], [`ws::WsConn`]; HTTP routes see only
+//!   the request); `XConnState` is the per-connection state; `XHandler` is a trait the user
+//!   implements ([`ws::WsHandler`]).
 //! - [`sys`] holds everything OS-specific, and is the only module with `unsafe`.
 //!
-//! What this crate does not do: parse application protocols (that is `herd-proto`, sans-IO),
-//! read config files or manage processes (that is the `herd` server).
+//! What this crate does not do: parse protocol bytes (that is `herd-proto`, sans-IO), read
+//! config files or manage processes (that is the `herd` server).
 
 #![warn(missing_docs)]
 

@@ -10,7 +10,8 @@
 //! is still arriving, are copied once into one internal buffer and returned from there when
 //! complete, so the caller never holds more than one frame header of unconsumed bytes. It does
 //! not write replies (Pong, Close): the loop does, helped by [`CloseState`](super::CloseState).
-//! Called by the loop's WebSocket connection code, by `herd-bench` (client role) and by fuzzers.
+//! Called by the loop's WebSocket connection code, by the integration tests' client (client
+//! role) and by fuzzers.
 
 use super::close::parse_close_payload;
 use super::frame::{Frame, FrameHeader, Opcode};
@@ -33,7 +34,7 @@ const OVER_MAX_MESSAGE: &str = "message over max_message";
 pub enum Role {
     /// Receives client frames: every frame must be masked.
     Server,
-    /// Receives server frames: no frame may be masked (for tests and `herd-bench`).
+    /// Receives server frames: no frame may be masked (for tests and clients).
     Client,
 }
 

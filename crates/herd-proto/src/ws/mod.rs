@@ -4,10 +4,11 @@
 //!
 //! This module turns bytes into events and events into bytes. It never touches a socket, never
 //! reads a clock and never spawns anything: the WebSocket connection code in `herd-core` (the
-//! event loop) calls it with the bytes it read and writes out the bytes it gets back; tests,
-//! fuzzers and `herd-bench` drive it the same way. It must not learn about connections, timers
-//! or handlers, and it negotiates no extensions (permessage-deflate is declined by not echoing
-//! it, see [`handshake`]), so every RSV bit on the wire is a protocol error.
+//! event loop) calls it with the bytes it read and writes out the bytes it gets back; tests and
+//! fuzzers drive it the same way (`herd-bench` frames by hand, to check servers
+//! independently). It must not learn about connections, timers or handlers, and it negotiates
+//! no extensions (permessage-deflate is declined by not echoing it, see [`handshake`]), so
+//! every RSV bit on the wire is a protocol error.
 //!
 //! The pieces, in the order a connection uses them:
 //!
