@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use herd::args::ServeArgs;
 use herd::frame::prost;
-use herd::frame::{encode_msg, FrameCx, FrameHandle, FrameServer, HandlerError, Router};
+use herd::frame::{encode_msg, FrameConn, FrameHandle, FrameService, HandlerError, Router};
 use herd::pool::WorkerPool;
 use herd::proto::frame::Flags;
 use herd::{ConnId, Server};
@@ -173,7 +173,7 @@ fn check(what: &str, value: &str, max: usize) -> Result<(), HandlerError> {
     Ok(())
 }
 
-fn logged_in(cx: &mut FrameCx<'_, '_, Session>) -> Result<String, HandlerError> {
+fn logged_in(cx: &mut FrameConn<'_, '_, Session>) -> Result<String, HandlerError> {
     cx.user()
         .name
         .clone()
@@ -213,7 +213,7 @@ fn router(shared: Shared) -> Router<Session> {
             if cx.user().rooms.len() >= MAX_ROOMS_PER_USER && !cx.user().rooms.contains(&req.room) {
                 return Err(HandlerError::new("too many rooms"));
             }
-            let (id, handle) = (cx.conn_id(), cx.handle());
+            let (id, handle) = (cx.id(), cx.handle());
             let mut reg = s2.lock();
             let room = reg.rooms.entry(req.room.clone()).or_default();
             room.members.insert(id, (name, handle));
@@ -231,7 +231,7 @@ fn router(shared: Shared) -> Router<Session> {
             if !cx.user().rooms.remove(&req.room) {
                 return Err(HandlerError::new(format!("not in room {}", req.room)));
             }
-            let id = cx.conn_id();
+            let id = cx.id();
             if let Some(room) = s3.lock().rooms.get_mut(&req.room) {
                 room.members.remove(&id);
             }
@@ -245,7 +245,7 @@ fn router(shared: Shared) -> Router<Session> {
             if req.text.len() > MAX_TEXT {
                 return Err(HandlerError::new("text too long"));
             }
-            let me = cx.conn_id();
+            let me = cx.id();
             let mut reg = s4.lock();
             let Some(room) = reg.rooms.get_mut(&req.room) else {
                 return Err(HandlerError::new("no such room"));
@@ -312,7 +312,7 @@ fn main() -> std::io::Result<()> {
     let pool_threads = args.get::<usize>("pool-threads").unwrap_or(2);
     let per_ip = args.get::<usize>("max-conns-per-ip").unwrap_or(0);
 
-    let mut frames = FrameServer::new(router(Shared::default()))
+    let mut frames = FrameService::new(router(Shared::default()))
         .max_frame(max_frame)
         .pool(WorkerPool::new(pool_threads, 1024));
     if heartbeat > 0 {
@@ -325,7 +325,7 @@ fn main() -> std::io::Result<()> {
     if per_ip > 0 {
         server = server.max_connections_per_ip(per_ip);
     }
-    let server = server.serve(move || f.handler())?;
+    let server = server.serve(move || f.protocol())?;
     eprintln!(
         "chat: listening on {} with {} loop(s), max frame {max_frame} B",
         server.local_addr(),

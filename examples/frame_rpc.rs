@@ -9,7 +9,7 @@
 
 use herd::args::ServeArgs;
 use herd::frame::prost;
-use herd::frame::{FrameServer, Router};
+use herd::frame::{FrameService, Router};
 use herd::pool::WorkerPool;
 use herd::Server;
 
@@ -47,11 +47,11 @@ fn main() -> std::io::Result<()> {
     let router = Router::new()
         .route(RPC_INLINE, |_cx, req: RpcReq| Ok(Some(answer(req))))
         .route_blocking(RPC_POOL, |req: RpcReq| Ok(answer(req)));
-    let frames = FrameServer::new(router).pool(WorkerPool::new(pool_threads, 4096));
+    let frames = FrameService::new(router).pool(WorkerPool::new(pool_threads, 4096));
     let server = Server::new()
         .bind(args.addr())?
         .loops(args.loops)
-        .serve(move || frames.handler())?;
+        .serve(move || frames.protocol())?;
     eprintln!(
         "frame_rpc: listening on {} with {} loop(s), {pool_threads} pool thread(s)",
         server.local_addr(),

@@ -20,7 +20,7 @@ fn main() -> std::io::Result<()> {
         service = service.access_log(|e| {
             eprintln!(
                 "{} \"{} {}\" {} {} {}ms",
-                e.peer,
+                e.peer_addr,
                 e.method,
                 e.path,
                 e.status,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use herd::args::ServeArgs;
 use herd::http::{HttpService, Router, StaticDir};
-use herd::ws::{codes, Room, WsCx, WsHandler, WsOptions, WsRequest, WsService};
+use herd::ws::{codes, Room, WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd::Server;
 
 /// Longest name kept, in characters.
@@ -38,7 +38,7 @@ impl WsHandler for Chat {
     /// The member's name.
     type State = String;
 
-    fn on_open(&mut self, cx: &mut WsCx<'_, Self>, req: &WsRequest) -> Option<String> {
+    fn on_open(&mut self, cx: &mut WsConn<'_, Self>, req: &WsRequest) -> Option<String> {
         let name = name_from_query(req.query().unwrap_or(""));
         self.room.join(cx.handle());
         let online = self.room.len();
@@ -47,18 +47,18 @@ impl WsHandler for Chat {
         Some(name)
     }
 
-    fn on_text(&mut self, _cx: &mut WsCx<'_, Self>, name: &mut String, text: &str) {
+    fn on_text(&mut self, _cx: &mut WsConn<'_, Self>, name: &mut String, text: &str) {
         let text = text.trim();
         if !text.is_empty() {
             self.room.send_text(&format!("{name}: {text}"));
         }
     }
 
-    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _name: &mut String, _data: &[u8]) {
+    fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, _name: &mut String, _data: &[u8]) {
         cx.close(codes::UNSUPPORTED_DATA, "text messages only");
     }
 
-    fn on_close(&mut self, cx: &mut WsCx<'_, Self>, name: String, _code: u16, _reason: &str) {
+    fn on_close(&mut self, cx: &mut WsConn<'_, Self>, name: String, _code: u16, _reason: &str) {
         if self.room.leave(cx.id()) {
             self.room.send_text(&format!("* {name} left"));
         }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use herd::args::ServeArgs;
-use herd::ws::{WsCx, WsHandler, WsOptions, WsRequest, WsService};
+use herd::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd::Server;
 
 struct Echo;
@@ -16,15 +16,15 @@ struct Echo;
 impl WsHandler for Echo {
     type State = ();
 
-    fn on_open(&mut self, _cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+    fn on_open(&mut self, _cx: &mut WsConn<'_, Self>, _req: &WsRequest) -> Option<()> {
         Some(())
     }
 
-    fn on_text(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), text: &str) {
+    fn on_text(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), text: &str) {
         cx.send_text(text);
     }
 
-    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), data: &[u8]) {
+    fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), data: &[u8]) {
         cx.send_binary(data);
     }
 }

@@ -10,7 +10,11 @@
 //!
 //! # Core re-exports
 //! Everything in `herd_core` is re-exported at the root: [`Server`], [`Handler`], [`Conn`],
-//! [`Handle`], [`codec`], [`clock`], [`timer`], [`Stats`].
+//! [`Handle`], [`codec`], [`clock`], [`timer`], [`Stats`], and the protocol modules [`http`],
+//! [`frame`] and [`ws`], whose names follow one scheme: [`http::HttpService`] (what you
+//! configure) makes an [`http::HttpProtocol`] (the [`Handler`] of each loop), and likewise
+//! `FrameService`/`FrameProtocol` and `WsService`/`WsProtocol`; callbacks see a
+//! [`frame::FrameConn`] or [`ws::WsConn`].
 //!
 //! ```no_run
 //! use herd::{codec::BytesCodec, Conn, Handler, Server};

@@ -9,25 +9,25 @@ use std::time::Duration;
 
 use frame_common::*;
 use herd::clock::FakeClock;
-use herd::frame::{FloodLimits, FrameServer, Router};
+use herd::frame::{FloodLimits, FrameService, Router};
 use herd::proto::frame::{Flags, PING_ID, PONG_ID};
 use herd::{CloseReason, Server, ServerHandle};
 use herd_testkit::*;
 
 const ECHO: u16 = 1;
 
-fn frames() -> FrameServer {
-    FrameServer::new(Router::new().route_raw(ECHO, |_cx, b| Ok(Some(b.to_vec()))))
+fn frames() -> FrameService {
+    FrameService::new(Router::new().route_raw(ECHO, |_cx, b| Ok(Some(b.to_vec()))))
 }
 
-fn start_on(frames: &FrameServer, clock: &FakeClock) -> ServerHandle {
+fn start_on(frames: &FrameService, clock: &FakeClock) -> ServerHandle {
     let f = frames.clone();
     Server::new()
         .bind("127.0.0.1:0")
         .unwrap()
         .loops(1)
         .clock(Arc::new(clock.clone()))
-        .serve(move || f.handler())
+        .serve(move || f.protocol())
         .unwrap()
 }
 

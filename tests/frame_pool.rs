@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use frame_common::*;
-use herd::frame::{ClientError, FrameServer, HandlerError, Router};
+use herd::frame::{ClientError, FrameService, HandlerError, Router};
 use herd::pool::WorkerPool;
 use herd::proto::frame::{ErrorCode, Flags};
 use herd_testkit::*;
@@ -48,9 +48,7 @@ fn gate() -> (Gate, Harness) {
 
 fn router(g: Gate) -> Router {
     Router::new()
-        .route_raw(WHOAMI, |cx, _| {
-            Ok(Some(cx.conn_id().to_string().into_bytes()))
-        })
+        .route_raw(WHOAMI, |cx, _| Ok(Some(cx.id().to_string().into_bytes())))
         .route_raw(ECHO, |_cx, body| Ok(Some(body.to_vec())))
         .route_blocking(SLOW, move |req: Add| {
             g.started.send(()).unwrap();
@@ -71,9 +69,9 @@ fn router(g: Gate) -> Router {
         .route_blocking_raw(PANIC, |_| panic!("blocking handler asked to panic"))
 }
 
-fn start_with(pool: WorkerPool) -> (FrameServer, herd::ServerHandle, Harness) {
+fn start_with(pool: WorkerPool) -> (FrameService, herd::ServerHandle, Harness) {
     let (g, h) = gate();
-    let frames = FrameServer::new(router(g)).pool(pool);
+    let frames = FrameService::new(router(g)).pool(pool);
     let server = start(&frames, 1);
     (frames, server, h)
 }

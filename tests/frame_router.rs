@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use frame_common::*;
-use herd::frame::{encode_frame, ClientError, FrameHandle, FrameServer, HandlerError, Router};
+use herd::frame::{encode_frame, ClientError, FrameHandle, FrameService, HandlerError, Router};
 use herd::proto::frame::{ErrorCode, ErrorPayload, Flags, ERROR_ID, PING_ID, PONG_ID};
 use herd::{AcceptMode, Balance, CloseReason, Server};
 use herd_testkit::*;
@@ -78,13 +78,13 @@ fn router(
             Ok(Some(subs.len().to_string().into_bytes()))
         })
         .route_raw(WHOAMI, |cx, _| {
-            Ok(Some(cx.conn_id().loop_index().to_string().into_bytes()))
+            Ok(Some(cx.id().loop_index().to_string().into_bytes()))
         })
         .on_close(move |s, info| closed.lock().unwrap().push((s.calls, info.reason)))
 }
 
 struct Fixture {
-    frames: FrameServer<Session>,
+    frames: FrameService<Session>,
     server: herd::ServerHandle,
     closed: Arc<Mutex<Vec<(u64, CloseReason)>>>,
     subscribers: Arc<Mutex<Vec<FrameHandle>>>,
@@ -93,7 +93,7 @@ struct Fixture {
 fn fixture(loops: usize, max_frame: u32) -> Fixture {
     let closed = Arc::default();
     let subscribers = Arc::default();
-    let frames = FrameServer::new(router(Arc::clone(&closed), Arc::clone(&subscribers)))
+    let frames = FrameService::new(router(Arc::clone(&closed), Arc::clone(&subscribers)))
         .max_frame(max_frame);
     let server = start(&frames, loops);
     Fixture {
@@ -223,7 +223,7 @@ fn pushes_and_replies_arrive_in_order_and_the_client_sorts_them() {
 #[test]
 fn a_broadcast_reaches_subscribers_on_every_loop() {
     let subscribers: Arc<Mutex<Vec<FrameHandle>>> = Arc::default();
-    let frames = FrameServer::new(router(Arc::default(), Arc::clone(&subscribers)));
+    let frames = FrameService::new(router(Arc::default(), Arc::clone(&subscribers)));
     let f = frames.clone();
     // The acceptor hands connections to the two loops in turn.
     let server = Server::new()
@@ -231,7 +231,7 @@ fn a_broadcast_reaches_subscribers_on_every_loop() {
         .unwrap()
         .loops(2)
         .accept_mode(AcceptMode::Acceptor(Balance::RoundRobin))
-        .serve(move || f.handler())
+        .serve(move || f.protocol())
         .unwrap();
     let mut members: Vec<_> = (0..4).map(|_| client(server.local_addr())).collect();
     let mut loops = Vec::new();

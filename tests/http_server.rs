@@ -408,7 +408,7 @@ fn access_log_sees_every_exchange() {
     let log: Arc<Mutex<Vec<Entry>>> = Arc::default();
     let l = log.clone();
     let service = HttpService::new(router()).access_log(move |e| {
-        assert!(e.peer.ip().is_loopback());
+        assert!(e.peer_addr.ip().is_loopback());
         l.lock()
             .unwrap()
             .push((e.method.into(), e.path.into(), e.status, e.bytes));

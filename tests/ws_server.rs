@@ -10,7 +10,7 @@ use std::time::Duration;
 use herd::clock::FakeClock;
 use herd::http::{Body, HttpService, Response, Router, StatusCode};
 use herd::proto::ws::Opcode;
-use herd::ws::{Room, WsCx, WsHandler, WsOptions, WsRequest, WsService};
+use herd::ws::{Room, WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd::{Server, ServerHandle};
 use ws_support::{send_request, upgrade_request, Client, Got};
 
@@ -37,7 +37,7 @@ impl WsHandler for Probe {
         Ok(())
     }
 
-    fn on_open(&mut self, cx: &mut WsCx<'_, Self>, req: &WsRequest) -> Option<St> {
+    fn on_open(&mut self, cx: &mut WsConn<'_, Self>, req: &WsRequest) -> Option<St> {
         if req.path() == "/room" {
             self.room.join(cx.handle());
         }
@@ -46,7 +46,7 @@ impl WsHandler for Probe {
         })
     }
 
-    fn on_text(&mut self, cx: &mut WsCx<'_, Self>, st: &mut St, text: &str) {
+    fn on_text(&mut self, cx: &mut WsConn<'_, Self>, st: &mut St, text: &str) {
         match text {
             "bye" => cx.close(4000, "bye"),
             "proto" => {
@@ -62,11 +62,11 @@ impl WsHandler for Probe {
         }
     }
 
-    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut St, data: &[u8]) {
+    fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut St, data: &[u8]) {
         cx.send_binary(data);
     }
 
-    fn on_close(&mut self, cx: &mut WsCx<'_, Self>, _st: St, code: u16, reason: &str) {
+    fn on_close(&mut self, cx: &mut WsConn<'_, Self>, _st: St, code: u16, reason: &str) {
         self.room.leave(cx.id());
         self.closes.lock().unwrap().push((code, reason.to_owned()));
     }

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut dec = FrameDecoder::new(1 << 16);
     let mut rest = data;
-    while let Ok(Some((_frame, used))) = dec.decode(rest) {
+    while let Ok((used, Some(_frame))) = dec.decode(rest) {
         assert!(used > 0 && used <= rest.len());
         rest = &rest[used..];
     }

@@ -1,7 +1,7 @@
 //! Fuzz the HTTP/1.1 request decoder, feeding the input in two pieces.
 #![no_main]
 #![forbid(unsafe_code)]
-use herd_proto::http1::{Decoded, Limits, RequestDecoder};
+use herd_proto::http1::{Limits, RequestDecoder};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,8 +15,8 @@ fuzz_target!(|data: &[u8]| {
         held.extend_from_slice(piece);
         loop {
             match dec.decode(&held) {
-                Ok((Decoded::NeedMore, 0)) => break,
-                Ok((_, used)) => {
+                Ok((0, None)) => break,
+                Ok((used, _)) => {
                     assert!(used <= held.len());
                     held.drain(..used);
                 }

@@ -11,8 +11,8 @@ fuzz_target!(|data: &[u8]| {
     loop {
         let len = buf.len();
         match dec.decode(&mut buf[pos..]) {
-            Ok((None, 0)) | Err(_) => break,
-            Ok((_, used)) => {
+            Ok((0, None)) | Err(_) => break,
+            Ok((used, _)) => {
                 assert!(pos + used <= len);
                 pos += used;
             }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 
 use herd::frame::prost;
-use herd::frame::{Client, FrameServer};
+use herd::frame::{Client, FrameService};
 use herd::proto::frame::{self as wire, Flags, FrameDecoder, Header, HEADER_LEN};
 use herd::{Server, ServerHandle};
 
@@ -29,13 +29,13 @@ pub struct Sum {
 }
 
 /// Start `frames` on 127.0.0.1 with `loops` loops.
-pub fn start<U: 'static>(frames: &FrameServer<U>, loops: usize) -> ServerHandle {
+pub fn start<U: 'static>(frames: &FrameService<U>, loops: usize) -> ServerHandle {
     let f = frames.clone();
     Server::new()
         .bind("127.0.0.1:0")
         .unwrap()
         .loops(loops)
-        .serve(move || f.handler())
+        .serve(move || f.protocol())
         .unwrap()
 }
 
@@ -62,7 +62,7 @@ pub fn read_frame(s: &mut TcpStream) -> (Header, Vec<u8>) {
     s.read_exact(&mut body).expect("reading a frame body");
     let mut whole = head.to_vec();
     whole.extend_from_slice(&body);
-    assert!(FrameDecoder::default().decode(&whole).unwrap().is_some());
+    assert!(FrameDecoder::default().decode(&whole).unwrap().1.is_some());
     (header, body)
 }
 

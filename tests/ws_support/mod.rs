@@ -98,7 +98,7 @@ impl Client {
     pub fn recv(&mut self) -> Option<Got> {
         loop {
             if !self.buf.is_empty() {
-                let (msg, used) = self
+                let (used, msg) = self
                     .dec
                     .decode(&mut self.buf)
                     .expect("server broke the protocol");

@@ -10,13 +10,20 @@
 //! - A handler decodes with a per-connection [`codec`] and sees each connection through
 //!   [`Conn`] (send, close, timers) and the loop through [`LoopCx`]; other threads use a
 //!   [`Handle`], whose commands go through the loop's queue with one coalesced wake-up.
+//! - [`http`], [`frame`] and [`ws`] run herd-proto's codecs as handlers, and name their parts
+//!   alike: `XService` is what a user configures ([`http::HttpService`],
+//!   [`frame::FrameService`], [`ws::WsService`]); `XProtocol` is the per-loop [`Handler`] it
+//!   makes ([`http::HttpProtocol`], [`frame::FrameProtocol`], [`ws::WsProtocol`]); `XConn` is
+//!   the connection a callback sees ([`frame::FrameConn`], [`ws::WsConn`]; HTTP routes see only
+//!   the request); `XConnState` is the per-connection state; `XHandler` is a trait the user
+//!   implements ([`ws::WsHandler`]).
 //! - The private `sys` module holds everything OS-specific, and is the only module with
 //!   `unsafe`: the crate is `#![deny(unsafe_code)]` with the lint allowed on `sys` alone, so
 //!   the compiler rejects `unsafe` anywhere else. [`os`] re-exports the two helpers of it that
 //!   other crates need.
 //!
-//! What this crate does not do: parse application protocols (that is `herd-proto`, sans-IO),
-//! read config files or manage processes (that is the `herd` server).
+//! What this crate does not do: parse protocol bytes (that is `herd-proto`, sans-IO), read
+//! config files or manage processes (that is the `herd` server).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

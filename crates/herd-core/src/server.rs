@@ -116,9 +116,10 @@ impl Default for Options {
     }
 }
 
-/// State shared by the loops and the acceptor: options and connection counts (touched on
-/// accept and close only, never per message).
-pub(crate) struct Shared {
+/// What every thread of one [`Server`] (its loops and the acceptor) shares: the options, and
+/// the open-connection counts that enforce the `max_connections*` limits (touched on accept
+/// and close only, never per message).
+pub(crate) struct ServerShared {
     pub(crate) opts: Options,
     open_total: AtomicUsize,
     open_per_loop: Vec<AtomicUsize>,
@@ -127,7 +128,7 @@ pub(crate) struct Shared {
     acceptor_fd_exhausted: AtomicU64,
 }
 
-impl Shared {
+impl ServerShared {
     /// Count a new connection from `ip` on loop `i` if limits allow; false means refuse it.
     /// Touched once per accept and once per close, never per message.
     pub(crate) fn try_admit(&self, i: usize, ip: IpAddr) -> bool {
@@ -377,7 +378,7 @@ impl Server {
                 }
             }
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerShared {
             open_total: AtomicUsize::new(0),
             open_per_loop: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             per_ip: Mutex::new(HashMap::new()),
@@ -456,7 +457,7 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<LoopReport>>,
     acceptor: Option<Acceptor>,
     local_addrs: Vec<SocketAddr>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
 }
 
 impl ServerHandle {
@@ -577,7 +578,7 @@ impl Acceptor {
         listeners: Vec<std::net::TcpListener>,
         balance: Balance,
         inboxes: Vec<Arc<Inbox>>,
-        shared: Arc<Shared>,
+        shared: Arc<ServerShared>,
     ) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -608,7 +609,7 @@ fn accept_thread(
     listeners: Vec<TcpListener>,
     balance: Balance,
     inboxes: Vec<Arc<Inbox>>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
     stop: Arc<AtomicBool>,
 ) {
     let mut events = Events::with_capacity(64);

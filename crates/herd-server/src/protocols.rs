@@ -11,11 +11,11 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use herd_core::frame::{FloodLimits, FrameServer, HandlerError};
+use herd_core::frame::{FloodLimits, FrameService, HandlerError};
 use herd_core::http::{
     header, Body, HeaderValue, HttpOptions, HttpService, Limits, Response, Router, StaticDir,
 };
-use herd_core::ws::{WsCx, WsHandler, WsOptions, WsRequest, WsService};
+use herd_core::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd_core::{Options, Server, ServerHandle};
 
 use crate::config::{Config, ListenerConfig, Protocol};
@@ -45,15 +45,15 @@ pub struct WsEcho;
 impl WsHandler for WsEcho {
     type State = ();
 
-    fn on_open(&mut self, _cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+    fn on_open(&mut self, _cx: &mut WsConn<'_, Self>, _req: &WsRequest) -> Option<()> {
         Some(())
     }
 
-    fn on_text(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), text: &str) {
+    fn on_text(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), text: &str) {
         cx.send_text(text);
     }
 
-    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), data: &[u8]) {
+    fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), data: &[u8]) {
         cx.send_binary(data);
     }
 }
@@ -131,8 +131,8 @@ pub fn start(
             }
         }
         Protocol::Frame => {
-            let frames = frame_server(l, cx);
-            server.serve(move || frames.handler())
+            let frames = frame_service(l, cx);
+            server.serve(move || frames.protocol())
         }
         Protocol::Ws => WsService::new(|| WsEcho)
             .options(ws_options(l))
@@ -167,7 +167,7 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
         service = service.access_log(move |e| {
             logs.access(&format!(
                 "{} - - [{}] \"{} {}\" {} {} {}ms {}",
-                e.peer.ip(),
+                e.peer_addr.ip(),
                 crate::logging::timestamp(std::time::SystemTime::now()),
                 e.method,
                 e.path,
@@ -218,7 +218,7 @@ pub mod frame_ids {
 }
 
 /// The frame demo service: echo, status and a worker-pool route, with the listener's limits.
-pub fn frame_server(l: &ListenerConfig, cx: &Context) -> FrameServer {
+pub fn frame_service(l: &ListenerConfig, cx: &Context) -> FrameService {
     let status = cx.status.clone();
     let router = herd_core::frame::Router::new()
         .route_raw(frame_ids::ECHO, |_cx, body| Ok(Some(body.to_vec())))
@@ -230,7 +230,7 @@ pub fn frame_server(l: &ListenerConfig, cx: &Context) -> FrameServer {
                 .map(|s| s.to_uppercase().into_bytes())
                 .map_err(|_| HandlerError::new("body is not UTF-8"))
         });
-    let mut frames = FrameServer::new(router);
+    let mut frames = FrameService::new(router);
     if let Some(max) = l.max_frame {
         frames = frames.max_frame(u32::try_from(max).unwrap_or(u32::MAX));
     }

@@ -39,7 +39,7 @@ use crate::conn::{Conn, ConnId, Connection, Core, Flushed, LoopCx, Slot, TimerKi
 use crate::handler::Handler;
 use crate::inbox::{Cmd, Inbox};
 use crate::reason::CloseReason;
-use crate::server::Shared;
+use crate::server::ServerShared;
 use crate::stats::Stats;
 use crate::timer::TimerId;
 
@@ -70,7 +70,7 @@ pub(crate) struct EventLoop<H: Handler> {
     accept_paused: bool,
     emfile_logged: bool,
     next_gen: u32,
-    shared: Arc<Shared>,
+    shared: Arc<ServerShared>,
     clock: SharedClock,
     /// A graceful stop is under way (listeners closed, idle connections being closed).
     stopping: bool,
@@ -120,7 +120,7 @@ impl<H: Handler> EventLoop<H> {
         poll: Poll,
         inbox: Arc<Inbox>,
         listeners: Vec<TcpListener>,
-        shared: Arc<Shared>,
+        shared: Arc<ServerShared>,
         clock: SharedClock,
     ) -> io::Result<Self> {
         let now = clock.now_ms();

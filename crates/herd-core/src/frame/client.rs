@@ -313,7 +313,7 @@ impl Client {
     fn read_frame(&mut self) -> Result<OwnedFrame, ClientError> {
         loop {
             let pending = &self.buf[self.start..];
-            if let Some((frame, used)) = self.decoder.decode(pending).map_err(ClientError::Frame)? {
+            if let (used, Some(frame)) = self.decoder.decode(pending).map_err(ClientError::Frame)? {
                 let f = OwnedFrame {
                     header: frame.header,
                     body: frame.body.to_vec(),

@@ -5,8 +5,8 @@
 //! a copy. Oversized or malformed headers are refused from the header alone, before anything
 //! is buffered (see `herd_proto::frame`). The encoder appends whole frames ([`OutFrame`]) to
 //! the connection's output buffer. This module does no routing and keeps no per-connection
-//! state besides the size limit; the frame server ([`FrameServer`](super::FrameServer)) uses it,
-//! and so can any handler that wants frames without the router.
+//! state besides the size limit; the frame protocol ([`FrameProtocol`](super::FrameProtocol))
+//! uses it, and so can any handler that wants frames without the router.
 
 use herd_proto::frame::{self as wire, Flags, Frame, FrameDecoder, FrameError};
 
@@ -57,11 +57,7 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode<'a>(&mut self, src: &'a mut [u8]) -> Result<(usize, Option<Frame<'a>>), FrameError> {
-        let src: &'a [u8] = src;
-        Ok(match self.decoder.decode(src)? {
-            Some((frame, used)) => (used, Some(frame)),
-            None => (0, None),
-        })
+        self.decoder.decode(src)
     }
 }
 

@@ -5,8 +5,8 @@
 //! and no thread. A [`FloodGuard`] pairs a message bucket and a byte bucket as configured by
 //! [`FloodLimits`]. Both are plain per-connection data owned by one loop: no lock, no atomic,
 //! no allocation per message. This module only decides; closing the connection, logging and
-//! counting are done by the frame server ([`FrameServer`](super::FrameServer)), which calls
-//! [`FloodGuard::admit`] for every frame it receives.
+//! counting are done by the frame protocol ([`FrameProtocol`](super::FrameProtocol)), which
+//! calls [`FloodGuard::admit`] for every frame it receives.
 
 use std::fmt;
 

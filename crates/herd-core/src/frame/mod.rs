@@ -3,12 +3,13 @@
 //! guard and error frames; plus a small blocking [`Client`].
 //!
 //! Top to bottom:
-//! - [`FrameServer`] (in `service.rs`) holds the shared configuration and makes a
-//!   [`FrameHandler`] per loop; that handler decodes frames with [`FrameCodec`], keeps the
-//!   per-connection [`ConnState`] (user data, last-seen time, flood buckets, pending pool
+//! - [`FrameService`] (in `service.rs`) is what a user configures: it holds the shared
+//!   configuration and makes a [`FrameProtocol`] (the [`Handler`](crate::Handler)) per loop,
+//!   which decodes frames with [`FrameCodec`], keeps the
+//!   per-connection [`FrameConnState`] (user data, last-seen time, flood buckets, pending pool
 //!   jobs), answers pings, enforces the heartbeat and flood limits, and calls the [`Router`].
 //! - [`Router`] maps message ids to handlers: raw bytes, prost messages, or blocking work on
-//!   the [`WorkerPool`](crate::pool::WorkerPool); handlers reply and push through [`FrameCx`],
+//!   the [`WorkerPool`](crate::pool::WorkerPool); handlers reply and push through [`FrameConn`],
 //!   and later pushes from any thread go through a [`FrameHandle`].
 //! - [`FloodGuard`]/[`TokenBucket`] are the per-connection rate limits.
 //! - [`Client`] is a blocking client for tests, tools and benchmarks: calls, pipelined
@@ -19,11 +20,11 @@
 //! atomic to the path of a frame that is handled normally.
 //!
 //! ```no_run
-//! use herd_core::frame::{FrameServer, Router};
+//! use herd_core::frame::{FrameService, Router};
 //! use herd_core::Server;
 //!
-//! let frames = FrameServer::new(Router::new().route_raw(1, |_cx, body| Ok(Some(body.to_vec()))));
-//! let server = Server::new().bind("127.0.0.1:7000")?.serve(move || frames.handler())?;
+//! let frames = FrameService::new(Router::new().route_raw(1, |_cx, body| Ok(Some(body.to_vec()))));
+//! let server = Server::new().bind("127.0.0.1:7000")?.serve(move || frames.protocol())?;
 //!
 //! let mut client = herd_core::frame::Client::connect(server.local_addr())?;
 //! assert_eq!(client.call_raw(1, b"echo").unwrap(), b"echo");
@@ -54,7 +55,7 @@
 //!   interval; any frame, a pong included, counts as a sign of life.
 //! - Flood: token buckets per connection, refilled from the loop clock; going over closes
 //!   the connection at once ([`CloseReason::Flood`]), with one warning per peer IP per loop.
-//! - Counters of all these events: [`FrameServer::stats`].
+//! - Counters of all these events: [`FrameService::stats`].
 //!
 //! [`ErrorCode::UnknownId`]: herd_proto::frame::ErrorCode::UnknownId
 //! [`CloseReason::Decode`]: crate::CloseReason::Decode
@@ -78,7 +79,9 @@ mod service;
 pub use client::{Client, ClientError, OwnedFrame};
 pub use codec::{FrameCodec, OutFrame};
 pub use guard::{Flood, FloodGuard, FloodLimits, TokenBucket};
-pub use router::{encode_frame, encode_msg, CloseInfo, FrameCx, FrameHandle, HandlerError, Router};
-pub use service::{ConnState, FrameHandler, FrameServer, FrameStats};
+pub use router::{
+    encode_frame, encode_msg, CloseInfo, FrameConn, FrameHandle, HandlerError, Router,
+};
+pub use service::{FrameConnState, FrameProtocol, FrameService, FrameStats};
 
 pub use prost;

@@ -1,4 +1,4 @@
-//! The message-id router: [`Router`] maps message ids to handlers; [`FrameCx`] is what a
+//! The message-id router: [`Router`] maps message ids to handlers; [`FrameConn`] is what a
 //! handler sees of its connection; [`FrameHandle`] pushes frames from anywhere.
 //!
 //! Three kinds of route, all stored behind one type-erased signature so dispatch is one
@@ -11,10 +11,10 @@
 //!   comes back through the connection's [`Handle`] and the loop's queue; a full pool answers
 //!   [`ErrorCode::Busy`] at once.
 //!
-//! This module does not read sockets, time anything out or rate-limit: the frame server
-//! ([`FrameServer`](super::FrameServer)) decodes frames, applies the heartbeat and flood guard,
-//! answers pings, then calls [`Router::find`] and the route. Error frames for a failed route are
-//! written by the server from the [`HandlerError`] the route returns.
+//! This module does not read sockets, time anything out or rate-limit: each loop's
+//! [`FrameProtocol`](super::FrameProtocol) decodes frames, applies the heartbeat and flood
+//! guard, answers pings, then calls [`Router::find`] and the route. Error frames for a failed
+//! route are written by the protocol from the [`HandlerError`] the route returns.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ use bytes::Bytes;
 use herd_proto::frame::{self as wire, ErrorCode, Flags, FrameError, HEADER_LEN};
 use prost::Message;
 
-use super::service::{ConnState, FrameHandler, Shared, POOL_REPLY};
+use super::service::{FrameConnState, FrameDispatch, FrameProtocol, POOL_REPLY};
 use crate::{CloseReason, Conn, ConnId, Handle};
 
 /// Why a handler failed: an [`ErrorCode`] and a text, sent to the peer as an error frame
@@ -93,27 +93,27 @@ impl fmt::Display for HandlerError {
 pub struct CloseInfo {
     /// The connection.
     pub id: ConnId,
-    /// Its peer.
-    pub peer: SocketAddr,
+    /// Its peer's address.
+    pub peer_addr: SocketAddr,
     /// Why it closed.
     pub reason: CloseReason,
 }
 
 /// A route after type erasure: decode, run, reply (or submit to the pool).
 pub(crate) type RouteFn<U> =
-    dyn Fn(&mut FrameCx<'_, '_, U>, &[u8]) -> Result<(), HandlerError> + Send + Sync;
+    dyn Fn(&mut FrameConn<'_, '_, U>, &[u8]) -> Result<(), HandlerError> + Send + Sync;
 
 type CloseHook<U> = dyn Fn(U, CloseInfo) + Send + Sync;
 
-/// Message id → handler table, shared by every loop of a [`FrameServer`](super::FrameServer).
+/// Message id → handler table, shared by every loop of a [`FrameService`](super::FrameService).
 ///
 /// `U` is the typed per-connection user data (made with `U::default()` when a connection
-/// opens, reachable as [`FrameCx::user`], handed to the [`on_close`](Self::on_close) hook).
+/// opens, reachable as [`FrameConn::user`], handed to the [`on_close`](Self::on_close) hook).
 /// Handlers are `Fn + Send + Sync` because one router serves all loops; they run on the loop
 /// that owns the connection (blocking ones on the pool) and must not block.
 ///
 /// ```
-/// use herd_core::frame::{FrameServer, HandlerError, Router};
+/// use herd_core::frame::{FrameService, HandlerError, Router};
 ///
 /// #[derive(Clone, PartialEq, herd_core::frame::prost::Message)]
 /// #[prost(prost_path = "::herd_core::frame::prost")]
@@ -134,9 +134,9 @@ type CloseHook<U> = dyn Fn(U, CloseInfo) + Send + Sync;
 ///     .route_blocking(3, |req: Add| {
 ///         req.a.checked_mul(req.b).map(|sum| Sum { sum }).ok_or_else(|| HandlerError::new("overflow"))
 ///     })
-///     .on_close(|session, info| println!("{} made {} calls", info.peer, session.calls));
+///     .on_close(|session, info| println!("{} made {} calls", info.peer_addr, session.calls));
 /// assert!(router.find(2).is_some() && router.find(9).is_none());
-/// let server = FrameServer::new(router);
+/// let server = FrameService::new(router);
 /// # drop(server);
 /// ```
 pub struct Router<U: 'static = ()> {
@@ -182,14 +182,14 @@ impl<U: 'static> Router<U> {
 
     /// Handle `msg_id` with raw bytes: `f` gets the body (borrowed from the read buffer) and
     /// returns an optional reply body, sent with the RESPONSE flag and the request id. To avoid
-    /// the `Vec`, reply with [`FrameCx::reply`] and return `Ok(None)`.
+    /// the `Vec`, reply with [`FrameConn::reply`] and return `Ok(None)`.
     ///
     /// # Panics
     ///
     /// If `msg_id` is reserved (`0xFFF0..=0xFFFF`) or already routed.
     pub fn route_raw<F>(self, msg_id: u16, f: F) -> Self
     where
-        F: Fn(&mut FrameCx<'_, '_, U>, &[u8]) -> Result<Option<Vec<u8>>, HandlerError>
+        F: Fn(&mut FrameConn<'_, '_, U>, &[u8]) -> Result<Option<Vec<u8>>, HandlerError>
             + Send
             + Sync
             + 'static,
@@ -197,7 +197,7 @@ impl<U: 'static> Router<U> {
         self.insert(
             msg_id,
             false,
-            Box::new(move |cx: &mut FrameCx<'_, '_, U>, body: &[u8]| {
+            Box::new(move |cx: &mut FrameConn<'_, '_, U>, body: &[u8]| {
                 if let Some(reply) = f(cx, body)? {
                     cx.reply(&reply);
                 }
@@ -217,7 +217,7 @@ impl<U: 'static> Router<U> {
     where
         Req: Message + Default,
         Resp: Message,
-        F: Fn(&mut FrameCx<'_, '_, U>, Req) -> Result<Option<Resp>, HandlerError>
+        F: Fn(&mut FrameConn<'_, '_, U>, Req) -> Result<Option<Resp>, HandlerError>
             + Send
             + Sync
             + 'static,
@@ -225,7 +225,7 @@ impl<U: 'static> Router<U> {
         self.insert(
             msg_id,
             false,
-            Box::new(move |cx: &mut FrameCx<'_, '_, U>, body: &[u8]| {
+            Box::new(move |cx: &mut FrameConn<'_, '_, U>, body: &[u8]| {
                 let req = Req::decode(body).map_err(bad_body)?;
                 if let Some(resp) = f(cx, req)? {
                     cx.reply_msg(&resp);
@@ -256,7 +256,7 @@ impl<U: 'static> Router<U> {
         self.insert(
             msg_id,
             true,
-            Box::new(move |cx: &mut FrameCx<'_, '_, U>, body: &[u8]| {
+            Box::new(move |cx: &mut FrameConn<'_, '_, U>, body: &[u8]| {
                 let req = Req::decode(body).map_err(bad_body)?;
                 let f = f.clone();
                 cx.submit(move |out| {
@@ -281,7 +281,7 @@ impl<U: 'static> Router<U> {
         self.insert(
             msg_id,
             true,
-            Box::new(move |cx: &mut FrameCx<'_, '_, U>, body: &[u8]| {
+            Box::new(move |cx: &mut FrameConn<'_, '_, U>, body: &[u8]| {
                 let body = body.to_vec();
                 let f = f.clone();
                 cx.submit(move |out| {
@@ -358,15 +358,15 @@ fn bad_body(e: prost::DecodeError) -> HandlerError {
 /// write, after the event. A frame larger than the server's `max_frame` is never sent: a reply
 /// is replaced by a [`ErrorCode::TooLarge`] error for its request, a push fails with
 /// [`FrameError::TooLarge`].
-pub struct FrameCx<'a, 'c, U: 'static> {
-    pub(crate) conn: &'a mut Conn<'c, FrameHandler<U>>,
-    pub(crate) state: &'a mut ConnState<U>,
-    pub(crate) shared: &'a Shared<U>,
+pub struct FrameConn<'a, 'c, U: 'static> {
+    pub(crate) conn: &'a mut Conn<'c, FrameProtocol<U>>,
+    pub(crate) state: &'a mut FrameConnState<U>,
+    pub(crate) dispatch: &'a FrameDispatch<U>,
     pub(crate) msg_id: u16,
     pub(crate) request_id: u32,
 }
 
-impl<'a, 'c, U: 'static> FrameCx<'a, 'c, U> {
+impl<'a, 'c, U: 'static> FrameConn<'a, 'c, U> {
     /// The request's message id.
     pub fn msg_id(&self) -> u16 {
         self.msg_id
@@ -388,7 +388,7 @@ impl<'a, 'c, U: 'static> FrameCx<'a, 'c, U> {
     }
 
     /// The connection's id (loop, slot, generation).
-    pub fn conn_id(&self) -> ConnId {
+    pub fn id(&self) -> ConnId {
         self.conn.id()
     }
 
@@ -401,7 +401,7 @@ impl<'a, 'c, U: 'static> FrameCx<'a, 'c, U> {
     pub fn handle(&self) -> FrameHandle {
         FrameHandle {
             handle: self.conn.handle(),
-            max_frame: self.shared.config.max_frame,
+            max_frame: self.dispatch.config.max_frame,
         }
     }
 
@@ -483,12 +483,12 @@ impl<'a, 'c, U: 'static> FrameCx<'a, 'c, U> {
     }
 
     fn max_frame(&self) -> usize {
-        self.shared.config.max_frame as usize
+        self.dispatch.config.max_frame as usize
     }
 
     fn too_large(&self, len: usize) -> FrameError {
-        self.shared.counters.bump_oversized();
-        let max = self.shared.config.max_frame;
+        self.dispatch.counters.bump_oversized();
+        let max = self.dispatch.config.max_frame;
         FrameError::TooLarge {
             len: u32::try_from(len).unwrap_or(u32::MAX),
             max,
@@ -536,7 +536,7 @@ impl<'a, 'c, U: 'static> FrameCx<'a, 'c, U> {
     where
         J: FnOnce(&mut Vec<u8>) -> Result<(), HandlerError> + Send + 'static,
     {
-        let Some(pool) = self.shared.pool.as_ref() else {
+        let Some(pool) = self.dispatch.pool.as_ref() else {
             return Err(HandlerError::with_code(
                 ErrorCode::Internal,
                 "no worker pool configured",
@@ -545,7 +545,7 @@ impl<'a, 'c, U: 'static> FrameCx<'a, 'c, U> {
         let (msg_id, rid) = (self.msg_id, self.request_id);
         let max = self.max_frame();
         let handle = self.conn.handle();
-        let counters = self.shared.counters.clone();
+        let counters = self.dispatch.counters.clone();
         let run = move || {
             let mut out = Vec::new();
             let result = catch_unwind(AssertUnwindSafe(|| {
@@ -661,7 +661,7 @@ impl FrameHandle {
 }
 
 /// One encoded frame as [`Bytes`], for [`FrameHandle::send_encoded`] or
-/// [`FrameCx::send_encoded`].
+/// [`FrameConn::send_encoded`].
 ///
 /// ```
 /// use herd_core::frame::encode_frame;
@@ -698,7 +698,7 @@ pub fn encode_msg<M: Message>(
 mod tests {
     use super::*;
 
-    fn ok(_: &mut FrameCx<'_, '_, ()>, _: &[u8]) -> Result<Option<Vec<u8>>, HandlerError> {
+    fn ok(_: &mut FrameConn<'_, '_, ()>, _: &[u8]) -> Result<Option<Vec<u8>>, HandlerError> {
         Ok(None)
     }
 
@@ -744,7 +744,8 @@ mod tests {
             s: String,
         }
         let b = encode_msg(3, Flags::PUSH, 0, &M { s: "hi".into() }).unwrap();
-        let (f, used) = wire::FrameDecoder::default().decode(&b).unwrap().unwrap();
+        let (used, f) = wire::FrameDecoder::default().decode(&b).unwrap();
+        let f = f.unwrap();
         assert_eq!(
             (used, f.header.msg_id, f.header.flags),
             (b.len(), 3, Flags::PUSH)

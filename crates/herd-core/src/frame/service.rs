@@ -1,9 +1,9 @@
-//! [`FrameServer`]: the frame protocol on herd-core — decoding, router dispatch, errors,
+//! [`FrameService`]: the frame protocol on herd-core — decoding, router dispatch, errors,
 //! pings, heartbeat, flood guard, worker-pool replies — as a [`Handler`] per loop.
 //!
-//! `FrameServer` is the shared, `Send + Sync` configuration; [`FrameServer::handler`] makes one
-//! [`FrameHandler`] per loop (pass it to [`Server::serve`](crate::Server::serve)). Per frame, the
-//! handler updates the connection's last-seen time, charges the flood guard (if on), answers
+//! `FrameService` is the shared, `Send + Sync` configuration; [`FrameService::protocol`] makes
+//! one [`FrameProtocol`] per loop (pass it to [`Server::serve`](crate::Server::serve)). Per frame,
+//! the protocol updates the connection's last-seen time, charges the flood guard (if on), answers
 //! pings, and dispatches to the [`Router`]; a failing route becomes an error frame for its
 //! request. Exceptional events are counted in a [`FrameStats`] shared by all loops (relaxed
 //! atomics touched only on errors, floods, heartbeat closes and server pings, never for a
@@ -24,7 +24,7 @@ use herd_proto::frame::{self as wire, ErrorCode, Frame, FrameError, PING_ID, PON
 
 use super::codec::FrameCodec;
 use super::guard::{Flood, FloodGuard, FloodLimits};
-use super::router::{CloseInfo, FrameCx, Router};
+use super::router::{CloseInfo, FrameConn, Router};
 use crate::clock::millis as ms;
 use crate::pool::WorkerPool;
 use crate::{CloseReason, Conn, Handler, LoopCx, Timer};
@@ -40,24 +40,25 @@ const FLOOD_LOG_CAP: usize = 4096;
 /// Default pool when blocking routes exist and none was given: this many queued jobs.
 const DEFAULT_POOL_QUEUE: usize = 1024;
 
-/// Settings every loop shares.
+/// The frame service's settings (limit, heartbeat, pings, flood guard), copied into every loop.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Config {
+pub(crate) struct FrameConfig {
     pub(crate) max_frame: u32,
     heartbeat_ms: Option<u64>,
     ping_ms: Option<u64>,
     flood: FloodLimits,
 }
 
-/// What a loop's handler shares with the routes it calls.
-pub(crate) struct Shared<U: 'static> {
+/// What dispatching a frame needs: the router, the settings, the worker pool and the counters.
+/// Each loop's [`FrameProtocol`] owns one; the routes it calls reach it through [`FrameConn`].
+pub(crate) struct FrameDispatch<U: 'static> {
     pub(crate) router: Arc<Router<U>>,
-    pub(crate) config: Config,
+    pub(crate) config: FrameConfig,
     pub(crate) pool: Option<WorkerPool>,
     pub(crate) counters: Arc<Counters>,
 }
 
-/// Counters of exceptional events, summed over all loops; see [`FrameServer::stats`].
+/// Counters of exceptional events, summed over all loops; see [`FrameService::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FrameStats {
     /// Requests for a message id with no route (answered `UNKNOWN_ID`).
@@ -150,33 +151,33 @@ impl Counters {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use herd_core::frame::{FrameServer, Router};
+/// use herd_core::frame::{FrameService, Router};
 /// use herd_core::pool::WorkerPool;
 /// use herd_core::Server;
 ///
 /// let router = Router::new().route_raw(1, |_cx, body| Ok(Some(body.to_vec())));
-/// let frames = FrameServer::new(router)
+/// let frames = FrameService::new(router)
 ///     .max_frame(1 << 20)
 ///     .heartbeat_timeout(Duration::from_secs(60))
 ///     .flood(1_000, 1 << 20)
 ///     .pool(WorkerPool::new(4, 1024));
 /// let f2 = frames.clone();
-/// let server = Server::new().bind("127.0.0.1:7000")?.serve(move || f2.handler())?;
+/// let server = Server::new().bind("127.0.0.1:7000")?.serve(move || f2.protocol())?;
 /// server.join();
 /// println!("{:?}", frames.stats());
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct FrameServer<U: 'static = ()> {
+pub struct FrameService<U: 'static = ()> {
     router: Arc<Router<U>>,
-    config: Config,
+    config: FrameConfig,
     pool: Option<WorkerPool>,
     default_pool: Arc<OnceLock<WorkerPool>>,
     counters: Arc<Counters>,
 }
 
-impl<U: 'static> Clone for FrameServer<U> {
+impl<U: 'static> Clone for FrameService<U> {
     fn clone(&self) -> Self {
-        FrameServer {
+        FrameService {
             router: self.router.clone(),
             config: self.config,
             pool: self.pool.clone(),
@@ -186,14 +187,14 @@ impl<U: 'static> Clone for FrameServer<U> {
     }
 }
 
-impl<U: 'static> FrameServer<U> {
+impl<U: 'static> FrameService<U> {
     /// A server for `router` with a 4 MiB frame limit, no heartbeat, no server pings and no
     /// flood guard. If the router has blocking routes and no [`pool`](Self::pool) is given,
     /// one is made on first use (a thread per core, 1024 queued jobs).
-    pub fn new(router: Router<U>) -> FrameServer<U> {
-        FrameServer {
+    pub fn new(router: Router<U>) -> FrameService<U> {
+        FrameService {
             router: Arc::new(router),
-            config: Config {
+            config: FrameConfig {
                 max_frame: wire::DEFAULT_MAX_FRAME,
                 heartbeat_ms: None,
                 ping_ms: None,
@@ -246,8 +247,8 @@ impl<U: 'static> FrameServer<U> {
         self
     }
 
-    /// The handler for one loop: `Server::new().serve(move || frames.handler())`.
-    pub fn handler(&self) -> FrameHandler<U> {
+    /// The protocol handler for one loop: `Server::new().serve(move || frames.protocol())`.
+    pub fn protocol(&self) -> FrameProtocol<U> {
         let pool = match (&self.pool, self.router.has_blocking_routes()) {
             (Some(p), _) => Some(p.clone()),
             (None, true) => Some(
@@ -260,8 +261,8 @@ impl<U: 'static> FrameServer<U> {
             ),
             (None, false) => None,
         };
-        FrameHandler {
-            shared: Shared {
+        FrameProtocol {
+            dispatch: FrameDispatch {
                 router: self.router.clone(),
                 config: self.config,
                 pool,
@@ -279,7 +280,7 @@ impl<U: 'static> FrameServer<U> {
 }
 
 /// Per-connection state of the frame server: the user data and the guards' bookkeeping.
-pub struct ConnState<U> {
+pub struct FrameConnState<U> {
     pub(crate) user: U,
     last_seen: u64,
     last_ping: u64,
@@ -287,7 +288,7 @@ pub struct ConnState<U> {
     flood: Option<Box<FloodGuard>>,
 }
 
-impl<U> ConnState<U> {
+impl<U> FrameConnState<U> {
     /// The connection's user data.
     pub fn user(&mut self) -> &mut U {
         &mut self.user
@@ -299,16 +300,16 @@ impl<U> ConnState<U> {
     }
 }
 
-/// The frame server's [`Handler`] for one loop (made by [`FrameServer::handler`]).
-pub struct FrameHandler<U: 'static = ()> {
-    shared: Shared<U>,
+/// The frame protocol's [`Handler`] for one loop (made by [`FrameService::protocol`]).
+pub struct FrameProtocol<U: 'static = ()> {
+    dispatch: FrameDispatch<U>,
     flood_logged: HashSet<IpAddr>,
     next_ping_id: u32,
 }
 
-impl<U: 'static> FrameHandler<U> {
+impl<U: 'static> FrameProtocol<U> {
     fn flooded(&mut self, cx: &mut Conn<'_, Self>, kind: Flood) {
-        bump(&self.shared.counters.flood_closes);
+        bump(&self.dispatch.counters.flood_closes);
         let ip = cx.peer_addr().ip();
         if self.flood_logged.len() >= FLOOD_LOG_CAP {
             self.flood_logged.clear();
@@ -325,7 +326,7 @@ impl<U: 'static> FrameHandler<U> {
     }
 
     fn sweep_period(&self) -> Option<u64> {
-        let c = &self.shared.config;
+        let c = &self.dispatch.config;
         let quarter = |t: Option<u64>| t.map(|t| (t / 4).max(MIN_SWEEP_MS));
         match (quarter(c.heartbeat_ms), quarter(c.ping_ms)) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -334,8 +335,8 @@ impl<U: 'static> FrameHandler<U> {
     }
 
     fn sweep(&mut self, lp: &mut LoopCx<'_, Self>) {
-        let c = self.shared.config;
-        let counters = &self.shared.counters;
+        let c = self.dispatch.config;
+        let counters = &self.dispatch.counters;
         let next_ping_id = &mut self.next_ping_id;
         lp.for_each(|cx, st| {
             let now = cx.now_ms();
@@ -365,19 +366,19 @@ impl<U: 'static> FrameHandler<U> {
     }
 }
 
-impl<U: 'static> Handler for FrameHandler<U> {
-    type State = ConnState<U>;
+impl<U: 'static> Handler for FrameProtocol<U> {
+    type State = FrameConnState<U>;
     type Codec = FrameCodec;
 
     fn new_codec(&mut self) -> FrameCodec {
-        FrameCodec::new(self.shared.config.max_frame)
+        FrameCodec::new(self.dispatch.config.max_frame)
     }
 
-    fn on_open(&mut self, cx: &mut Conn<'_, Self>) -> Option<ConnState<U>> {
+    fn on_open(&mut self, cx: &mut Conn<'_, Self>) -> Option<FrameConnState<U>> {
         let now = cx.now_ms();
-        let limits = &self.shared.config.flood;
-        Some(ConnState {
-            user: self.shared.router.new_user(),
+        let limits = &self.dispatch.config.flood;
+        Some(FrameConnState {
+            user: self.dispatch.router.new_user(),
             last_seen: now,
             last_ping: now,
             pending_jobs: 0,
@@ -385,7 +386,12 @@ impl<U: 'static> Handler for FrameHandler<U> {
         })
     }
 
-    fn on_message(&mut self, cx: &mut Conn<'_, Self>, st: &mut ConnState<U>, frame: Frame<'_>) {
+    fn on_message(
+        &mut self,
+        cx: &mut Conn<'_, Self>,
+        st: &mut FrameConnState<U>,
+        frame: Frame<'_>,
+    ) {
         let now = cx.now_ms();
         st.last_seen = now;
         let h = frame.header;
@@ -402,32 +408,32 @@ impl<U: 'static> Handler for FrameHandler<U> {
             PONG_ID => return,
             _ => {}
         }
-        let shared = &self.shared;
-        let Some(route) = shared.router.find(h.msg_id) else {
+        let dispatch = &self.dispatch;
+        let Some(route) = dispatch.router.find(h.msg_id) else {
             if h.flags.is_response() || h.flags.is_error() {
-                bump(&shared.counters.ignored);
+                bump(&dispatch.counters.ignored);
                 return;
             }
-            shared.counters.count_error(ErrorCode::UnknownId);
+            dispatch.counters.count_error(ErrorCode::UnknownId);
             let text = format!("no handler for message id {}", h.msg_id);
             cx.with_output(|b| wire::encode_error(b, h.request_id, ErrorCode::UnknownId, &text));
             return;
         };
-        let mut fcx = FrameCx {
+        let mut fcx = FrameConn {
             conn: cx,
             state: st,
-            shared,
+            dispatch,
             msg_id: h.msg_id,
             request_id: h.request_id,
         };
         match catch_unwind(AssertUnwindSafe(|| route(&mut fcx, frame.body))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                shared.counters.count_error(e.code());
+                dispatch.counters.count_error(e.code());
                 cx.with_output(|b| wire::encode_error(b, h.request_id, e.code(), e.text()));
             }
             Err(panic) => {
-                shared.counters.count_error(ErrorCode::Internal);
+                dispatch.counters.count_error(ErrorCode::Internal);
                 tracing::error!(
                     "conn {} ({}): handler for message {} panicked: {}; closing",
                     cx.id(),
@@ -446,10 +452,10 @@ impl<U: 'static> Handler for FrameHandler<U> {
     fn on_decode_error(
         &mut self,
         cx: &mut Conn<'_, Self>,
-        _st: &mut ConnState<U>,
+        _st: &mut FrameConnState<U>,
         err: &FrameError,
     ) {
-        let counters = &self.shared.counters;
+        let counters = &self.dispatch.counters;
         bump(match err {
             FrameError::TooLarge { .. } => &counters.too_large,
             _ => &counters.protocol,
@@ -461,7 +467,7 @@ impl<U: 'static> Handler for FrameHandler<U> {
     fn on_notify(
         &mut self,
         cx: &mut Conn<'_, Self>,
-        st: &mut ConnState<U>,
+        st: &mut FrameConnState<U>,
         token: u64,
         data: Bytes,
     ) {
@@ -471,11 +477,11 @@ impl<U: 'static> Handler for FrameHandler<U> {
         }
     }
 
-    fn on_close(&mut self, cx: &mut Conn<'_, Self>, st: ConnState<U>, reason: CloseReason) {
-        if let Some(hook) = self.shared.router.close_hook() {
+    fn on_close(&mut self, cx: &mut Conn<'_, Self>, st: FrameConnState<U>, reason: CloseReason) {
+        if let Some(hook) = self.dispatch.router.close_hook() {
             let info = CloseInfo {
                 id: cx.id(),
-                peer: cx.peer_addr(),
+                peer_addr: cx.peer_addr(),
                 reason,
             };
             hook(st.user, info);
@@ -494,7 +500,7 @@ impl<U: 'static> Handler for FrameHandler<U> {
         }
     }
 
-    fn is_busy(&self, st: &ConnState<U>) -> bool {
+    fn is_busy(&self, st: &FrameConnState<U>) -> bool {
         st.pending_jobs > 0
     }
 }

@@ -9,7 +9,7 @@
 //! body, or whose `Content-Length` body just completed, is reported complete in the same call,
 //! since the loop never calls a decoder again on an empty buffer. It must not buffer bytes
 //! (the loop keeps the unconsumed tail), read clocks or write anything. Its only caller is
-//! the event loop on behalf of [`HttpHandler`](super::HttpHandler).
+//! the event loop on behalf of [`HttpProtocol`](super::HttpProtocol).
 
 use ::http::HeaderMap;
 use herd_proto::http1::{BodyKind, Decoded, HttpError, Limits, RequestDecoder, RequestHead};
@@ -94,7 +94,7 @@ impl HttpCodec {
     fn take_end(&mut self, rest: &[u8]) -> Result<(), HttpError> {
         self.phase = Phase::Head;
         match self.dec.decode(rest)? {
-            (Decoded::End, 0) => Ok(()),
+            (0, Some(Decoded::End)) => Ok(()),
             // Unreachable with a conforming decoder; refuse rather than lose framing.
             _ => Err(HttpError::BadRequestLine),
         }
@@ -115,12 +115,12 @@ impl Decoder for HttpCodec {
         if self.phase == Phase::Failed {
             return Ok((src.len(), None));
         }
-        let (ev, used) = match self.dec.decode(src) {
+        let (used, ev) = match self.dec.decode(src) {
             Ok(r) => r,
             Err(e) => return Ok(self.fail(src, e)),
         };
         match ev {
-            Decoded::NeedMore => {
+            None => {
                 let partial_head = self.phase == Phase::Head
                     && !self.started
                     && (used < src.len() || !self.dec.is_idle());
@@ -130,7 +130,7 @@ impl Decoder for HttpCodec {
                 }
                 Ok((used, None))
             }
-            Decoded::Head(head) => {
+            Some(Decoded::Head(head)) => {
                 self.started = false;
                 match head.body {
                     BodyKind::None => {
@@ -143,7 +143,7 @@ impl Decoder for HttpCodec {
                 }
                 Ok((used, Some(Event::Head(head))))
             }
-            Decoded::Body(data) => match self.phase {
+            Some(Decoded::Body(data)) => match self.phase {
                 Phase::Length(left) => {
                     let left = left.saturating_sub(data.len() as u64);
                     if left > 0 {
@@ -158,7 +158,7 @@ impl Decoder for HttpCodec {
                 }
                 _ => Ok((used, Some(Event::Body(data)))),
             },
-            Decoded::End => {
+            Some(Decoded::End) => {
                 self.phase = Phase::Head;
                 let trailers = self.dec.take_trailers();
                 Ok((

@@ -5,15 +5,16 @@
 //! - [`HttpService`] is what a user builds: a [`Router`], [`HttpOptions`] (limits, header and
 //!   keep-alive timeouts, requests per connection), an optional access-log hook and worker
 //!   pool. [`HttpService::serve`] starts it on a [`Server`](crate::Server); each loop gets its
-//!   own [`HttpHandler`].
-//! - [`HttpHandler`] drives one connection at a time through [`HttpCodec`] (herd-proto's
+//!   own [`HttpProtocol`], the [`Handler`](crate::Handler) that speaks HTTP.
+//! - [`HttpProtocol`] drives one connection at a time through [`HttpCodec`] (herd-proto's
 //!   strict RFC 9112 decoder), runs the matched handler (inline on the loop, or on the worker
 //!   pool with the response handed back through [`Handle::notify`](crate::Handle::notify)),
 //!   and writes responses in request order: all responses produced by one read go out in one
 //!   write, file bodies go out with `sendfile`, streamed bodies are pulled only while the
 //!   connection's output is below its high watermark.
 //! - Handlers see [`Request<Body>`] and return [`Response<Body>`] (the `http` crate's types,
-//!   re-exported here); [`Body`] is bytes, a chunk stream, or a file region.
+//!   re-exported here); [`Body`] is bytes, a chunk stream, or a file region. They get no
+//!   connection object (no `HttpConn`, unlike frames and WebSocket): the request is all.
 //! - [`StaticDir`] serves a directory (MIME, ETag/304, Range, index, no escape from the root).
 //!
 //! What this module does not do: parse bytes (that is [`herd_proto::http1`], sans-IO), read
@@ -50,7 +51,7 @@ pub use herd_proto::http1::Limits;
 pub use body::{Body, ChunkSource, Trailers};
 pub use codec::{Event, HttpCodec};
 pub use router::{Endpoint, HandlerFn, Params, Route, Router};
-pub use server::{HttpConnState, HttpHandler};
+pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
 pub use statics::StaticDir;
 
@@ -110,7 +111,7 @@ pub struct AccessEntry<'a> {
     /// clock (millisecond resolution).
     pub duration: Duration,
     /// The client's address.
-    pub peer: SocketAddr,
+    pub peer_addr: SocketAddr,
 }
 
 /// A plain-text response naming the status, e.g. `404 Not Found`.

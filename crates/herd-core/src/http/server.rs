@@ -1,6 +1,6 @@
 //! The HTTP/1.1 connection handler: requests in, handlers run, responses out in order.
 //!
-//! [`HttpHandler`] is the per-loop [`Handler`] (made by
+//! [`HttpProtocol`] is the per-loop [`Handler`] (made by
 //! [`HttpService`](super::HttpService), which holds what all loops share) and
 //! [`HttpConnState`] the per-connection state.
 //! For each decoded request the handler looks up the route and either calls it inline or
@@ -34,7 +34,7 @@ use herd_proto::http1::{
 use super::body::{ChunkSource, Kind};
 use super::codec::{Event, HttpCodec};
 use super::router::{Endpoint, HandlerFn, Route};
-use super::service::Shared;
+use super::service::HttpConfig;
 use super::{text_response, AccessEntry, Body, Trailers};
 use crate::clock::millis as ms;
 use crate::{CloseReason, Conn, Handler, LoopCx, Timer};
@@ -42,9 +42,10 @@ use crate::{CloseReason, Conn, Handler, LoopCx, Timer};
 /// The token of the per-connection timeout timer.
 const TIMEOUT_TOKEN: u64 = 0;
 
-/// The per-loop HTTP handler (made by [`HttpService::into_factory`](super::HttpService::into_factory)).
-pub struct HttpHandler {
-    shared: Arc<Shared>,
+/// The HTTP protocol's [`Handler`] for one loop (made by
+/// [`HttpService::into_factory`](super::HttpService::into_factory)).
+pub struct HttpProtocol {
+    config: Arc<HttpConfig>,
     out: Out,
 }
 
@@ -62,10 +63,10 @@ impl Out {
     }
 }
 
-impl HttpHandler {
-    pub(super) fn new(shared: Arc<Shared>) -> HttpHandler {
-        HttpHandler {
-            shared,
+impl HttpProtocol {
+    pub(super) fn new(config: Arc<HttpConfig>) -> HttpProtocol {
+        HttpProtocol {
+            config,
             out: Out {
                 date: DateCache::new(),
                 wall_offset_ms: wall_ms(),
@@ -82,7 +83,7 @@ fn wall_ms() -> u64 {
 
 /// The state of one HTTP connection.
 pub struct HttpConnState {
-    peer: SocketAddr,
+    peer_addr: SocketAddr,
     /// Requests started on this connection.
     served: u64,
     phase: Phase,
@@ -164,7 +165,7 @@ struct Streaming {
     meta: Meta,
 }
 
-impl Handler for HttpHandler {
+impl Handler for HttpProtocol {
     type State = HttpConnState;
     type Codec = HttpCodec;
 
@@ -210,10 +211,10 @@ impl Handler for HttpHandler {
 // The handler's work, generic over the `Handler` whose connection it runs on, so that a
 // protocol that starts as HTTP and upgrades (WebSocket, `crate::ws`) can run the same code
 // with its own codec and state types.
-impl HttpHandler {
+impl HttpProtocol {
     /// The request codec for a new connection.
     pub(crate) fn codec(&self) -> HttpCodec {
-        HttpCodec::new(self.shared.opts.limits.clone())
+        HttpCodec::new(self.config.opts.limits.clone())
     }
 
     /// The loop started at loop time `now_ms`.
@@ -225,7 +226,7 @@ impl HttpHandler {
     pub(crate) fn open<H: Handler>(&mut self, cx: &mut Conn<'_, H>) -> HttpConnState {
         let now = cx.now_ms();
         let mut st = HttpConnState {
-            peer: cx.peer_addr(),
+            peer_addr: cx.peer_addr(),
             served: 0,
             phase: Phase::Idle {
                 since: now,
@@ -241,7 +242,7 @@ impl HttpHandler {
             partial_since: None,
             next_token: 1,
         };
-        let at = now.saturating_add(ms(self.shared.opts.header_timeout));
+        let at = now.saturating_add(ms(self.config.opts.header_timeout));
         arm(cx, &mut st, at);
         st
     }
@@ -253,8 +254,8 @@ impl HttpHandler {
         st: &mut HttpConnState,
         ev: Event<'_>,
     ) {
-        let HttpHandler { shared, out } = self;
-        let shared: &Shared = shared;
+        let HttpProtocol { config, out } = self;
+        let config: &HttpConfig = config;
         if st.closing {
             return;
         }
@@ -264,7 +265,7 @@ impl HttpHandler {
                     Phase::Idle { since, first } => {
                         let since = if first { since } else { cx.now_ms() };
                         st.phase = Phase::Head { since };
-                        arm(cx, st, since.saturating_add(ms(shared.opts.header_timeout)));
+                        arm(cx, st, since.saturating_add(ms(config.opts.header_timeout)));
                     }
                     Phase::Active => st.partial_since = Some(cx.now_ms()),
                     Phase::Head { .. } => {}
@@ -279,14 +280,14 @@ impl HttpHandler {
                     keep_alive: head.keep_alive,
                     head: head.request.method == Method::HEAD,
                     start: cx.now_ms(),
-                    log: shared
+                    log: config
                         .access_log
                         .as_ref()
                         .map(|_| (head.request.method.clone(), head.request.uri.clone())),
                 };
                 if head.body == BodyKind::None {
                     let req = Request::from_parts(head.request, Body::empty());
-                    accept(shared, out, cx, st, req, meta);
+                    accept(config, out, cx, st, req, meta);
                 } else {
                     let cap = match head.body {
                         BodyKind::Length(n) => n.min(64 * 1024) as usize,
@@ -319,21 +320,21 @@ impl HttpHandler {
                     if let Some(t) = trailers {
                         req.extensions_mut().insert(Trailers(t));
                     }
-                    accept(shared, out, cx, st, req, inc.meta);
+                    accept(config, out, cx, st, req, inc.meta);
                 }
             }
             Event::Error(e) => {
-                tracing::warn!("http {}: bad request: {e}", st.peer);
+                tracing::warn!("http {}: bad request: {e}", st.peer_addr);
                 st.incoming = None;
                 if outstanding(st) {
                     st.pending_error = Some(e);
                 } else {
-                    refuse(shared, out, cx, st, e.status(), CloseReason::Decode);
+                    refuse(config, out, cx, st, e.status(), CloseReason::Decode);
                     return;
                 }
             }
         }
-        settle(shared, out, cx, st);
+        settle(config, out, cx, st);
     }
 
     /// A worker-pool job answered with `token`.
@@ -343,8 +344,8 @@ impl HttpHandler {
         st: &mut HttpConnState,
         token: u64,
     ) {
-        let HttpHandler { shared, out } = self;
-        let shared: &Shared = shared;
+        let HttpProtocol { config, out } = self;
+        let config: &HttpConfig = config;
         if !matches!(&st.busy, Busy::Blocking(b) if b.token == token) {
             return;
         }
@@ -354,8 +355,8 @@ impl HttpHandler {
         let Blocking { slot, meta, .. } = *job;
         let resp = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         let resp = resp.unwrap_or_else(|| text_response(StatusCode::INTERNAL_SERVER_ERROR));
-        respond(shared, out, cx, st, meta, resp);
-        settle(shared, out, cx, st);
+        respond(config, out, cx, st, meta, resp);
+        settle(config, out, cx, st);
     }
 
     /// Output crossed a watermark.
@@ -368,10 +369,10 @@ impl HttpHandler {
         if paused || !matches!(st.busy, Busy::Streaming(_)) {
             return;
         }
-        let HttpHandler { shared, out } = self;
-        let shared: &Shared = shared;
-        pump(shared, cx, st);
-        settle(shared, out, cx, st);
+        let HttpProtocol { config, out } = self;
+        let config: &HttpConfig = config;
+        pump(config, cx, st);
+        settle(config, out, cx, st);
     }
 
     /// A connection timer fired.
@@ -385,33 +386,36 @@ impl HttpHandler {
             return;
         }
         st.timer = None;
-        let HttpHandler { shared, out } = self;
-        let shared: &Shared = shared;
+        let HttpProtocol { config, out } = self;
+        let config: &HttpConfig = config;
         let now = cx.now_ms();
         match st.phase {
             Phase::Idle { since, first } => {
                 let limit = if first {
-                    shared.opts.header_timeout
+                    config.opts.header_timeout
                 } else {
-                    shared.opts.keepalive_timeout
+                    config.opts.keepalive_timeout
                 };
                 let due = since.saturating_add(ms(limit));
                 if now < due {
                     arm(cx, st, due);
                 } else if first {
-                    tracing::debug!("http {}: no request within the header timeout", st.peer);
+                    tracing::debug!(
+                        "http {}: no request within the header timeout",
+                        st.peer_addr
+                    );
                     cx.close_with(CloseReason::Timeout, false);
                 } else {
                     cx.close_with(CloseReason::Idle, false);
                 }
             }
             Phase::Head { since } => {
-                let due = since.saturating_add(ms(shared.opts.header_timeout));
+                let due = since.saturating_add(ms(config.opts.header_timeout));
                 if now < due {
                     arm(cx, st, due);
                 } else {
-                    tracing::debug!("http {}: request head timed out", st.peer);
-                    refuse(shared, out, cx, st, 408, CloseReason::Timeout);
+                    tracing::debug!("http {}: request head timed out", st.peer_addr);
+                    refuse(config, out, cx, st, 408, CloseReason::Timeout);
                 }
             }
             Phase::Active => {}
@@ -444,8 +448,8 @@ impl HttpConnState {
     }
 
     /// The peer's address.
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.peer
+    pub(crate) fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
     }
 }
 
@@ -469,7 +473,7 @@ fn outstanding(st: &HttpConnState) -> bool {
 
 /// A complete request: run it now, or queue it behind an outstanding response.
 fn accept<H: Handler>(
-    shared: &Shared,
+    config: &HttpConfig,
     out: &mut Out,
     cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
@@ -483,14 +487,14 @@ fn accept<H: Handler>(
             cx.pause_reading();
         }
     } else {
-        run(shared, out, cx, st, req, meta);
+        run(config, out, cx, st, req, meta);
     }
 }
 
 /// After an event: run queued requests while nothing is outstanding, then answer a deferred
 /// error or `100 Continue`, resume reading and go idle as appropriate.
 fn settle<H: Handler>(
-    shared: &Shared,
+    config: &HttpConfig,
     out: &mut Out,
     cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
@@ -499,7 +503,7 @@ fn settle<H: Handler>(
         let Some((req, meta)) = st.queue.pop_front() else {
             break;
         };
-        run(shared, out, cx, st, req, meta);
+        run(config, out, cx, st, req, meta);
     }
     if st.closing {
         return;
@@ -512,7 +516,7 @@ fn settle<H: Handler>(
         return;
     }
     if let Some(e) = st.pending_error.take() {
-        refuse(shared, out, cx, st, e.status(), CloseReason::Decode);
+        refuse(config, out, cx, st, e.status(), CloseReason::Decode);
         return;
     }
     if let Some(inc) = st.incoming.as_mut() {
@@ -530,7 +534,7 @@ fn settle<H: Handler>(
         if let Some(since) = st.partial_since.take() {
             // The next head is already arriving: its header timeout applies.
             st.phase = Phase::Head { since };
-            arm(cx, st, since.saturating_add(ms(shared.opts.header_timeout)));
+            arm(cx, st, since.saturating_add(ms(config.opts.header_timeout)));
         } else {
             st.phase = Phase::Idle {
                 since: now,
@@ -539,7 +543,7 @@ fn settle<H: Handler>(
             arm(
                 cx,
                 st,
-                now.saturating_add(ms(shared.opts.keepalive_timeout)),
+                now.saturating_add(ms(config.opts.keepalive_timeout)),
             );
         }
     }
@@ -547,7 +551,7 @@ fn settle<H: Handler>(
 
 /// Route and run one request.
 fn run<H: Handler>(
-    shared: &Shared,
+    config: &HttpConfig,
     out: &mut Out,
     cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
@@ -555,17 +559,17 @@ fn run<H: Handler>(
     mut meta: Meta,
 ) {
     st.served += 1;
-    if shared.opts.max_requests.is_some_and(|m| st.served >= m) {
+    if config.opts.max_requests.is_some_and(|m| st.served >= m) {
         meta.keep_alive = false;
     }
-    let resp = match shared.router.lookup(req.method(), req.uri().path()) {
+    let resp = match config.router.lookup(req.method(), req.uri().path()) {
         Route::Found { endpoint, params } => {
             if !params.is_empty() {
                 req.extensions_mut().insert(params);
             }
             match endpoint {
                 Endpoint::Inline(f) => call(f.as_ref(), req, &mut meta),
-                Endpoint::Blocking(f) => match submit(shared, cx, st, f, req) {
+                Endpoint::Blocking(f) => match submit(config, cx, st, f, req) {
                     Ok((token, slot)) => {
                         st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
                         return;
@@ -590,7 +594,7 @@ fn run<H: Handler>(
             resp
         }
     };
-    respond(shared, out, cx, st, meta, resp);
+    respond(config, out, cx, st, meta, resp);
 }
 
 /// Call an inline handler; a panic becomes a 500 that closes the connection.
@@ -611,13 +615,13 @@ type ResponseSlot = Arc<Mutex<Option<Response<Body>>>>;
 /// Hand a blocking request to the worker pool. On success returns the notify token and the
 /// slot the response will be in; when the pool is full, 503.
 fn submit<H: Handler>(
-    shared: &Shared,
+    config: &HttpConfig,
     cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     f: &Arc<HandlerFn>,
     req: Request<Body>,
 ) -> Result<(u64, ResponseSlot), StatusCode> {
-    let Some(pool) = shared.pool.as_ref() else {
+    let Some(pool) = config.pool.as_ref() else {
         return Err(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let token = st.next_token;
@@ -640,7 +644,7 @@ fn submit<H: Handler>(
 
 /// Write a response: its head, and its body as its kind and the framing require.
 fn respond<H: Handler>(
-    shared: &Shared,
+    config: &HttpConfig,
     out: &mut Out,
     cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
@@ -685,14 +689,14 @@ fn respond<H: Handler>(
                 sent: 0,
                 meta,
             }));
-            pump(shared, cx, st);
+            pump(config, cx, st);
             return;
         }
         // No body (HEAD, 204, 304, empty), and no other pairing: the length follows the kind.
         _ => 0,
     };
     finish(
-        shared,
+        config,
         cx,
         st,
         &meta,
@@ -704,7 +708,7 @@ fn respond<H: Handler>(
 
 /// Pull stream chunks into the output while it stays below the high watermark; on the end of
 /// the stream, finish the response. Continued from `on_backpressure(false)`.
-fn pump<H: Handler>(shared: &Shared, cx: &mut Conn<'_, H>, st: &mut HttpConnState) {
+fn pump<H: Handler>(config: &HttpConfig, cx: &mut Conn<'_, H>, st: &mut HttpConnState) {
     loop {
         let Busy::Streaming(stream) = &mut st.busy else {
             return;
@@ -747,7 +751,7 @@ fn pump<H: Handler>(shared: &Shared, cx: &mut Conn<'_, H>, st: &mut HttpConnStat
                 if chunked {
                     cx.with_output(encode_last_chunk);
                 }
-                finish(shared, cx, st, &meta, status, sent, keep_alive);
+                finish(config, cx, st, &meta, status, sent, keep_alive);
                 return;
             }
         }
@@ -756,7 +760,7 @@ fn pump<H: Handler>(shared: &Shared, cx: &mut Conn<'_, H>, st: &mut HttpConnStat
 
 /// A response is fully queued: log it, and close after it if it was the last.
 fn finish<H: Handler>(
-    shared: &Shared,
+    config: &HttpConfig,
     cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
     meta: &Meta,
@@ -764,7 +768,7 @@ fn finish<H: Handler>(
     bytes: u64,
     keep_alive: bool,
 ) {
-    if let (Some(log), Some((method, uri))) = (&shared.access_log, &meta.log) {
+    if let (Some(log), Some((method, uri))) = (&config.access_log, &meta.log) {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         log(&AccessEntry {
             method: method.as_str(),
@@ -772,7 +776,7 @@ fn finish<H: Handler>(
             status: status.as_u16(),
             bytes,
             duration: Duration::from_millis(cx.now_ms().saturating_sub(meta.start)),
-            peer: st.peer,
+            peer_addr: st.peer_addr,
         });
     }
     if !keep_alive {
@@ -784,7 +788,7 @@ fn finish<H: Handler>(
 
 /// Answer a request that cannot be served (decode error 4xx/5xx, 408) and close after it.
 fn refuse<H: Handler>(
-    shared: &Shared,
+    config: &HttpConfig,
     out: &mut Out,
     cx: &mut Conn<'_, H>,
     st: &mut HttpConnState,
@@ -793,7 +797,7 @@ fn refuse<H: Handler>(
 ) {
     let date = out.date(cx.now_ms());
     cx.with_output(|dst| error_response(dst, status, date));
-    if let Some(log) = &shared.access_log {
+    if let Some(log) = &config.access_log {
         let reason_len = StatusCode::from_u16(status)
             .ok()
             .and_then(|s| s.canonical_reason())
@@ -804,7 +808,7 @@ fn refuse<H: Handler>(
             status,
             bytes: (3 + 1 + reason_len + 1) as u64,
             duration: Duration::ZERO,
-            peer: st.peer,
+            peer_addr: st.peer_addr,
         });
     }
     st.closing = true;

@@ -1,6 +1,6 @@
 //! What an HTTP server is made of before it runs: [`HttpService`] (router, options, access-log
-//! hook, worker pool), and the read-only [`Shared`] part every loop's
-//! [`HttpHandler`](super::HttpHandler) points to.
+//! hook, worker pool), and the [`HttpConfig`] it freezes into, which every loop's
+//! [`HttpProtocol`](super::HttpProtocol) reads.
 //!
 //! Built once by the user (or the `herd` server from its configuration), then frozen behind an
 //! `Arc` when serving starts; nothing here changes or locks afterwards. It runs no requests
@@ -10,7 +10,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::router::Router;
-use super::server::HttpHandler;
+use super::server::HttpProtocol;
 use super::{AccessEntry, HttpOptions};
 use crate::pool::WorkerPool;
 use crate::{Server, ServerHandle};
@@ -18,8 +18,9 @@ use crate::{Server, ServerHandle};
 /// A callback receiving one [`AccessEntry`] per response.
 type AccessLogFn = dyn Fn(&AccessEntry<'_>) + Send + Sync + 'static;
 
-/// What every loop shares, read-only.
-pub(super) struct Shared {
+/// Everything an [`HttpService`] was configured with (router, options, access-log hook, pool),
+/// frozen behind an `Arc` and read by every loop.
+pub(super) struct HttpConfig {
     pub(super) router: Router,
     pub(super) opts: HttpOptions,
     pub(super) access_log: Option<Box<AccessLogFn>>,
@@ -40,20 +41,20 @@ pub(super) struct Shared {
 ///     });
 /// let service = HttpService::new(router)
 ///     .options(HttpOptions::default())
-///     .access_log(|e| eprintln!("{} {} {} {}", e.peer, e.method, e.path, e.status));
+///     .access_log(|e| eprintln!("{} {} {} {}", e.peer_addr, e.method, e.path, e.status));
 /// let server = service.serve(Server::new().bind("127.0.0.1:8080")?.loops(2))?;
 /// server.join();
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct HttpService {
-    shared: Shared,
+    config: HttpConfig,
 }
 
 impl HttpService {
     /// A service answering with `router`, default options, no access log.
     pub fn new(router: Router) -> HttpService {
         HttpService {
-            shared: Shared {
+            config: HttpConfig {
                 router,
                 opts: HttpOptions::default(),
                 access_log: None,
@@ -64,31 +65,31 @@ impl HttpService {
 
     /// Replace the options.
     pub fn options(mut self, opts: HttpOptions) -> HttpService {
-        self.shared.opts = opts;
+        self.config.opts = opts;
         self
     }
 
     /// Call `f` once per response (after it is queued) and per refused request. It runs on
     /// the event loop: hand the entry to a writer, do not block.
     pub fn access_log(mut self, f: impl Fn(&AccessEntry<'_>) + Send + Sync + 'static) -> Self {
-        self.shared.access_log = Some(Box::new(f));
+        self.config.access_log = Some(Box::new(f));
         self
     }
 
     /// Run blocking routes on `pool` (e.g. one shared with other protocols). Without one, a
     /// router with blocking routes gets a pool of 4 threads and 1024 queued jobs.
     pub fn pool(mut self, pool: WorkerPool) -> HttpService {
-        self.shared.pool = Some(pool);
+        self.config.pool = Some(pool);
         self
     }
 
     /// The handler factory for [`Server::serve`].
-    pub fn into_factory(mut self) -> impl Fn() -> HttpHandler + Send + Sync + Clone + 'static {
-        if self.shared.pool.is_none() && self.shared.router.has_blocking() {
-            self.shared.pool = Some(WorkerPool::new(4, 1024));
+    pub fn into_factory(mut self) -> impl Fn() -> HttpProtocol + Send + Sync + Clone + 'static {
+        if self.config.pool.is_none() && self.config.router.has_blocking() {
+            self.config.pool = Some(WorkerPool::new(4, 1024));
         }
-        let shared = Arc::new(self.shared);
-        move || HttpHandler::new(shared.clone())
+        let config = Arc::new(self.config);
+        move || HttpProtocol::new(config.clone())
     }
 
     /// Start serving on `server` (its listeners and options).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ::http::{Request, Response};
 
-use super::{Body, HttpHandler, HttpOptions, HttpService, Router};
+use super::{Body, HttpOptions, HttpProtocol, HttpService, Router};
 use crate::event_loop::pair::Pair;
 use crate::{CloseReason, Options};
 
@@ -16,7 +16,7 @@ fn echo(req: Request<Body>) -> Response<Body> {
     Response::new(Body::from(body))
 }
 
-fn pair_with(opts: HttpOptions) -> Pair<HttpHandler> {
+fn pair_with(opts: HttpOptions) -> Pair<HttpProtocol> {
     let router = Router::new()
         .get("/a", |_| Response::new(Body::from_static(b"first")))
         .get("/b", |_| Response::new(Body::from_static(b"second")))
@@ -25,7 +25,7 @@ fn pair_with(opts: HttpOptions) -> Pair<HttpHandler> {
     Pair::new(make(), &Options::default())
 }
 
-fn pair() -> Pair<HttpHandler> {
+fn pair() -> Pair<HttpProtocol> {
     pair_with(HttpOptions::default())
 }
 

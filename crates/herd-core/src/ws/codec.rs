@@ -1,6 +1,6 @@
 //! The WebSocket codecs on the loop side: [`WsCodec`] (herd-core's [`Decoder`] around
 //! herd-proto's sans-IO [`ws::Decoder`](herd_proto::ws::Decoder)) and [`UpgradeCodec`], the
-//! per-connection codec of a [`WsServer`](super::WsServer) that starts as HTTP/1.1 and switches
+//! per-connection codec of a [`WsProtocol`](super::WsProtocol) that starts as HTTP/1.1 and switches
 //! to WebSocket framing after the `101` response.
 //!
 //! Copies: a single-frame data message that lies whole in the bytes the loop read (the common
@@ -16,7 +16,7 @@
 //! reports itself is invalid UTF-8 in such a frame (1007, as the proto decoder would).
 //!
 //! It never writes (Pong and Close replies are the server's job), reads no clock and buffers
-//! nothing of its own. Its caller is the event loop, for [`WsServer`](super::WsServer).
+//! nothing of its own. Its caller is the event loop, for [`WsProtocol`](super::WsProtocol).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -176,13 +176,13 @@ impl Decoder for WsCodec {
                 }
             }
             Plan::Proto => match self.dec.decode(src) {
-                Ok((Some(msg), used)) => {
+                Ok((used, Some(msg))) => {
                     if matches!(msg, Message::Close(_)) {
                         self.closed = true;
                     }
                     Ok((used, Some(WsEvent::owned(msg))))
                 }
-                Ok((None, used)) => Ok((used, None)),
+                Ok((used, None)) => Ok((used, None)),
                 Err(e) => Err(self.fail(e)),
             },
         }

@@ -7,12 +7,12 @@
 //!   [`HttpService`](crate::http::HttpService) answering every request that is not an upgrade
 //!   (pages, static files) on the same port. [`WsService::serve`] starts it on a
 //!   [`Server`](crate::Server).
-//! - [`WsServer`] is the per-loop [`Handler`](crate::Handler). A connection starts as HTTP (run
+//! - [`WsProtocol`] is the per-loop [`Handler`](crate::Handler). A connection starts as HTTP (run
 //!   by the HTTP module's own code) with an [`UpgradeCodec`]; a valid upgrade request on a
 //!   WebSocket path is answered `101` and the codec switches to [`WsCodec`] in place, so bytes
 //!   the client sent right after its request are already read as frames. Invalid upgrades get
 //!   400, or 426 for a wrong version.
-//! - The handler sees each connection through [`WsCx`] (send text/binary, ping, close with a
+//! - The handler sees each connection through [`WsConn`] (send text/binary, ping, close with a
 //!   code, a [`Handle`](crate::Handle) for other threads) and gets `on_text`, `on_binary`,
 //!   `on_close(code, reason)`. Pings are answered, the close handshake is run, and protocol
 //!   errors close with their code (1002/1007/1009) by the server itself: the loop counts them as
@@ -26,19 +26,19 @@
 //! extensions (permessage-deflate is declined by not answering it), or mask server frames.
 //!
 //! ```no_run
-//! use herd_core::ws::{WsCx, WsHandler, WsRequest, WsService};
+//! use herd_core::ws::{WsConn, WsHandler, WsRequest, WsService};
 //! use herd_core::Server;
 //!
 //! struct Echo;
 //! impl WsHandler for Echo {
 //!     type State = ();
-//!     fn on_open(&mut self, _cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+//!     fn on_open(&mut self, _cx: &mut WsConn<'_, Self>, _req: &WsRequest) -> Option<()> {
 //!         Some(())
 //!     }
-//!     fn on_text(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), text: &str) {
+//!     fn on_text(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), text: &str) {
 //!         cx.send_text(text);
 //!     }
-//!     fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, _st: &mut (), data: &[u8]) {
+//!     fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), data: &[u8]) {
 //!         cx.send_binary(data);
 //!     }
 //! }
@@ -61,7 +61,7 @@ use bytes::Bytes;
 pub use broadcast::{binary_frame, text_frame, Room};
 pub use codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent, WAIT_MAX};
 pub use herd_proto::ws::close as codes;
-pub use server::{WsConnState, WsCx, WsServer, WsService};
+pub use server::{WsConn, WsConnState, WsProtocol, WsService};
 
 /// The `Handle::notify` token under which [`Room`] delivers pre-encoded frames; a handler's
 /// own notify tokens must differ from it.
@@ -125,7 +125,7 @@ pub struct WsRequest {
     /// The request's headers.
     pub headers: HeaderMap,
     /// The client's address.
-    pub peer: SocketAddr,
+    pub peer_addr: SocketAddr,
     /// The subprotocols the client offered, in its order of preference.
     pub offered_protocols: Vec<String>,
     /// The subprotocol the `101` will select (pre-set from [`WsOptions::protocols`]).
@@ -170,30 +170,30 @@ pub trait WsHandler: Sized + 'static {
 
     /// The `101` has been queued: the connection is a WebSocket now. Sends made here follow
     /// the `101`. Return `None` to close it (1008).
-    fn on_open(&mut self, cx: &mut WsCx<'_, Self>, req: &WsRequest) -> Option<Self::State>;
+    fn on_open(&mut self, cx: &mut WsConn<'_, Self>, req: &WsRequest) -> Option<Self::State>;
 
     /// A text message arrived.
-    fn on_text(&mut self, cx: &mut WsCx<'_, Self>, st: &mut Self::State, text: &str) {
+    fn on_text(&mut self, cx: &mut WsConn<'_, Self>, st: &mut Self::State, text: &str) {
         let _ = (cx, st, text);
     }
 
     /// A binary message arrived.
-    fn on_binary(&mut self, cx: &mut WsCx<'_, Self>, st: &mut Self::State, data: &[u8]) {
+    fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, st: &mut Self::State, data: &[u8]) {
         let _ = (cx, st, data);
     }
 
-    /// A Pong arrived (the answer to a heartbeat ping or to [`WsCx::ping`]).
-    fn on_pong(&mut self, cx: &mut WsCx<'_, Self>, st: &mut Self::State, data: &[u8]) {
+    /// A Pong arrived (the answer to a heartbeat ping or to [`WsConn::ping`]).
+    fn on_pong(&mut self, cx: &mut WsConn<'_, Self>, st: &mut Self::State, data: &[u8]) {
         let _ = (cx, st, data);
     }
 
     /// The connection closed. Sends are dropped from here on.
-    fn on_close(&mut self, cx: &mut WsCx<'_, Self>, st: Self::State, code: u16, reason: &str) {
+    fn on_close(&mut self, cx: &mut WsConn<'_, Self>, st: Self::State, code: u16, reason: &str) {
         let _ = (cx, st, code, reason);
     }
 
-    /// A timer set with [`WsCx::run_after`] fired.
-    fn on_timer(&mut self, cx: &mut WsCx<'_, Self>, st: &mut Self::State, token: u64) {
+    /// A timer set with [`WsConn::run_after`] fired.
+    fn on_timer(&mut self, cx: &mut WsConn<'_, Self>, st: &mut Self::State, token: u64) {
         let _ = (cx, st, token);
     }
 
@@ -201,7 +201,7 @@ pub trait WsHandler: Sized + 'static {
     /// [`BROADCAST_TOKEN`]).
     fn on_notify(
         &mut self,
-        cx: &mut WsCx<'_, Self>,
+        cx: &mut WsConn<'_, Self>,
         st: &mut Self::State,
         token: u64,
         data: Bytes,
@@ -210,7 +210,7 @@ pub trait WsHandler: Sized + 'static {
     }
 
     /// Output passed the high watermark (`paused`) or drained below the low one.
-    fn on_backpressure(&mut self, cx: &mut WsCx<'_, Self>, st: &mut Self::State, paused: bool) {
+    fn on_backpressure(&mut self, cx: &mut WsConn<'_, Self>, st: &mut Self::State, paused: bool) {
         let _ = (cx, st, paused);
     }
 }

@@ -1,7 +1,7 @@
 //! The WebSocket connection handler: HTTP until the upgrade, then frames, pings, the close
 //! handshake and the heartbeat.
 //!
-//! [`WsServer`] is the per-loop [`Handler`] (made by [`WsService`]); it embeds the HTTP
+//! [`WsProtocol`] is the per-loop [`Handler`] (made by [`WsService`]); it embeds the HTTP
 //! module's per-loop handler and runs its code (generic over the connection's handler type)
 //! for every request that is not an upgrade, so pages and WebSocket share a port. On an
 //! upgrade request for one of its paths it checks the request (herd-proto's
@@ -27,7 +27,7 @@ use herd_proto::ws::{
 
 use super::codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent};
 use super::{WsHandler, WsOptions, WsRequest, BROADCAST_TOKEN};
-use crate::http::{Event, HttpConnState, HttpHandler, HttpService, Router};
+use crate::http::{Event, HttpConnState, HttpProtocol, HttpService, Router};
 use crate::{CloseReason, Conn, ConnId, Handle, Handler, LoopCx, Server, ServerHandle, Timer};
 use herd_proto::ws::close::GOING_AWAY;
 
@@ -41,13 +41,13 @@ const CLOSE_TOKEN: u64 = u64::MAX - 1;
 ///
 /// ```no_run
 /// use herd_core::http::{Body, HttpService, Response, Router};
-/// use herd_core::ws::{WsCx, WsHandler, WsRequest, WsService};
+/// use herd_core::ws::{WsConn, WsHandler, WsRequest, WsService};
 /// use herd_core::Server;
 ///
 /// struct Hello;
 /// impl WsHandler for Hello {
 ///     type State = ();
-///     fn on_open(&mut self, cx: &mut WsCx<'_, Self>, _req: &WsRequest) -> Option<()> {
+///     fn on_open(&mut self, cx: &mut WsConn<'_, Self>, _req: &WsRequest) -> Option<()> {
 ///         cx.send_text("hello");
 ///         Some(())
 ///     }
@@ -68,8 +68,8 @@ pub struct WsService<W: WsHandler> {
     http: Option<HttpService>,
 }
 
-/// What every loop shares, read-only.
-struct Shared {
+/// The service's options and upgrade paths, read by every loop.
+struct WsConfig {
     opts: WsOptions,
     /// Exact paths that upgrade; empty means every path.
     paths: Vec<String>,
@@ -106,17 +106,17 @@ impl<W: WsHandler> WsService<W> {
     }
 
     /// The handler factory for [`Server::serve`].
-    pub fn into_factory(self) -> impl Fn() -> WsServer<W> + Send + Sync + Clone + 'static {
+    pub fn into_factory(self) -> impl Fn() -> WsProtocol<W> + Send + Sync + Clone + 'static {
         let http = self
             .http
             .unwrap_or_else(|| HttpService::new(Router::new()))
             .into_factory();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(WsConfig {
             opts: self.opts,
             paths: self.paths,
         });
         let factory = self.factory;
-        move || WsServer {
+        move || WsProtocol {
             handler: factory(),
             http: http(),
             shared: shared.clone(),
@@ -130,10 +130,10 @@ impl<W: WsHandler> WsService<W> {
 }
 
 /// The per-loop handler of a [`WsService`].
-pub struct WsServer<W: WsHandler> {
+pub struct WsProtocol<W: WsHandler> {
     handler: W,
-    http: HttpHandler,
-    shared: Arc<Shared>,
+    http: HttpProtocol,
+    shared: Arc<WsConfig>,
 }
 
 /// The state of one connection: HTTP, or upgraded.
@@ -166,15 +166,15 @@ impl Link {
 }
 
 /// The connection a [`WsHandler`] callback is about. Valid only during that callback.
-pub struct WsCx<'a, W: WsHandler> {
-    conn: Conn<'a, WsServer<W>>,
+pub struct WsConn<'a, W: WsHandler> {
+    conn: Conn<'a, WsProtocol<W>>,
     link: &'a mut Link,
     opts: &'a WsOptions,
 }
 
-impl<'a, W: WsHandler> WsCx<'a, W> {
-    fn new(cx: &'a mut Conn<'_, WsServer<W>>, link: &'a mut Link, opts: &'a WsOptions) -> Self {
-        WsCx {
+impl<'a, W: WsHandler> WsConn<'a, W> {
+    fn new(cx: &'a mut Conn<'_, WsProtocol<W>>, link: &'a mut Link, opts: &'a WsOptions) -> Self {
+        WsConn {
             conn: cx.reborrow(),
             link,
             opts,
@@ -306,7 +306,7 @@ fn refuse_upgrade<H: Handler>(
     status: StatusCode,
     why: &str,
 ) {
-    tracing::debug!("ws {}: upgrade refused ({status}): {why}", hs.peer());
+    tracing::debug!("ws {}: upgrade refused ({status}): {why}", hs.peer_addr());
     let reason = status.canonical_reason().unwrap_or("");
     let body = format!("{} {reason}\n", status.as_u16());
     cx.with_output(|dst| {
@@ -324,7 +324,7 @@ fn refuse_upgrade<H: Handler>(
     cx.close_with(CloseReason::Refused, true);
 }
 
-impl<W: WsHandler> WsServer<W> {
+impl<W: WsHandler> WsProtocol<W> {
     /// Whether this request head asks for a WebSocket on one of our paths, on an idle HTTP
     /// connection (an upgrade pipelined behind unfinished requests is left to HTTP).
     fn wants(&self, head: &RequestHead, hs: &HttpConnState) -> bool {
@@ -349,7 +349,7 @@ impl<W: WsHandler> WsServer<W> {
         let up = match check_upgrade(&parts.method, parts.version, &parts.headers) {
             Ok(up) => up,
             Err(e) => {
-                tracing::debug!("ws {}: bad upgrade request: {e}", hs.peer());
+                tracing::debug!("ws {}: bad upgrade request: {e}", hs.peer_addr());
                 cx.with_output(|dst| e.encode_error_response(dst));
                 hs.detach(cx);
                 cx.close_with(CloseReason::Decode, true);
@@ -369,7 +369,7 @@ impl<W: WsHandler> WsServer<W> {
         let mut req = WsRequest {
             uri: parts.uri,
             headers: parts.headers,
-            peer: hs.peer(),
+            peer_addr: hs.peer_addr(),
             offered_protocols: up.protocols.clone(),
             protocol,
         };
@@ -403,7 +403,7 @@ impl<W: WsHandler> WsServer<W> {
         let Inner::Ws { link, user } = &mut st.inner else {
             return;
         };
-        let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+        let mut wcx = WsConn::new(cx, link, &self.shared.opts);
         match self.handler.on_open(&mut wcx, &req) {
             Some(s) => *user = Some(s),
             None => wcx.close(super::codes::POLICY_VIOLATION, "refused"),
@@ -424,13 +424,13 @@ impl<W: WsHandler> WsServer<W> {
             WsEvent::Text(text) => {
                 if let (true, Some(s)) = (link.close.can_send(), user.as_mut()) {
                     self.handler
-                        .on_text(&mut WsCx::new(cx, link, opts), s, &text);
+                        .on_text(&mut WsConn::new(cx, link, opts), s, &text);
                 }
             }
             WsEvent::Binary(data) => {
                 if let (true, Some(s)) = (link.close.can_send(), user.as_mut()) {
                     self.handler
-                        .on_binary(&mut WsCx::new(cx, link, opts), s, &data);
+                        .on_binary(&mut WsConn::new(cx, link, opts), s, &data);
                 }
             }
             WsEvent::Ping(data) => {
@@ -441,7 +441,7 @@ impl<W: WsHandler> WsServer<W> {
             WsEvent::Pong(data) => {
                 if let Some(s) = user.as_mut() {
                     self.handler
-                        .on_pong(&mut WsCx::new(cx, link, opts), s, &data);
+                        .on_pong(&mut WsConn::new(cx, link, opts), s, &data);
                 }
             }
             WsEvent::Close(payload) => {
@@ -480,7 +480,7 @@ impl<W: WsHandler> WsServer<W> {
     }
 }
 
-impl<W: WsHandler> Handler for WsServer<W> {
+impl<W: WsHandler> Handler for WsProtocol<W> {
     type State = WsConnState<W::State>;
     type Codec = UpgradeCodec;
 
@@ -538,7 +538,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
             Inner::Http(hs) => self.http.backpressure(cx, hs, paused),
             Inner::Ws { link, user } => {
                 if let Some(s) = user.as_mut() {
-                    let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+                    let mut wcx = WsConn::new(cx, link, &self.shared.opts);
                     self.handler.on_backpressure(&mut wcx, s, paused);
                 }
             }
@@ -556,7 +556,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
             }
             Inner::Ws { link, user } => {
                 if let Some(s) = user.as_mut() {
-                    let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+                    let mut wcx = WsConn::new(cx, link, &self.shared.opts);
                     self.handler.on_timer(&mut wcx, s, token);
                 }
             }
@@ -579,7 +579,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
             }
             Inner::Ws { link, user } => {
                 if let Some(s) = user.as_mut() {
-                    let mut wcx = WsCx::new(cx, link, &self.shared.opts);
+                    let mut wcx = WsConn::new(cx, link, &self.shared.opts);
                     self.handler.on_notify(&mut wcx, s, token, data);
                 }
             }
@@ -601,7 +601,7 @@ impl<W: WsHandler> Handler for WsServer<W> {
                 .code
                 .take()
                 .unwrap_or((super::codes::ABNORMAL, "".into()));
-            let mut wcx = WsCx::new(cx, &mut link, &self.shared.opts);
+            let mut wcx = WsConn::new(cx, &mut link, &self.shared.opts);
             self.handler.on_close(&mut wcx, s, code, &reason);
         }
     }

@@ -48,7 +48,7 @@ impl<'a> Frame<'a> {
 ///
 /// Call [`FrameDecoder::decode`] on the unconsumed bytes each time more arrive (typically
 /// straight on the loop's scratch read buffer), and again after every frame it returns, until
-/// it answers `Ok(None)`; then keep only the unconsumed tail — at most one incomplete frame —
+/// it answers `Ok((0, None))`; then keep only the unconsumed tail — at most one incomplete frame —
 /// and call [`FrameDecoder::needed`] to size the buffer for it once. After an error the stream
 /// has no recoverable frame boundary: send an error frame if desired and close.
 ///
@@ -63,10 +63,11 @@ impl<'a> Frame<'a> {
 ///
 /// let mut decoder = FrameDecoder::new(1024);
 /// // Only part of the frame has arrived: need more, and we now know how much in total.
-/// assert_eq!(decoder.decode(&wire[..5]), Ok(None));
+/// assert_eq!(decoder.decode(&wire[..5]), Ok((0, None)));
 /// assert_eq!(decoder.needed(&wire[..5]), HEADER_LEN + 7);
 ///
-/// let (frame, consumed) = decoder.decode(&wire).unwrap().unwrap();
+/// let (consumed, frame) = decoder.decode(&wire).unwrap();
+/// let frame = frame.unwrap();
 /// assert_eq!((frame.header.msg_id, frame.header.request_id, frame.body), (7, 99, &b"payload"[..]));
 /// assert_eq!(consumed, wire.len());
 ///
@@ -95,15 +96,16 @@ impl FrameDecoder {
 
     /// Decodes the frame at the start of `src`.
     ///
-    /// Returns `Ok(Some((frame, consumed)))` with the first complete frame and the number of
-    /// bytes it took (`consumed <= src.len()`; the next frame starts at `src[consumed..]`), or
-    /// `Ok(None)` if `src` holds only part of a frame. Errors are reported as soon as the
+    /// Returns `Ok((consumed, Some(frame)))` with the number of bytes the first complete frame
+    /// took (`consumed <= src.len()`; the next frame starts at `src[consumed..]`) and the frame,
+    /// or `Ok((0, None))` if `src` holds only part of a frame: the shape of herd-core's
+    /// `codec::Decoder`. Errors are reported as soon as the
     /// bytes that prove them are present, without waiting for the rest:
     /// [`FrameError::TooLarge`] from the first 4 bytes, [`FrameError::ReservedFlags`] from the
     /// first 8.
-    pub fn decode<'a>(&mut self, src: &'a [u8]) -> Result<Option<(Frame<'a>, usize)>, FrameError> {
+    pub fn decode<'a>(&mut self, src: &'a [u8]) -> Result<(usize, Option<Frame<'a>>), FrameError> {
         let Some(len) = wire::peek_len(src) else {
-            return Ok(None);
+            return Ok((0, None));
         };
         let total = self.checked_frame_len(len)?;
         if let Some(flags) = wire::peek_flags(src) {
@@ -112,17 +114,17 @@ impl FrameDecoder {
             }
         }
         if src.len() < total {
-            return Ok(None);
+            return Ok((0, None));
         }
         let header = Header::parse(src)?;
         let body = &src[HEADER_LEN..total];
-        Ok(Some((Frame { header, body }, total)))
+        Ok((total, Some(Frame { header, body })))
     }
 
     /// Total bytes (header plus body) the frame at the start of `src` occupies.
     ///
     /// [`HEADER_LEN`] until the 4-byte length field is present, then `HEADER_LEN + len`. Call
-    /// it after [`FrameDecoder::decode`] answered `Ok(None)` to reserve room for the whole
+    /// it after [`FrameDecoder::decode`] answered `Ok((0, None))` to reserve room for the whole
     /// frame at once. It never exceeds `max_frame + HEADER_LEN`: for a length that `decode`
     /// refuses it answers [`HEADER_LEN`].
     pub fn needed(&self, src: &[u8]) -> usize {
@@ -204,7 +206,7 @@ pub fn encode(
 /// })
 /// .unwrap();
 ///
-/// let (frame, _) = FrameDecoder::default().decode(&out[18..]).unwrap().unwrap();
+/// let frame = FrameDecoder::default().decode(&out[18..]).unwrap().1.unwrap();
 /// assert_eq!(frame.body, b"built in place");
 /// assert!(frame.header.flags.is_push());
 /// ```
@@ -253,7 +255,7 @@ pub fn encode_with<F: FnOnce(&mut Vec<u8>)>(
 ///
 /// let mut out = Vec::new();
 /// encode_error(&mut out, 3, ErrorCode::Busy, "try later").unwrap();
-/// let (frame, _) = FrameDecoder::default().decode(&out).unwrap().unwrap();
+/// let frame = FrameDecoder::default().decode(&out).unwrap().1.unwrap();
 /// assert!(frame.is_error() && frame.header.flags.is_response());
 /// let payload = frame.error_payload().unwrap();
 /// assert_eq!((payload.code, &*payload.text), (ErrorCode::Busy, "try later"));

@@ -16,7 +16,7 @@ use super::payload::ErrorCode;
 #[non_exhaustive]
 pub enum FrameError {
     /// The buffer ends before the header or the body does (views, [`Header::parse`] and
-    /// [`ErrorPayload::parse`]; the streaming decoder answers `Ok(None)` instead).
+    /// [`ErrorPayload::parse`]; the streaming decoder answers `Ok((0, None))` instead).
     ///
     /// [`Header::parse`]: super::Header::parse
     /// [`ErrorPayload::parse`]: super::ErrorPayload::parse

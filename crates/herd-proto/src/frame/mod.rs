@@ -59,7 +59,7 @@
 //! let mut decoder = FrameDecoder::default();
 //! let mut rest = &out[..];
 //! let mut seen = Vec::new();
-//! while let Some((frame, consumed)) = decoder.decode(rest).unwrap() {
+//! while let (consumed, Some(frame)) = decoder.decode(rest).unwrap() {
 //!     seen.push((frame.header.msg_id, frame.body.to_vec()));
 //!     rest = &rest[consumed..];
 //! }

@@ -21,7 +21,7 @@ fn decode_chunked<'c>(
     for chunk in chunks {
         pending.extend_from_slice(chunk);
         let mut at = 0;
-        while let Some((frame, consumed)) = decoder.decode(&pending[at..])? {
+        while let (consumed, Some(frame)) = decoder.decode(&pending[at..])? {
             assert_eq!(consumed, HEADER_LEN + frame.body.len());
             assert_eq!(frame.header.len as usize, frame.body.len());
             frames.push((frame.header, frame.body.to_vec()));
@@ -226,7 +226,7 @@ fn every_reserved_flag_bit_is_a_protocol_error() {
         for n in 0..=HEADER_LEN {
             let got = decoder.decode(&wire[..n]);
             if n < 8 {
-                assert_eq!(got, Ok(None), "flags not yet visible in {n} bytes");
+                assert_eq!(got, Ok((0, None)), "flags not yet visible in {n} bytes");
             } else {
                 assert_eq!(got, Err(want), "flags visible in {n} bytes");
             }
@@ -243,7 +243,7 @@ fn one_gigabyte_prefix_fails_from_four_bytes_alone() {
         max: DEFAULT_MAX_FRAME,
     });
     for n in 0..4 {
-        assert_eq!(decoder.decode(&wire[..n]), Ok(None));
+        assert_eq!(decoder.decode(&wire[..n]), Ok((0, None)));
     }
     for n in 4..=HEADER_LEN {
         assert_eq!(decoder.decode(&wire[..n]), want, "prefix of {n} bytes");
@@ -260,7 +260,8 @@ fn max_frame_is_inclusive() {
     let mut decoder = FrameDecoder::new(5);
     let mut ok = Vec::new();
     encode(&mut ok, 1, Flags::EMPTY, 1, b"12345").unwrap();
-    let (frame, consumed) = decoder.decode(&ok).unwrap().unwrap();
+    let (consumed, frame) = decoder.decode(&ok).unwrap();
+    let frame = frame.unwrap();
     assert_eq!((frame.body, consumed), (&b"12345"[..], ok.len()));
 
     let mut big = Vec::new();
@@ -278,7 +279,7 @@ fn max_frame_is_inclusive() {
     let mut ping = Vec::new();
     encode_ping(&mut ping, 1);
     assert!(
-        zero.decode(&ping).unwrap().is_some(),
+        zero.decode(&ping).unwrap().1.is_some(),
         "empty bodies pass max 0"
     );
 }
@@ -297,7 +298,7 @@ fn needed_reports_the_whole_frame_once_the_length_is_known() {
     // A decoder with the largest limit copes with the largest length field.
     let mut unlimited = FrameDecoder::new(u32::MAX);
     let max_len = [0xFF, 0xFF, 0xFF, 0xFF, 0, 1, 0, 0, 0, 0, 0, 0];
-    assert_eq!(unlimited.decode(&max_len), Ok(None));
+    assert_eq!(unlimited.decode(&max_len), Ok((0, None)));
     #[cfg(target_pointer_width = "64")]
     assert_eq!(unlimited.needed(&max_len), HEADER_LEN + u32::MAX as usize);
 }
@@ -371,7 +372,7 @@ fn frame_helpers_classify_frames() {
     let mut decoder = FrameDecoder::default();
     let mut rest = &wire[..];
     let mut kinds = Vec::new();
-    while let Some((frame, consumed)) = decoder.decode(rest).unwrap() {
+    while let (consumed, Some(frame)) = decoder.decode(rest).unwrap() {
         kinds.push((frame.is_ping(), frame.is_pong(), frame.is_error()));
         if frame.is_error() {
             let payload = frame.error_payload().unwrap();
@@ -435,7 +436,8 @@ fn concatenated_frames_decode_as_they_do_alone() {
     let mut at = 0;
     for (h, _) in &want {
         let one = &wire[at..at + h.frame_len()];
-        let (frame, consumed) = decoder.decode(one).unwrap().unwrap();
+        let (consumed, frame) = decoder.decode(one).unwrap();
+        let frame = frame.unwrap();
         assert_eq!(consumed, one.len());
         alone.push((frame.header, frame.body.to_vec()));
         at += consumed;
@@ -559,7 +561,8 @@ proptest! {
             .unwrap();
         prop_assert_eq!(&via_closure, &wire);
 
-        let (frame, consumed) = FrameDecoder::default().decode(&wire).unwrap().unwrap();
+        let (consumed, frame) = FrameDecoder::default().decode(&wire).unwrap();
+        let frame = frame.unwrap();
         let want = header(body.len() as u32, msg_id, flags, request_id);
         prop_assert_eq!(frame.header, want);
         prop_assert_eq!(frame.body, &body[..]);
@@ -598,7 +601,7 @@ proptest! {
     fn error_frames_round_trip(code in any::<u16>(), text in ".{0,40}", request_id in any::<u32>()) {
         let mut wire = Vec::new();
         encode_error(&mut wire, request_id, ErrorCode::from_u16(code), &text).unwrap();
-        let (frame, _) = FrameDecoder::default().decode(&wire).unwrap().unwrap();
+        let frame = FrameDecoder::default().decode(&wire).unwrap().1.unwrap();
         prop_assert!(frame.is_error() && frame.header.flags.is_response());
         prop_assert_eq!(frame.header.msg_id, ERROR_ID);
         prop_assert_eq!(frame.header.request_id, request_id);
@@ -622,14 +625,14 @@ proptest! {
             prop_assert!(needed >= HEADER_LEN);
             prop_assert!(needed as u64 <= max_frame as u64 + HEADER_LEN as u64);
             match decoder.decode(rest) {
-                Ok(Some((frame, consumed))) => {
+                Ok((consumed, Some(frame))) => {
                     prop_assert!(consumed <= rest.len());
                     prop_assert_eq!(consumed, HEADER_LEN + frame.body.len());
                     prop_assert_eq!(consumed, needed);
                     prop_assert!(frame.header.len <= max_frame);
                     rest = &rest[consumed..];
                 }
-                Ok(None) => {
+                Ok((_, None)) => {
                     prop_assert!(rest.len() < needed, "need more bytes only if short");
                     break;
                 }

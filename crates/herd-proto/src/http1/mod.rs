@@ -23,12 +23,12 @@
 //! let mut at = 0;
 //! let mut paths = Vec::new();
 //! loop {
-//!     let (event, used) = dec.decode(&buf[at..]).unwrap();
+//!     let (used, event) = dec.decode(&buf[at..]).unwrap();
 //!     at += used;
 //!     match event {
-//!         Decoded::Head(head) => paths.push(head.request.uri.path().to_owned()),
-//!         Decoded::Body(_) | Decoded::End => {}
-//!         Decoded::NeedMore => break,
+//!         Some(Decoded::Head(head)) => paths.push(head.request.uri.path().to_owned()),
+//!         Some(Decoded::Body(_) | Decoded::End) => {}
+//!         None => break,
 //!     }
 //! }
 //! assert_eq!(paths, ["/a", "/b"]);

@@ -18,13 +18,14 @@ use super::{HttpError, Limits};
 /// Header slots kept on the stack while httparse tokenizes; larger heads use a heap buffer.
 const STACK_HEADERS: usize = 32;
 
-/// What one call to [`RequestDecoder::decode`] found.
+/// What one call to [`RequestDecoder::decode`] found, when it found something (`None` in its
+/// place means nothing more is complete: keep the unconsumed bytes and call again once more
+/// have arrived).
 // The head is large, but boxing it would cost an allocation per request; it is moved once.
+// `Option<Decoded>` is no larger than `Decoded`: `None` takes a spare discriminant value.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decoded<'a> {
-    /// Nothing more is complete: keep the unconsumed bytes and call again once more have arrived.
-    NeedMore,
     /// A complete request head; its body (if any, see [`RequestHead::body`]) follows.
     Head(RequestHead),
     /// A piece of the body (de-chunked), borrowed from the caller's buffer. Never empty.
@@ -78,20 +79,21 @@ enum State {
 /// Decodes a stream of pipelined HTTP/1.1 requests.
 ///
 /// Feed it the bytes read from the connection with [`decode`](Self::decode); advance the buffer
-/// by the returned count after every call, whatever the event; call again until
-/// [`Decoded::NeedMore`]. After an error the decoder is poisoned and returns the same error.
+/// by the returned count after every call, whatever the event; call again until it returns no
+/// event (`None`). After an error the decoder is poisoned and returns the same error.
 ///
 /// ```
 /// use herd_proto::http1::{BodyKind, Decoded, RequestDecoder};
 ///
 /// let mut dec = RequestDecoder::default();
 /// let req = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
-/// let (ev, n) = dec.decode(req).unwrap();
-/// let Decoded::Head(head) = ev else { panic!() };
+/// let (n, ev) = dec.decode(req).unwrap();
+/// let Some(Decoded::Head(head)) = ev else { panic!() };
 /// assert_eq!(head.body, BodyKind::Length(5));
-/// let (ev, m) = dec.decode(&req[n..]).unwrap();
-/// assert!(matches!(ev, Decoded::Body(b"hello")));
-/// assert!(matches!(dec.decode(&req[n + m..]).unwrap(), (Decoded::End, 0)));
+/// let (m, ev) = dec.decode(&req[n..]).unwrap();
+/// assert!(matches!(ev, Some(Decoded::Body(b"hello"))));
+/// assert!(matches!(dec.decode(&req[n + m..]).unwrap(), (0, Some(Decoded::End))));
+/// assert!(matches!(dec.decode(&req[n + m..]).unwrap(), (0, None)));
 /// ```
 #[derive(Debug)]
 pub struct RequestDecoder {
@@ -152,13 +154,15 @@ impl RequestDecoder {
 
     /// Decodes from `src`, the bytes the caller holds that no earlier call consumed.
     ///
-    /// Call it whenever bytes arrive and again after every event until it returns
-    /// [`Decoded::NeedMore`]. Returns the event and how many bytes of `src` it consumed; drop
-    /// exactly that many from the front of the buffer (body pieces borrow from the consumed
-    /// part). After `NeedMore`, present the unconsumed bytes again followed by new ones: the
-    /// decoder remembers how far it scanned them. `End` is returned without consuming bytes
-    /// once a body is complete, so it can arrive with an empty `src`.
-    pub fn decode<'a>(&mut self, src: &'a [u8]) -> Result<(Decoded<'a>, usize), HttpError> {
+    /// Call it whenever bytes arrive and again after every event until it returns no event.
+    /// Returns how many bytes of `src` it consumed and the event, if one is complete (the shape
+    /// of herd-core's `codec::Decoder`); drop exactly that many bytes from the front of the
+    /// buffer (body pieces borrow from the consumed part). `(n, None)` means nothing more is
+    /// complete; `n` may be above 0 (empty lines or a chunk-size line were consumed). Then
+    /// present the unconsumed bytes again followed by new ones: the decoder remembers how far
+    /// it scanned them. `End` is returned without consuming bytes once a body is complete, so
+    /// it can arrive with an empty `src`.
+    pub fn decode<'a>(&mut self, src: &'a [u8]) -> Result<(usize, Option<Decoded<'a>>), HttpError> {
         let result = self.step(src);
         if let Err(e) = result {
             self.state = State::Failed(e);
@@ -166,7 +170,7 @@ impl RequestDecoder {
         result
     }
 
-    fn step<'a>(&mut self, src: &'a [u8]) -> Result<(Decoded<'a>, usize), HttpError> {
+    fn step<'a>(&mut self, src: &'a [u8]) -> Result<(usize, Option<Decoded<'a>>), HttpError> {
         let mut at = 0;
         loop {
             let rest = &src[at..];
@@ -175,7 +179,7 @@ impl RequestDecoder {
                 State::Head => {
                     if self.scan.is_fresh() {
                         match self.skip_empty_lines(rest)? {
-                            0 if rest == b"\r" => return Ok((Decoded::NeedMore, at)),
+                            0 if rest == b"\r" => return Ok((at, None)),
                             0 => {}
                             skipped => {
                                 at += skipped;
@@ -184,21 +188,21 @@ impl RequestDecoder {
                         }
                     }
                     return match self.scan.scan(rest, &self.head_rules())? {
-                        Scanned::Partial => Ok((Decoded::NeedMore, at)),
+                        Scanned::Partial => Ok((at, None)),
                         Scanned::Complete { len, lines } => {
                             let head = parse_head(&rest[..len], lines, &self.limits)?;
                             self.begin_body(head.body);
-                            Ok((Decoded::Head(head), at + len))
+                            Ok((at + len, Some(Decoded::Head(head))))
                         }
                     };
                 }
                 State::End => {
                     self.state = State::Head;
-                    return Ok((Decoded::End, at));
+                    return Ok((at, Some(Decoded::End)));
                 }
                 State::Length(left) | State::ChunkData(left) => {
                     if rest.is_empty() {
-                        return Ok((Decoded::NeedMore, at));
+                        return Ok((at, None));
                     }
                     let n = left.min(rest.len() as u64);
                     let left = left - n;
@@ -209,12 +213,12 @@ impl RequestDecoder {
                         _ => State::ChunkData(left),
                     };
                     let n = n as usize;
-                    return Ok((Decoded::Body(&rest[..n]), at + n));
+                    return Ok((at + n, Some(Decoded::Body(&rest[..n]))));
                 }
                 State::ChunkSize => {
                     let max = self.limits.max_chunk_line;
                     match chunked::scan_chunk_line(rest, &mut self.line_pos, max)? {
-                        ChunkLine::Partial => return Ok((Decoded::NeedMore, at)),
+                        ChunkLine::Partial => return Ok((at, None)),
                         ChunkLine::Size { size, len } => {
                             self.chunked_total = self
                                 .chunked_total
@@ -231,7 +235,7 @@ impl RequestDecoder {
                     }
                 }
                 State::ChunkDataEnd => match rest {
-                    [] | [b'\r'] => return Ok((Decoded::NeedMore, at)),
+                    [] | [b'\r'] => return Ok((at, None)),
                     [b'\r', b'\n', ..] => {
                         self.state = State::ChunkSize;
                         at += 2;
@@ -241,13 +245,13 @@ impl RequestDecoder {
                 State::Trailers => {
                     let rules = self.trailer_rules();
                     return match self.scan.scan(rest, &rules)? {
-                        Scanned::Partial => Ok((Decoded::NeedMore, at)),
+                        Scanned::Partial => Ok((at, None)),
                         Scanned::Complete { len, lines } => {
                             if lines > 0 {
                                 self.trailers = Some(chunked::parse_trailers(&rest[..len], lines)?);
                             }
                             self.state = State::Head;
-                            Ok((Decoded::End, at + len))
+                            Ok((at + len, Some(Decoded::End)))
                         }
                     };
                 }

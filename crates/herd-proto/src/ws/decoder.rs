@@ -10,7 +10,8 @@
 //! is still arriving, are copied once into one internal buffer and returned from there when
 //! complete, so the caller never holds more than one frame header of unconsumed bytes. It does
 //! not write replies (Pong, Close): the loop does, helped by [`CloseState`](super::CloseState).
-//! Called by the loop's WebSocket connection code, by `herd-bench` (client role) and by fuzzers.
+//! Called by the loop's WebSocket connection code, by the integration tests' client (client
+//! role) and by fuzzers.
 
 use super::close::parse_close_payload;
 use super::frame::{Frame, FrameHeader, Opcode};
@@ -33,7 +34,7 @@ const OVER_MAX_MESSAGE: &str = "message over max_message";
 pub enum Role {
     /// Receives client frames: every frame must be masked.
     Server,
-    /// Receives server frames: no frame may be masked (for tests and `herd-bench`).
+    /// Receives server frames: no frame may be masked (for tests and clients).
     Client,
 }
 
@@ -114,11 +115,11 @@ enum State {
 /// encode_frame(&mut wire, true, Opcode::Continuation, "lo €".as_bytes(), key);
 ///
 /// let mut decoder = Decoder::new(Role::Server);
-/// let (msg, n1) = decoder.decode(&mut wire).unwrap();
-/// assert_eq!((msg, n1), (None, 9)); // first fragment buffered
-/// let (msg, n2) = decoder.decode(&mut wire[n1..]).unwrap();
+/// let (n1, msg) = decoder.decode(&mut wire).unwrap();
+/// assert_eq!((n1, msg), (9, None)); // first fragment buffered
+/// let (n2, msg) = decoder.decode(&mut wire[n1..]).unwrap();
 /// assert_eq!(msg, Some(Message::Ping(b"?")));
-/// let (msg, _) = decoder.decode(&mut wire[n1 + n2..]).unwrap();
+/// let (_, msg) = decoder.decode(&mut wire[n1 + n2..]).unwrap();
 /// assert_eq!(msg, Some(Message::Text("Hello €")));
 /// ```
 #[derive(Debug, Clone)]
@@ -164,9 +165,10 @@ impl Decoder {
     /// Decodes from the front of `src`, the connection's unconsumed received bytes.
     ///
     /// Call it whenever bytes arrive, then again on `src[consumed..]`, until it returns
-    /// `(None, 0)`; keep the unconsumed tail and put the next read after it. Returns the next
-    /// message, if one is complete, and how many bytes of `src` were consumed. `(None, n)`
-    /// with `n > 0` means payload was taken into the decoder's buffer. Payload bytes are
+    /// `(0, None)`; keep the unconsumed tail and put the next read after it. Returns how many
+    /// bytes of `src` were consumed and the next message, if one is complete (the shape of
+    /// herd-core's `codec::Decoder`). `(n, None)` with `n > 0` means payload was taken into the
+    /// decoder's buffer. Payload bytes are
     /// unmasked in place in `src`. A message is borrowed from `src` when its single frame lay
     /// whole in it, else from the decoder's reassembly buffer.
     ///
@@ -177,7 +179,7 @@ impl Decoder {
     pub fn decode<'a>(
         &'a mut self,
         src: &'a mut [u8],
-    ) -> Result<(Option<Message<'a>>, usize), WsError> {
+    ) -> Result<(usize, Option<Message<'a>>), WsError> {
         if self.lent {
             self.lent = false;
             self.buf.clear();
@@ -187,7 +189,7 @@ impl Decoder {
         }
         match self.state {
             State::Open => {}
-            State::Closed => return Ok((None, src.len())),
+            State::Closed => return Ok((src.len(), None)),
             State::Failed(err) => return Err(err),
         }
         let step = if self.frame.is_some() {
@@ -197,7 +199,7 @@ impl Decoder {
         };
         match step {
             Err(err) => Err(self.fail(err)),
-            Ok(Step::More(used)) => Ok((None, used)),
+            Ok(Step::More(used)) => Ok((used, None)),
             Ok(Step::InPlace { opcode, start, end }) => {
                 let payload = &src[start..end];
                 let msg = match opcode {
@@ -219,7 +221,7 @@ impl Decoder {
                     },
                     Opcode::Binary | Opcode::Continuation => Message::Binary(payload),
                 };
-                Ok((Some(msg), end))
+                Ok((end, Some(msg)))
             }
             Ok(Step::Buffered { text, used }) => {
                 self.lent = true;
@@ -232,7 +234,7 @@ impl Decoder {
                 } else {
                     Message::Binary(&self.buf)
                 };
-                Ok((Some(msg), used))
+                Ok((used, Some(msg)))
             }
         }
     }

@@ -8,7 +8,7 @@
 //! connection (masking per role, RSV bits per negotiated extensions, fragmentation order, size
 //! limits) are the [`Decoder`](super::Decoder)'s, not this file's. Nothing here allocates
 //! except the encoders, which append to the caller's `Vec`. Called by the decoder and by
-//! whoever writes frames (the loop, `herd-bench`, tests).
+//! whoever writes frames (the loop, tests).
 
 use super::{apply_mask, WsError};
 
@@ -333,7 +333,7 @@ pub fn parse_header(src: &[u8]) -> Result<Option<FrameHeader>, WsError> {
 
 /// Appends a whole frame to `dst`: header, then `payload` (masked with `mask` if given).
 ///
-/// Servers pass `mask: None`; clients (tests, `herd-bench`) must pass a fresh random key. The
+/// Servers pass `mask: None`; clients (tests) must pass a fresh random key. The
 /// caller keeps control frames final and at most 125 bytes long.
 ///
 /// ```

@@ -4,10 +4,11 @@
 //!
 //! This module turns bytes into events and events into bytes. It never touches a socket, never
 //! reads a clock and never spawns anything: the WebSocket connection code in `herd-core` (the
-//! event loop) calls it with the bytes it read and writes out the bytes it gets back; tests,
-//! fuzzers and `herd-bench` drive it the same way. It must not learn about connections, timers
-//! or handlers, and it negotiates no extensions (permessage-deflate is declined by not echoing
-//! it, see [`handshake`]), so every RSV bit on the wire is a protocol error.
+//! event loop) calls it with the bytes it read and writes out the bytes it gets back; tests and
+//! fuzzers drive it the same way (`herd-bench` frames by hand, to check servers
+//! independently). It must not learn about connections, timers or handlers, and it negotiates
+//! no extensions (permessage-deflate is declined by not echoing it, see [`handshake`]), so
+//! every RSV bit on the wire is a protocol error.
 //!
 //! The pieces, in the order a connection uses them:
 //!
@@ -38,7 +39,7 @@
 //! let mut out = Vec::new();
 //! let mut pos = 0;
 //! loop {
-//!     let (msg, used) = decoder.decode(&mut wire[pos..]).expect("valid stream");
+//!     let (used, msg) = decoder.decode(&mut wire[pos..]).expect("valid stream");
 //!     pos += used;
 //!     match msg {
 //!         Some(Message::Text(text)) => encode_frame(&mut out, true, Opcode::Text, text.as_bytes(), None),

@@ -61,7 +61,7 @@ impl Conn {
         let mut pos = 0;
         loop {
             let rest = self.pending.len() - pos;
-            let (msg, used) = self.dec.decode(&mut self.pending[pos..])?;
+            let (used, msg) = self.dec.decode(&mut self.pending[pos..])?;
             assert!(used <= rest, "consumed {used} of {rest}");
             pos += used;
             match msg {
@@ -137,7 +137,7 @@ fn single_frames_at_length_boundaries_are_zero_copy() {
             let header_len = wire.len() - len;
             let base = wire.as_ptr() as usize;
             let mut dec = Decoder::new(Role::Server);
-            let (msg, used) = dec.decode(&mut wire).unwrap();
+            let (used, msg) = dec.decode(&mut wire).unwrap();
             assert_eq!(used, header_len + len);
             let body = match msg.unwrap() {
                 Message::Text(t) => t.as_bytes(),
@@ -682,7 +682,7 @@ fn limits_are_inclusive_and_default_to_16_mib() {
     let mut dec = Decoder::new(Role::Server);
     let mut ok = header(16 << 20);
     let len = ok.len();
-    assert_eq!(dec.decode(&mut ok).unwrap(), (None, len));
+    assert_eq!(dec.decode(&mut ok).unwrap(), (len, None));
     assert!(dec.is_mid_message());
     let mut dec = Decoder::new(Role::Server);
     assert_eq!(
@@ -708,7 +708,7 @@ fn a_huge_announced_length_allocates_nothing_up_front() {
     h.encode(&mut wire);
     wire.extend_from_slice(&[0; 10]);
     let len = wire.len();
-    assert_eq!(dec.decode(&mut wire).unwrap(), (None, len));
+    assert_eq!(dec.decode(&mut wire).unwrap(), (len, None));
     assert_eq!(dec.buffered_len(), 10);
     assert!(dec.heap_bytes() < 1024);
 }

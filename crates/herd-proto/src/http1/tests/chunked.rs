@@ -82,12 +82,12 @@ fn trailers_are_parsed_and_reported_with_end() {
 fn trailers_are_cleared_by_the_next_head() {
     let mut dec = RequestDecoder::default();
     let req = [chunked("0\r\nX-T: 1\r\n\r\n"), get_req()].concat();
-    let (_, a) = dec.decode(&req).unwrap();
-    let (ev, b) = dec.decode(&req[a..]).unwrap();
-    assert!(matches!(ev, Decoded::End));
+    let (a, _) = dec.decode(&req).unwrap();
+    let (b, ev) = dec.decode(&req[a..]).unwrap();
+    assert!(matches!(ev, Some(Decoded::End)));
     assert!(dec.trailers().is_some());
-    let (ev, _) = dec.decode(&req[a + b..]).unwrap();
-    assert!(matches!(ev, Decoded::Head(_)));
+    let (_, ev) = dec.decode(&req[a + b..]).unwrap();
+    assert!(matches!(ev, Some(Decoded::Head(_))));
     assert!(dec.trailers().is_none());
     assert!(dec.take_trailers().is_none());
 }
@@ -155,9 +155,9 @@ fn chunk_total_overflow_is_413() {
     };
     let mut dec = RequestDecoder::new(unlimited);
     let req = chunked("1\r\na\r\nffffffffffffffff\r\n");
-    let (_, n) = dec.decode(&req).unwrap();
-    let (ev, m) = dec.decode(&req[n..]).unwrap();
-    assert!(matches!(ev, Decoded::Body(b"a")));
+    let (n, _) = dec.decode(&req).unwrap();
+    let (m, ev) = dec.decode(&req[n..]).unwrap();
+    assert!(matches!(ev, Some(Decoded::Body(b"a"))));
     assert_eq!(
         dec.decode(&req[n + m..]).unwrap_err(),
         HttpError::BodyTooLarge

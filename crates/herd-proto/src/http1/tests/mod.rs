@@ -51,21 +51,21 @@ impl Feeder {
         }
     }
 
-    /// Appends `bytes` and decodes until NeedMore, dropping consumed bytes.
+    /// Appends `bytes` and decodes until no event is complete, dropping consumed bytes.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), HttpError> {
         self.buf.extend_from_slice(bytes);
         let mut at = 0;
         let result = loop {
             match self.dec.decode(&self.buf[at..]) {
                 Err(e) => break Err(e),
-                Ok((ev, used)) => {
+                Ok((used, ev)) => {
                     assert!(used <= self.buf.len() - at, "consumed more than given");
                     let ev = match ev {
-                        Decoded::NeedMore => {
+                        None => {
                             at += used;
                             break Ok(());
                         }
-                        Decoded::Head(h) => Ev::Head {
+                        Some(Decoded::Head(h)) => Ev::Head {
                             method: h.request.method.to_string(),
                             uri: h.request.uri.to_string(),
                             version: h.request.version,
@@ -75,11 +75,11 @@ impl Feeder {
                             expect_continue: h.expect_continue,
                             upgrade: h.upgrade,
                         },
-                        Decoded::Body(b) => {
+                        Some(Decoded::Body(b)) => {
                             assert!(!b.is_empty(), "empty body piece");
                             Ev::Body(b.to_vec())
                         }
-                        Decoded::End => Ev::End {
+                        Some(Decoded::End) => Ev::End {
                             trailers: self.dec.trailers().map(header_list).unwrap_or_default(),
                         },
                     };

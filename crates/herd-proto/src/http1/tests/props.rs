@@ -14,10 +14,10 @@ fn drive(limits: Limits, input: &[u8]) -> usize {
     for events in 0.. {
         match dec.decode(&input[at..]) {
             Err(_) => return events,
-            Ok((ev, used)) => {
+            Ok((used, ev)) => {
                 assert!(used <= input.len() - at);
                 at += used;
-                if matches!(ev, Decoded::NeedMore) {
+                if ev.is_none() {
                     return events;
                 }
             }

@@ -50,11 +50,11 @@ fn get_without_body_yields_head_then_end() {
 fn end_is_returned_with_empty_input() {
     let mut dec = RequestDecoder::default();
     let req = get("");
-    let (ev, n) = dec.decode(&req).unwrap();
-    assert!(matches!(ev, Decoded::Head(_)));
+    let (n, ev) = dec.decode(&req).unwrap();
+    assert!(matches!(ev, Some(Decoded::Head(_))));
     assert_eq!(n, req.len());
-    assert!(matches!(dec.decode(b"").unwrap(), (Decoded::End, 0)));
-    assert!(matches!(dec.decode(b"").unwrap(), (Decoded::NeedMore, 0)));
+    assert!(matches!(dec.decode(b"").unwrap(), (0, Some(Decoded::End))));
+    assert!(matches!(dec.decode(b"").unwrap(), (0, None)));
     assert!(dec.is_idle());
 }
 
@@ -188,27 +188,27 @@ fn partial_head_needs_more_without_consuming() {
     let mut dec = RequestDecoder::default();
     let req = get("");
     for end in 0..req.len() {
-        let (ev, used) = dec.decode(&req[..end]).unwrap();
-        assert!(matches!(ev, Decoded::NeedMore), "at {end}");
+        let (used, ev) = dec.decode(&req[..end]).unwrap();
+        assert!(ev.is_none(), "at {end}");
         assert_eq!(used, 0);
     }
-    assert!(matches!(dec.decode(&req).unwrap().0, Decoded::Head(_)));
+    assert!(matches!(
+        dec.decode(&req).unwrap().1,
+        Some(Decoded::Head(_))
+    ));
 }
 
 #[test]
 fn shorter_resend_after_need_more_rescans() {
     let mut dec = RequestDecoder::default();
     let req = get("");
-    assert!(matches!(
-        dec.decode(&req[..20]).unwrap().0,
-        Decoded::NeedMore
-    ));
+    assert!(dec.decode(&req[..20]).unwrap().1.is_none());
     // A caller that (wrongly) presents fewer bytes must not break the decoder.
+    assert!(dec.decode(&req[..5]).unwrap().1.is_none());
     assert!(matches!(
-        dec.decode(&req[..5]).unwrap().0,
-        Decoded::NeedMore
+        dec.decode(&req).unwrap().1,
+        Some(Decoded::Head(_))
     ));
-    assert!(matches!(dec.decode(&req).unwrap().0, Decoded::Head(_)));
 }
 
 // ---- limits ----
@@ -635,14 +635,14 @@ fn errors_poison_the_decoder() {
 fn is_idle_tracks_request_boundaries() {
     let mut dec = RequestDecoder::default();
     assert!(dec.is_idle());
-    assert!(matches!(dec.decode(b"GE").unwrap().0, Decoded::NeedMore));
+    assert!(dec.decode(b"GE").unwrap().1.is_none());
     assert!(!dec.is_idle());
     let req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n";
     let mut dec = RequestDecoder::default();
     dec.decode(req).unwrap();
     assert!(!dec.is_idle());
     dec.decode(b"ab").unwrap();
-    assert!(matches!(dec.decode(b"").unwrap().0, Decoded::End));
+    assert!(matches!(dec.decode(b"").unwrap().1, Some(Decoded::End)));
     assert!(dec.is_idle());
 }
 
