@@ -598,6 +598,7 @@ fn run<H: Handler>(
 }
 
 /// Call an inline handler; a panic becomes a 500 that closes the connection.
+#[inline]
 fn call(f: &HandlerFn, req: Request<Body>, meta: &mut Meta) -> Response<Body> {
     match catch_unwind(AssertUnwindSafe(|| f(req))) {
         Ok(resp) => resp,
