@@ -472,6 +472,10 @@ fn outstanding(st: &HttpConnState) -> bool {
 }
 
 /// A complete request: run it now, or queue it behind an outstanding response.
+// The request moves by value through accept -> run -> call into the route: inlined into
+// one frame, LLVM builds it in place; as separate calls it was copied (~250 bytes) at each
+// step (callgrind, hello: 6,859 -> 6,669 instructions per request).
+#[inline(always)]
 fn accept<H: Handler>(
     config: &HttpConfig,
     out: &mut Out,
@@ -493,6 +497,7 @@ fn accept<H: Handler>(
 
 /// After an event: run queued requests while nothing is outstanding, then answer a deferred
 /// error or `100 Continue`, resume reading and go idle as appropriate.
+#[inline(always)]
 fn settle<H: Handler>(
     config: &HttpConfig,
     out: &mut Out,
@@ -550,6 +555,7 @@ fn settle<H: Handler>(
 }
 
 /// Route and run one request.
+#[inline(always)]
 fn run<H: Handler>(
     config: &HttpConfig,
     out: &mut Out,
@@ -598,7 +604,7 @@ fn run<H: Handler>(
 }
 
 /// Call an inline handler; a panic becomes a 500 that closes the connection.
-#[inline]
+#[inline(always)]
 fn call(f: &HandlerFn, req: Request<Body>, meta: &mut Meta) -> Response<Body> {
     match catch_unwind(AssertUnwindSafe(|| f(req))) {
         Ok(resp) => resp,
