@@ -215,12 +215,18 @@ impl Core {
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn output_over_high_water<C>(&mut self, conn: &mut Connection<C>, pending: usize) {
+    /// The one place reading pauses for output: past the high watermark, counted once per
+    /// pause. (Announcing it to the handler is the loop's, at the next flush.)
+    pub(crate) fn pause_if_over_high<C>(&mut self, conn: &mut Connection<C>, pending: usize) {
         if pending > self.water.high && conn.rx_mut().pause_output() {
             self.stats.backpressure_pauses += 1;
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn output_over_high_water<C>(&mut self, conn: &mut Connection<C>, pending: usize) {
+        self.pause_if_over_high(conn, pending);
         if pending > self.water.max {
             tracing::warn!(
                 "conn {} ({}): {} bytes of output waiting, over the {} limit; closing",

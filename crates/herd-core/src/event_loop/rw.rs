@@ -170,10 +170,8 @@ fn backpressure_edges<H: Handler>(
     core: &mut Core,
     pending: usize,
 ) {
+    core.pause_if_over_high(&mut slot.conn, pending);
     let rx = slot.conn.rx_mut();
-    if pending > core.water.high && rx.pause_output() {
-        core.stats.backpressure_pauses += 1;
-    }
     // Announce a pause once, and its end once the output has drained to the low mark.
     let mut notes: [Option<bool>; 2] = [None, None];
     if rx.announce_pause() {
