@@ -25,7 +25,7 @@ use std::sync::{
 
 use bytes::Bytes;
 
-use crate::conn::ConnId;
+use crate::id::ConnId;
 use crate::stats::Stats;
 
 /// A command for a loop.

@@ -36,6 +36,7 @@ mod event_loop;
 pub mod frame;
 mod handler;
 pub mod http;
+mod id;
 mod inbox;
 pub mod os;
 pub mod pool;

@@ -9,13 +9,13 @@
 use std::io;
 use std::net::SocketAddr;
 
-use super::id::ConnId;
 use super::lifecycle::Lifecycle;
 use super::rx::Rx;
 use super::services::Marks;
 use super::transport::Transport;
 use super::tx::Tx;
 use crate::buf::BufPool;
+use crate::id::ConnId;
 use crate::reason::CloseReason;
 use crate::timer::TimerId;
 

@@ -15,7 +15,6 @@
 //! module does not import it.
 
 mod connection;
-mod id;
 mod lifecycle;
 mod rx;
 mod services;
@@ -28,8 +27,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::id::ConnId;
 pub(crate) use connection::Connection;
-pub use id::ConnId;
 pub(crate) use services::{Core, TimerKind};
 pub(crate) use tx::Flushed;
 

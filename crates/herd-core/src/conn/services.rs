@@ -12,10 +12,10 @@ use std::io;
 use std::sync::Arc;
 
 use super::connection::Connection;
-use super::id::ConnId;
 use super::tx::Watermarks;
 use super::Timer;
 use crate::buf::BufPool;
+use crate::id::ConnId;
 use crate::inbox::Inbox;
 use crate::reason::CloseReason;
 use crate::stats::Stats;
