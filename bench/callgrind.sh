@@ -85,25 +85,20 @@ BENCH=$ROOT_TARGET/release/herd-bench
 MIO_BIN=$PEERS_TARGET/release/mio-echo
 HYPER_BIN=$PEERS_TARGET/release/hyper-hello
 if want echo; then
-    say "building herd-bench (release)"
-    (cd "$ROOT" && cargo build --release -q -p herd-bench) || die "building herd-bench failed"
+    build_release "$ROOT" "herd-bench" -p herd-bench
     if [ -z "$HERD_ECHO_BIN" ]; then
-        say "building herd's echo example (release)"
-        (cd "$ROOT" && cargo build --release -q --example echo) || die "building the echo example failed"
+        build_release "$ROOT" "herd's echo example" --example echo
         HERD_ECHO_BIN=$ROOT_TARGET/release/examples/echo
     fi
-    say "building mio-echo (release)"
-    (cd "$ROOT/bench/peers" && cargo build --release -q --bin mio-echo) || die "building mio-echo failed"
+    build_release "$ROOT/bench/peers" "mio-echo" --bin mio-echo
     for b in "$BENCH" "$HERD_ECHO_BIN" "$MIO_BIN"; do [ -x "$b" ] || die "missing binary $b"; done
 fi
 if want http; then
     if [ -z "$HERD_HTTP_BIN" ]; then
-        say "building herd's hello example (release)"
-        (cd "$ROOT" && cargo build --release -q --example hello) || die "building the hello example failed"
+        build_release "$ROOT" "herd's hello example" --example hello
         HERD_HTTP_BIN=$ROOT_TARGET/release/examples/hello
     fi
-    say "building hyper-hello (release)"
-    (cd "$ROOT/bench/peers" && cargo build --release -q --bin hyper-hello) || die "building hyper-hello failed"
+    build_release "$ROOT/bench/peers" "hyper-hello" --bin hyper-hello
     for b in "$HERD_HTTP_BIN" "$HYPER_BIN"; do [ -x "$b" ] || die "missing binary $b"; done
 fi
 SITE=$WORK/site

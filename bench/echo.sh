@@ -75,15 +75,12 @@ say "fd limit $(ulimit -n), clock ticks/s $CLK_TCK, work dir $WORK"
 
 # --- build ---------------------------------------------------------------------------------
 
-say "building herd-bench (release)"
-(cd "$ROOT" && cargo build --release -q -p herd-bench) || die "building herd-bench failed"
+build_release "$ROOT" "herd-bench" -p herd-bench
 if [ -z "$HERD_ECHO_BIN" ]; then
-    say "building herd's echo example (release)"
-    (cd "$ROOT" && cargo build --release -q --example echo) || die "building the echo example failed"
+    build_release "$ROOT" "herd's echo example" --example echo
     HERD_ECHO_BIN=$ROOT_TARGET/release/examples/echo
 fi
-say "building the peers (release)"
-(cd "$ROOT/bench/peers" && cargo build --release -q) || die "building bench/peers failed"
+build_release "$ROOT/bench/peers" "the peers"
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BENCH=$ROOT_TARGET/release/herd-bench

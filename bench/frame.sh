@@ -61,15 +61,12 @@ say "clock ticks/s $CLK_TCK, work dir $WORK"
 
 # --- build ---------------------------------------------------------------------------------
 
-say "building herd-bench (release)"
-(cd "$ROOT" && cargo build --release -q -p herd-bench) || die "building herd-bench failed"
+build_release "$ROOT" "herd-bench" -p herd-bench
 if [ -z "$HERD_FRAME_BIN" ]; then
-    say "building herd's frame_rpc example (release)"
-    (cd "$ROOT" && cargo build --release -q --example frame_rpc) || die "building frame_rpc failed"
+    build_release "$ROOT" "herd's frame_rpc example" --example frame_rpc
     HERD_FRAME_BIN=$ROOT_TARGET/release/examples/frame_rpc
 fi
-say "building the tokio-frame peer (release)"
-(cd "$ROOT/bench/peers" && cargo build --release -q --bin tokio-frame) || die "building tokio-frame failed"
+build_release "$ROOT/bench/peers" "the tokio-frame peer" --bin tokio-frame
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BENCH=$ROOT_TARGET/release/herd-bench

@@ -55,12 +55,10 @@ say "fd limit $(ulimit -n), clock ticks/s $CLK_TCK, work dir $WORK"
 # --- build and files -----------------------------------------------------------------------
 
 if [ -z "$HERD_HTTP_BIN" ]; then
-    say "building herd's hello example (release)"
-    (cd "$ROOT" && cargo build --release -q --example hello) || die "building the hello example failed"
+    build_release "$ROOT" "herd's hello example" --example hello
     HERD_HTTP_BIN=$ROOT_TARGET/release/examples/hello
 fi
-say "building the peers (release)"
-(cd "$ROOT/bench/peers" && cargo build --release -q --bin hyper-hello) || die "building bench/peers failed"
+build_release "$ROOT/bench/peers" "the peers" --bin hyper-hello
 HYPER_BIN=$PEERS_TARGET/release/hyper-hello
 for b in "$HERD_HTTP_BIN" "$HYPER_BIN"; do
     [ -x "$b" ] || die "missing binary $b"

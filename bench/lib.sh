@@ -39,6 +39,13 @@ need() { # need COMMAND DEBIAN-PACKAGE: install the package if the command is mi
     command -v "$1" >/dev/null 2>&1 || die "$1 still missing after installing $2"
 }
 
+build_release() { # build_release DIR LABEL CARGO-ARGS...: `cargo build --release -q` in DIR, or die
+    local dir=$1 label=$2
+    shift 2
+    say "building $label (release)"
+    (cd "$dir" && cargo build --release -q "$@") || die "building $label failed"
+}
+
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 next_port() { # sets PORT to the next port nobody listens on

@@ -59,16 +59,12 @@ say "clock ticks/s $CLK_TCK, work dir $WORK"
 
 # --- build ---------------------------------------------------------------------------------
 
-say "building herd-bench (release)"
-(cd "$ROOT" && cargo build --release -q -p herd-bench) || die "building herd-bench failed"
+build_release "$ROOT" "herd-bench" -p herd-bench
 if [ -z "$HERD_WS_BIN" ]; then
-    say "building herd's ws_echo example (release)"
-    (cd "$ROOT" && cargo build --release -q --example ws_echo) || die "building ws_echo failed"
+    build_release "$ROOT" "herd's ws_echo example" --example ws_echo
     HERD_WS_BIN=$ROOT_TARGET/release/examples/ws_echo
 fi
-say "building the tokio-tungstenite-echo peer (release)"
-(cd "$ROOT/bench/peers" && cargo build --release -q --bin tokio-tungstenite-echo) ||
-    die "building tokio-tungstenite-echo failed"
+build_release "$ROOT/bench/peers" "the tokio-tungstenite-echo peer" --bin tokio-tungstenite-echo
 
 UPTIME_BEFORE=$(uptime)
 BENCH=$ROOT_TARGET/release/herd-bench
