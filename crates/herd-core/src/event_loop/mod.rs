@@ -8,7 +8,7 @@
 //! slot is never freed while a callback could still be on the stack, and a slot is reused only
 //! with a new generation, which is how stale [`Handle`](crate::Handle)s are recognised.
 //!
-//! Syscall discipline (DESIGN.md rule 5): sockets are registered edge-triggered for reads,
+//! Syscall discipline (few system calls per message): sockets are registered edge-triggered for reads,
 //! and gain write interest at their first short write (kept, so no `epoll_ctl` per message);
 //! a reply is written directly from the output buffer after the read event that produced it
 //! (one write for all replies of that read), and a large pass-through reply that is the only
