@@ -37,11 +37,11 @@ pub mod status;
 mod sys;
 pub mod worker;
 
+/// A process id, as the pid-file functions ([`pidfile`]) and signals take it.
+pub use sys::Pid;
 // Public for the process tests at the repository root, which check whether they run as root
 // and can drop privileges to `nobody` before trying the `user = ...` setting.
 pub use sys::{geteuid, lookup_user};
-/// A process id, as the pid-file functions ([`pidfile`]) and signals take it.
-pub use sys::Pid;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
