@@ -108,14 +108,12 @@ impl<H: Handler> Pair<H> {
         }
         self.memory().room = room;
         let slot = &mut self.slab[self.idx];
-        if slot.conn.tx().has_output() || slot.conn.rx().output_paused() {
-            rw::flush(
-                &mut self.handler,
-                slot,
-                &mut self.core,
-                self.poll.registry(),
-            );
-        }
+        rw::on_writable(
+            &mut self.handler,
+            slot,
+            &mut self.core,
+            self.poll.registry(),
+        );
         self.end_iteration();
     }
 
@@ -151,7 +149,8 @@ impl<H: Handler> Pair<H> {
             return;
         }
         let slot = &mut self.slab[self.idx];
-        for _ in self.core.take_dirty() {
+        // As the loop's flush_dirty: a flush's callbacks may queue more output.
+        while !self.core.take_dirty().is_empty() {
             if Core::is_dirty(&slot.conn) {
                 rw::flush(
                     &mut self.handler,

@@ -160,6 +160,18 @@ pub(super) fn flush<H: Handler>(
     backpressure_edges(handler, slot, core, pending);
 }
 
+/// A writable edge: write what waits, or re-check a paused peer's watermarks.
+pub(super) fn on_writable<H: Handler>(
+    handler: &mut H,
+    slot: &mut Slot<H>,
+    core: &mut Core,
+    registry: &Registry,
+) {
+    if slot.conn.tx().has_output() || slot.conn.rx().output_paused() {
+        flush(handler, slot, core, registry);
+    }
+}
+
 /// Pause reading past the high watermark, resume at the low one, and tell the handler about
 /// each edge once.
 #[cold]
@@ -222,14 +234,12 @@ impl<H: Handler> EventLoop<H> {
 
     pub(super) fn on_writable(&mut self, idx: usize) {
         if let Some(slot) = self.slab.get_mut(idx) {
-            if slot.conn.tx().has_output() || slot.conn.rx().output_paused() {
-                flush(
-                    &mut self.handler,
-                    slot,
-                    &mut self.core,
-                    self.poll.registry(),
-                );
-            }
+            on_writable(
+                &mut self.handler,
+                slot,
+                &mut self.core,
+                self.poll.registry(),
+            );
         }
     }
 
