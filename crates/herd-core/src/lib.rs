@@ -46,6 +46,8 @@ pub mod stats;
 #[allow(unsafe_code)]
 mod sys;
 pub mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod ws;
 
 pub use bytes::Bytes;

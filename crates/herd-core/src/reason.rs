@@ -35,11 +35,13 @@ pub enum CloseReason {
     Flood,
     /// A protocol-level timeout (e.g. a request head that took too long).
     Timeout,
+    /// The TLS handshake or session failed (counted by cause in `Stats::tls_failed`).
+    Tls,
 }
 
 impl CloseReason {
     /// Number of reasons (size of [`Stats::closed`](crate::Stats::closed)).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     /// Every reason, in index order.
     pub const ALL: [CloseReason; Self::COUNT] = [
         CloseReason::PeerClosed,
@@ -56,6 +58,7 @@ impl CloseReason {
         CloseReason::Heartbeat,
         CloseReason::Flood,
         CloseReason::Timeout,
+        CloseReason::Tls,
     ];
 
     /// Position in [`CloseReason::ALL`].
@@ -80,6 +83,7 @@ impl CloseReason {
             CloseReason::Heartbeat => "heartbeat",
             CloseReason::Flood => "flood",
             CloseReason::Timeout => "timeout",
+            CloseReason::Tls => "tls",
         }
     }
 }

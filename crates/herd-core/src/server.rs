@@ -121,6 +121,9 @@ impl Default for Options {
 /// and close only, never per message).
 pub(crate) struct ServerShared {
     pub(crate) opts: Options,
+    /// Terminate TLS on every accepted connection.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsAcceptor>,
     open_total: AtomicUsize,
     open_per_loop: Vec<AtomicUsize>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -207,6 +210,8 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     listeners: Vec<std::net::TcpListener>,
     clock: SharedClock,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsAcceptor>,
 }
 
 impl Default for Server {
@@ -223,7 +228,16 @@ impl Server {
             addrs: Vec::new(),
             listeners: Vec::new(),
             clock: system_clock(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Terminate TLS on every connection of this server: handlers see plaintext.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, acceptor: crate::tls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// Listen on an address (port 0 picks a free port; see [`ServerHandle::local_addr`]).
@@ -327,6 +341,8 @@ impl Server {
             addrs,
             listeners: given,
             clock,
+            #[cfg(feature = "tls")]
+            tls,
         } = self;
         if addrs.is_empty() && given.is_empty() {
             return Err(io::Error::new(
@@ -385,6 +401,8 @@ impl Server {
             rejected_by_acceptor: AtomicU64::new(0),
             acceptor_fd_exhausted: AtomicU64::new(0),
             opts,
+            #[cfg(feature = "tls")]
+            tls,
         });
         let factory = Arc::new(factory);
         let mut inboxes = Vec::with_capacity(n);

@@ -37,7 +37,18 @@ pub struct Stats {
     pub accept_errors: u64,
     /// Handler callbacks that panicked.
     pub handler_panics: u64,
+    /// TLS handshakes completed (resumed ones included).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that resumed an earlier session (ticket or session id).
+    pub tls_resumed: u64,
+    /// TLS connections that failed, indexed by [`TlsFailure::index`](crate::tls::TlsFailure::index)
+    /// (`not_tls`, `bad_handshake`, `incompatible`, `cert_rejected`, `client_cert`, `timeout`,
+    /// `eof`, `other`).
+    pub tls_failed: [u64; TLS_FAILURES],
 }
+
+/// Number of TLS failure causes counted in [`Stats::tls_failed`].
+pub const TLS_FAILURES: usize = 8;
 
 impl Stats {
     /// Closed connections for one reason.
@@ -68,6 +79,11 @@ impl Stats {
         self.accept_fd_exhausted += o.accept_fd_exhausted;
         self.accept_errors += o.accept_errors;
         self.handler_panics += o.handler_panics;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_resumed += o.tls_resumed;
+        for (a, b) in self.tls_failed.iter_mut().zip(o.tls_failed.iter()) {
+            *a += b;
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+pub mod certs;
+
 /// The deadline every wait in this crate uses unless told otherwise.
 pub const WAIT: Duration = Duration::from_secs(10);
 

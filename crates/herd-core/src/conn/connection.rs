@@ -17,6 +17,7 @@ use super::tx::Tx;
 use crate::buf::BufPool;
 use crate::id::ConnId;
 use crate::reason::CloseReason;
+use crate::stats::Stats;
 use crate::timer::TimerId;
 
 /// Minimum spare room when reading into a connection's own buffer.
@@ -173,6 +174,18 @@ impl<C> Connection<C> {
         (&mut self.tx, &mut self.transport)
     }
 
+    /// Output is waiting: queued here, or sealed in the transport and not yet written.
+    #[inline]
+    pub(crate) fn has_output(&self) -> bool {
+        self.tx.has_output() || self.transport.has_pending()
+    }
+
+    /// The transport, shared (its TLS session's state).
+    #[inline]
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// The transport (registration with the poller, local address).
     #[inline]
     pub(crate) fn transport_mut(&mut self) -> &mut Transport {
@@ -187,17 +200,22 @@ impl<C> Connection<C> {
     /// One read: into `scratch` when no partial item is buffered (the common case: nothing
     /// is copied unless a partial item is left over), else into the connection's own buffer.
     #[inline]
-    pub(crate) fn recv(&mut self, scratch: &mut [u8], pool: &mut BufPool) -> Recv {
+    pub(crate) fn recv(
+        &mut self,
+        scratch: &mut [u8],
+        pool: &mut BufPool,
+        stats: &mut Stats,
+    ) -> Recv {
         if self.rx.buf().is_empty() {
             return Recv {
-                result: self.transport.recv(scratch),
+                result: self.transport.recv(scratch, stats),
                 room: scratch.len(),
                 into_scratch: true,
             };
         }
         let room = self.rx.buf_mut().spare(READ_CHUNK, pool);
         let len = room.len();
-        let result = self.transport.recv(room);
+        let result = self.transport.recv(room, stats);
         if let Ok(n) = result {
             self.rx.buf_mut().commit(n);
         }
@@ -244,6 +262,9 @@ impl<C> Connection<C> {
 
     /// The connection is being freed: drop its input and output, give buffers back.
     pub(crate) fn release(&mut self, pool: &mut BufPool) {
+        if !matches!(self.life.closing(), Some(CloseReason::Error)) {
+            self.transport.goodbye();
+        }
         self.tx.release(pool);
         self.rx.discard(pool);
     }
@@ -300,17 +321,17 @@ mod tests {
         let mut scratch = [0u8; 8];
         let m: &mut Memory = c.transport_mut().memory();
         m.input.extend(b"hello");
-        let r = c.recv(&mut scratch, &mut pool);
+        let r = c.recv(&mut scratch, &mut pool, &mut Stats::default());
         assert_eq!((r.result.unwrap(), r.room, r.into_scratch), (5, 8, true));
         c.rx_mut().buf_mut().extend_from_slice(b"he", &mut pool);
         c.transport_mut().memory().input.extend(b"llo");
-        let r = c.recv(&mut scratch, &mut pool);
+        let r = c.recv(&mut scratch, &mut pool, &mut Stats::default());
         assert_eq!(r.result.unwrap(), 3);
         assert!(!r.into_scratch);
         assert_eq!(c.rx().buf().len(), 5, "appended behind the partial item");
         c.transport_mut().memory().input_closed = true;
         c.release(&mut pool);
-        let r = c.recv(&mut scratch, &mut pool);
+        let r = c.recv(&mut scratch, &mut pool, &mut Stats::default());
         assert_eq!(r.result.unwrap(), 0, "end of stream");
         assert_eq!(c.opened_at(), 5);
     }

@@ -18,6 +18,8 @@ mod connection;
 mod lifecycle;
 mod rx;
 mod services;
+#[cfg(feature = "tls")]
+mod tls;
 pub(crate) mod transport;
 mod tx;
 
@@ -30,6 +32,8 @@ use bytes::Bytes;
 pub use crate::id::ConnId;
 pub(crate) use connection::Connection;
 pub(crate) use services::{Core, TimerKind};
+#[cfg(feature = "tls")]
+pub(crate) use tls::TlsStream;
 pub(crate) use tx::Flushed;
 
 use crate::clock::millis as ms;
@@ -151,6 +155,26 @@ impl<'a, H: Handler> Conn<'a, H> {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.conn.peer()
+    }
+
+    /// The connection is TLS (its bytes are decrypted below the codec).
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.conn.transport().tls().is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// The server name the TLS client asked for (SNI), if any.
+    #[cfg(feature = "tls")]
+    pub fn tls_server_name(&self) -> Option<&str> {
+        self.conn.transport().tls().and_then(|t| t.server_name())
+    }
+
+    /// The ALPN protocol agreed in the TLS handshake, if any.
+    #[cfg(feature = "tls")]
+    pub fn tls_alpn(&self) -> Option<&[u8]> {
+        self.conn.transport().tls().and_then(|t| t.alpn())
     }
 
     /// The local address the connection was accepted on.

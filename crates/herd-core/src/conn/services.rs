@@ -45,14 +45,23 @@ pub(crate) enum TimerKind {
         every: u64,
         periodic: u64,
     },
+    /// The TLS handshake of this connection must have finished by now.
+    TlsHandshake(ConnId),
     AcceptResume,
     StopDeadline,
     /// Wake up to look again for connections that became idle during a stop.
     StopRecheck,
 }
 
+/// How many (peer, cause) pairs of logged TLS failures a loop remembers before forgetting all.
+#[cfg(feature = "tls")]
+const TLS_LOG_MEMORY: usize = 4096;
+
 /// Loop services that callbacks may use while a connection is borrowed.
 pub(crate) struct Core {
+    /// (peer address, cause) pairs whose TLS failure was logged already.
+    #[cfg(feature = "tls")]
+    tls_logged: std::collections::HashSet<(std::net::IpAddr, crate::tls::TlsFailure)>,
     pub(crate) loop_index: usize,
     pub(crate) now: u64,
     pub(crate) timers: TimerWheel<TimerKind>,
@@ -107,6 +116,8 @@ impl Core {
             },
             read_budget: opts.read_budget.max(1),
             idle_ms: opts.idle_timeout.map(crate::clock::millis),
+            #[cfg(feature = "tls")]
+            tls_logged: std::collections::HashSet::new(),
         }
     }
 
@@ -182,6 +193,49 @@ impl Core {
     /// Take `conn` off the read-more list; true if it was on it.
     pub(crate) fn unqueue_read<C>(conn: &mut Connection<C>) -> bool {
         std::mem::replace(&mut conn.marks_mut().read_queued, false)
+    }
+
+    /// A read failed for good: a TLS failure is counted by cause and closes with
+    /// [`CloseReason::Tls`]; anything else is [`io_failed`](Self::io_failed).
+    #[cold]
+    pub(crate) fn read_failed<C>(&mut self, conn: &mut Connection<C>, e: &io::Error) {
+        #[cfg(feature = "tls")]
+        if let Some(f) = conn.transport().tls().and_then(|t| t.failure()) {
+            self.tls_failed(conn, f, e);
+            return;
+        }
+        self.io_failed(conn, "read", e);
+    }
+
+    /// A TLS session failed: count the cause, log it once per peer address and cause (per
+    /// loop, so a scanner cannot flood the log), close with [`CloseReason::Tls`].
+    #[cfg(feature = "tls")]
+    #[cold]
+    pub(crate) fn tls_failed<C>(
+        &mut self,
+        conn: &mut Connection<C>,
+        f: crate::tls::TlsFailure,
+        e: &dyn std::fmt::Display,
+    ) {
+        self.stats.tls_failed[f.index()] += 1;
+        let ip = conn.peer().ip();
+        if self.tls_logged.len() >= TLS_LOG_MEMORY {
+            self.tls_logged.clear();
+        }
+        if self.tls_logged.insert((ip, f)) {
+            tracing::info!(
+                "conn {} ({}): TLS failed ({f}): {e}; further `{f}` failures from {ip} are only counted",
+                conn.id(),
+                conn.peer()
+            );
+        } else {
+            tracing::debug!(
+                "conn {} ({}): TLS failed ({f}): {e}",
+                conn.id(),
+                conn.peer()
+            );
+        }
+        self.mark_close(conn, CloseReason::Tls);
     }
 
     /// A read, write or sendfile failed for good: log it, close with [`CloseReason::Error`].

@@ -1,17 +1,18 @@
 //! The transport under a connection's send and receive sides: what moves bytes between the
 //! connection's buffers and the peer.
 //!
-//! Today that is plain TCP ([`Transport::Tcp`]): `recv`/`send`/`sendfile` straight on the
-//! socket, the system calls the loop's syscall discipline is written around. The seam exists
-//! so that layers which change the bytes on the wire plug in here, below the codecs, and no
-//! protocol knows which transport it runs on:
+//! Two variants: plain TCP ([`Transport::Tcp`]): `recv`/`send`/`sendfile` straight on the
+//! socket, the system calls the loop's syscall discipline is written around; and TLS
+//! ([`Transport::Tls`], `conn/tls.rs`), a rustls session over the socket. Layers that change
+//! the bytes on the wire plug in here, below the codecs, and no protocol knows which
+//! transport it runs on:
 //!
-//! - **TLS** becomes a variant holding the socket and a session. `send` takes the plaintext
-//!   of everything the receive side's dispatch queued (the send side hands over its whole
-//!   output buffer at once), seals it into records and writes them with one `send`, so all
-//!   replies of one read still leave in one system call; `recv` reads ciphertext and returns
-//!   plaintext. `sendfile` reports [`io::ErrorKind::Unsupported`] where the kernel cannot
-//!   encrypt (no kTLS), and the send side then copies the file through its buffer.
+//! - **TLS**: `send` takes the plaintext of everything the receive side's dispatch queued
+//!   (the send side hands over its whole output buffer at once), seals it into records and
+//!   writes them with one `writev`, so all replies of one read still leave in one system
+//!   call; `recv` reads ciphertext and returns plaintext. Ciphertext the socket did not take
+//!   stays in the session ([`Transport::has_pending`]): the send side counts it as output
+//!   still to write. `sendfile` reads the file in one-record chunks and seals them.
 //! - **The PROXY-protocol preamble** is a read-side stage: the first bytes of a connection
 //!   are parsed for the header (real client address) before any reach the codec.
 //!
@@ -25,10 +26,17 @@ use std::net::{Shutdown, SocketAddr};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+#[cfg(feature = "tls")]
+use super::tls::TlsStream;
+use crate::stats::Stats;
+
 /// What a connection's bytes travel over.
 pub(crate) enum Transport {
     /// A plain TCP socket.
     Tcp(TcpStream),
+    /// A TLS session over a TCP socket.
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream>),
     /// In-memory stand-in for a socket (unit tests only).
     #[cfg(test)]
     Memory(Box<memory::Memory>),
@@ -37,9 +45,11 @@ pub(crate) enum Transport {
 impl Transport {
     /// Read into `buf`: `Ok(0)` at the peer's end of stream, `WouldBlock` when nothing waits.
     #[inline]
-    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, buf: &mut [u8], _stats: &mut Stats) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => crate::sys::recv(s, buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.recv(buf, _stats),
             #[cfg(test)]
             Transport::Memory(m) => m.recv(buf),
         }
@@ -50,6 +60,8 @@ impl Transport {
     pub(crate) fn send(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => crate::sys::send(s, buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.send(buf),
             #[cfg(test)]
             Transport::Memory(m) => m.send(buf),
         }
@@ -64,6 +76,8 @@ impl Transport {
     ) -> io::Result<usize> {
         match self {
             Transport::Tcp(s) => crate::sys::sendfile(s, file, offset, count),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.send_file(file, offset, count),
             #[cfg(test)]
             Transport::Memory(m) => m.sendfile(file, offset, count),
         }
@@ -75,6 +89,8 @@ impl Transport {
             Transport::Tcp(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.shutdown_write(),
             #[cfg(test)]
             Transport::Memory(m) => m.write_shut = true,
         }
@@ -84,6 +100,8 @@ impl Transport {
     pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
         match self {
             Transport::Tcp(s) => s.local_addr().ok(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.sock_ref().local_addr().ok(),
             #[cfg(test)]
             Transport::Memory(_) => None,
         }
@@ -98,6 +116,8 @@ impl Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => registry.register(s, token, interest),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => registry.register(t.sock(), token, interest),
             #[cfg(test)]
             Transport::Memory(_) => Ok(()),
         }
@@ -112,8 +132,60 @@ impl Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => registry.reregister(s, token, interest),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => registry.reregister(t.sock(), token, interest),
             #[cfg(test)]
             Transport::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Output sealed but not yet taken by the socket (TLS only).
+    #[inline(always)]
+    pub(crate) fn has_pending(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.has_pending(),
+            _ => false,
+        }
+    }
+
+    /// Write output sealed earlier; `Ok(true)` when none is left.
+    #[cold]
+    pub(crate) fn flush_pending(&mut self) -> io::Result<bool> {
+        match self {
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.flush_pending(),
+            _ => Ok(true),
+        }
+    }
+
+    /// The connection is about to be closed: say goodbye if the transport has a way to
+    /// (TLS close_notify, best effort).
+    #[inline]
+    pub(crate) fn goodbye(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Transport::Tls(t) = self {
+            t.goodbye();
+        }
+    }
+
+    /// The TLS session, if this is one.
+    #[cfg(feature = "tls")]
+    #[inline]
+    pub(crate) fn tls(&self) -> Option<&TlsStream> {
+        match self {
+            Transport::Tls(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The TLS session, to change.
+    #[cfg(feature = "tls")]
+    #[inline]
+    pub(crate) fn tls_mut(&mut self) -> Option<&mut TlsStream> {
+        match self {
+            Transport::Tls(t) => Some(t),
+            _ => None,
         }
     }
 
@@ -122,7 +194,7 @@ impl Transport {
     pub(crate) fn memory(&mut self) -> &mut memory::Memory {
         match self {
             Transport::Memory(m) => m,
-            Transport::Tcp(_) => panic!("not an in-memory transport"),
+            _ => panic!("not an in-memory transport"),
         }
     }
 }

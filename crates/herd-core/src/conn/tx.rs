@@ -207,13 +207,28 @@ impl Tx {
                 Err(e) => return Flushed::Failed(Op::Write, e),
             }
         }
-        if self.has_output() {
+        let mut sealed_left = false;
+        if t.has_pending() {
+            match Self::flush_sealed(t) {
+                Ok(all) => sealed_left = !all,
+                Err(failed) => return failed,
+            }
+        }
+        if self.has_output() || sealed_left {
             let register = !self.write_interest;
             self.write_interest = true;
             return Flushed::Blocked { register };
         }
         self.buf.release_if_empty(pool);
         Flushed::Empty
+    }
+
+    /// Write output the transport sealed but the socket did not take yet (TLS records);
+    /// `Ok(true)` when none is left.
+    #[cold]
+    #[inline(never)]
+    fn flush_sealed(t: &mut Transport) -> Result<bool, Flushed> {
+        t.flush_pending().map_err(|e| Flushed::Failed(Op::Write, e))
     }
 
     /// The buffer is empty and the queue is not: move queued bytes into the buffer, or send

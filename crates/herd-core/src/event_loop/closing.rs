@@ -92,7 +92,7 @@ impl<H: Handler> EventLoop<H> {
                 continue;
             }
             let busy = slot.state.as_ref().is_some_and(|s| self.handler.is_busy(s));
-            if conn.rx().buf().is_empty() && !conn.tx().has_output() && !busy {
+            if conn.rx().buf().is_empty() && !conn.has_output() && !busy {
                 self.report.closed_graceful += 1;
                 self.core.mark_close(conn, CloseReason::Stop);
             }

@@ -285,7 +285,15 @@ impl<H: Handler> EventLoop<H> {
         }
         let entry = self.slab.vacant_entry();
         let idx = entry.key();
-        let mut transport = Transport::Tcp(stream);
+        let mut transport = match wrap(&self.shared, stream) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("tls session for {peer}: {e}");
+                self.shared.release(self.core.loop_index, peer.ip());
+                self.core.stats.closed[CloseReason::Error.index()] += 1;
+                return;
+            }
+        };
         // Readable only: writability is asked for after the first short write (rule 5), so
         // connections that never fill their socket buffer never get writable events.
         if let Err(e) = transport.register(self.poll.registry(), Token(idx), Interest::READABLE) {
@@ -303,6 +311,11 @@ impl<H: Handler> EventLoop<H> {
         let codec = self.handler.new_codec();
         let conn = Connection::new(transport, id, peer, codec, self.core.now);
         let slot = entry.insert(Slot { conn, state: None });
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.shared.tls {
+            let at = self.core.now + tls.timeout_ms();
+            self.core.timers.insert(at, TimerKind::TlsHandshake(id));
+        }
         open(&mut self.handler, slot, &mut self.core);
     }
 
@@ -400,6 +413,14 @@ impl<H: Handler> EventLoop<H> {
                         self.core.stats.handler_panics += 1;
                     }
                 }
+                #[cfg(feature = "tls")]
+                TimerKind::TlsHandshake(id) => {
+                    if let Some(slot) = live(&mut self.slab, id) {
+                        handshake_deadline(slot, &mut self.core);
+                    }
+                }
+                #[cfg(not(feature = "tls"))]
+                TimerKind::TlsHandshake(_) => {}
                 TimerKind::AcceptResume => {
                     self.accept_paused = false;
                     for li in 0..self.listeners.len() {
@@ -412,6 +433,17 @@ impl<H: Handler> EventLoop<H> {
         }
         self.fired = fired;
     }
+}
+
+/// The transport for a new connection: the socket itself, or a TLS session over it.
+#[inline]
+fn wrap(shared: &ServerShared, stream: TcpStream) -> io::Result<Transport> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        let s = crate::conn::TlsStream::new(stream, tls.config(), tls.replies_to_plain_http())?;
+        return Ok(Transport::Tls(Box::new(s)));
+    }
+    Ok(Transport::Tcp(stream))
 }
 
 /// Run `on_open` for a connection just put into `slot`, and arm its idle timer.
@@ -463,6 +495,29 @@ fn conn_timer<H: Handler>(
     conn_callback(handler, slot, core, "on_timer", |h, cx, st| {
         h.on_timer(cx, st, token)
     });
+}
+
+/// The handshake deadline of this slot's TLS connection passed: close it if the handshake
+/// has not finished.
+#[cfg(feature = "tls")]
+#[cold]
+fn handshake_deadline<H: Handler>(slot: &mut Slot<H>, core: &mut Core) {
+    let conn = &mut slot.conn;
+    if !conn.accepts_output() {
+        return;
+    }
+    let Some(tls) = conn.transport_mut().tls_mut() else {
+        return;
+    };
+    if !tls.is_handshaking() {
+        return;
+    }
+    tls.set_failure(crate::tls::TlsFailure::Timeout);
+    core.tls_failed(
+        conn,
+        crate::tls::TlsFailure::Timeout,
+        &"handshake timed out",
+    );
 }
 
 /// The idle timer of this slot's connection fired: close it if nothing was read for the idle

@@ -36,7 +36,7 @@ fn read_and_dispatch<H: Handler>(
         if !conn.accepts_output() || !conn.rx().can_read() {
             break;
         }
-        let read = conn.recv(scratch, &mut core.pool);
+        let read = conn.recv(scratch, &mut core.pool, &mut core.stats);
         core.stats.reads += 1;
         match read.result {
             Ok(0) => {
@@ -69,7 +69,7 @@ fn read_and_dispatch<H: Handler>(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                core.io_failed(conn, "read", &e);
+                core.read_failed(conn, &e);
                 break;
             }
         }
@@ -167,7 +167,7 @@ pub(super) fn on_writable<H: Handler>(
     core: &mut Core,
     registry: &Registry,
 ) {
-    if slot.conn.tx().has_output() || slot.conn.rx().output_paused() {
+    if slot.conn.has_output() || slot.conn.rx().output_paused() {
         flush(handler, slot, core, registry);
     }
 }
