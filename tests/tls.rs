@@ -4,19 +4,21 @@
 //! input (plain HTTP, random bytes, a stalled handshake on a fake clock, a client that
 //! rejects the certificate) closed and counted by cause.
 
+mod tls_support;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herd::clock::FakeClock;
 use herd::http::{Body, HttpService, Request, Response, Router, StaticDir};
-use herd::tls::rustls::{self, pki_types::ServerName, ClientConfig, RootCertStore};
+use herd::tls::rustls::{self, pki_types::pem::PemObject, ClientConfig};
 use herd::tls::{CertFiles, ClientAuth, TlsAcceptor, TlsFailure, TlsSettings};
 use herd::{CloseReason, Server, ServerHandle};
 use herd_testkit::certs::{Leaf, TestCa};
 use herd_testkit::{wait_until, WAIT};
+use tls_support::{client_config, connect, get, read_response};
 
 fn files(l: &Leaf) -> CertFiles {
     CertFiles {
@@ -54,65 +56,6 @@ fn serve_tls(router: Router, acceptor: TlsAcceptor, clock: Option<&FakeClock>) -
         server = server.clock(Arc::new(c.clone()));
     }
     HttpService::new(router).serve(server).unwrap()
-}
-
-fn client_config(ca: &Path, alpn: bool) -> ClientConfig {
-    let mut roots = RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    if alpn {
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    }
-    cfg
-}
-
-use rustls::pki_types::pem::PemObject;
-
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-fn connect(addr: SocketAddr, cfg: &Arc<ClientConfig>, name: &str) -> Tls {
-    let sock = herd_testkit::connect(addr);
-    let conn =
-        rustls::ClientConnection::new(cfg.clone(), ServerName::try_from(name.to_string()).unwrap())
-            .unwrap();
-    rustls::StreamOwned::new(conn, sock)
-}
-
-/// Read one response with a Content-Length body; returns (status line, body).
-fn read_response(s: &mut impl Read, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let body = buf[end + 4..end + 4 + len].to_vec();
-                buf.drain(..end + 4 + len);
-                let status = head.lines().next().unwrap_or("").to_string();
-                return (status, body);
-            }
-        }
-        let n = s.read(&mut chunk).expect("read");
-        assert!(n > 0, "closed before a whole response");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn get(s: &mut Tls, path: &str, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-        .unwrap();
-    read_response(s, buf)
 }
 
 #[test]
@@ -208,10 +151,7 @@ fn sessions_resume_and_tls12_works() {
     wait_until("two handshakes", || server.stats().tls_handshakes == 2);
     assert_eq!(server.stats().tls_resumed, 1, "the second one resumed");
 
-    let mut roots = RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca.ca_file()).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = tls_support::roots(&ca.ca_file());
     let cfg12 = Arc::new(
         ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
             .with_root_certificates(roots)
@@ -240,10 +180,7 @@ fn client_certificates_are_verified() {
     st.client_auth = ClientAuth::Required;
     let server = serve_tls(router(), TlsAcceptor::new(st.build().unwrap()), None);
 
-    let mut roots = RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca.ca_file()).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
+    let roots = tls_support::roots(&ca.ca_file());
     let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&client.cert)
         .unwrap()
         .map(|c| c.unwrap())

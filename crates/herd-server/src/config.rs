@@ -263,6 +263,10 @@ pub struct ListenerConfig {
     pub flood_bytes_per_sec: Option<u64>,
     /// `TCP_NOTSENT_LOWAT` in bytes for accepted sockets (0: the system default, no limit).
     pub notsent_lowat: Option<u32>,
+    /// Terminate TLS on this listener (see docs/tls.md).
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// http: answer every request with a `301` to `https://<host>:<this port><path>`.
+    pub https_redirect: Option<u16>,
 }
 
 impl Default for ListenerConfig {
@@ -286,6 +290,8 @@ impl Default for ListenerConfig {
             flood_msgs_per_sec: None,
             flood_bytes_per_sec: None,
             notsent_lowat: None,
+            tls: None,
+            https_redirect: None,
         }
     }
 }
@@ -457,6 +463,9 @@ impl Config {
         all.extend(self.log.access_file.as_mut());
         for l in &mut self.listeners {
             all.extend(l.root.as_mut());
+            if let Some(t) = l.tls.as_mut() {
+                all.extend(t.paths_mut());
+            }
         }
         for p in all {
             absolute(base, p);
@@ -547,6 +556,10 @@ impl Config {
                 }
             }
             self.validate_protocol_keys(l, &at)?;
+            if let Some(t) = &l.tls {
+                t.check(l.protocol)
+                    .map_err(|e| ConfigError::new(at("tls"), e.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -576,6 +589,16 @@ impl Config {
         only("ws_path", l.ws_path.is_some(), &[Http])?;
         only("header_timeout", l.header_timeout.is_some(), &[Http])?;
         only("max_body", l.max_body.is_some(), &[Http])?;
+        only("https_redirect", l.https_redirect.is_some(), &[Http])?;
+        if l.https_redirect.is_some() && l.tls.is_some() {
+            return Err(ConfigError::new(
+                at("https_redirect"),
+                "is for a plain-HTTP listener (this one has tls)",
+            ));
+        }
+        if l.https_redirect == Some(0) {
+            return Err(ConfigError::new(at("https_redirect"), "must be a port"));
+        }
         only(
             "heartbeat_timeout",
             l.heartbeat_timeout.is_some(),

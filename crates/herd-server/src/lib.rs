@@ -35,6 +35,7 @@ pub mod site;
 pub mod status;
 #[allow(unsafe_code)]
 mod sys;
+pub mod tls;
 pub mod worker;
 
 /// A process id, as the pid-file functions ([`pidfile`]) and signals take it.

@@ -111,9 +111,15 @@ pub fn start(
     socks: Vec<TcpListener>,
     cx: &Context,
 ) -> io::Result<ServerHandle> {
-    let server = socks
+    let mut server = socks
         .into_iter()
         .fold(Server::new().options(options(l, cfg)), Server::listener);
+    if let Some(tls) = &l.tls {
+        let acceptor = tls
+            .acceptor(l.protocol)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        server = server.tls(acceptor);
+    }
     match l.protocol {
         Protocol::Echo => {
             let max = l.max_frame.unwrap_or(DEFAULT_MAX_LINE);
@@ -143,9 +149,10 @@ pub fn start(
 /// The HTTP service of a listener: a static directory if `root` is set, else the bundled
 /// site (the page and its status endpoint); the access log if one is configured.
 pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService> {
-    let router = match &l.root {
-        Some(root) => Router::new().statics("/", StaticDir::new(root)?),
-        None => site_router(cx.status.clone()),
+    let router = match (&l.root, l.https_redirect) {
+        (_, Some(port)) => redirect_router(port),
+        (Some(root), None) => Router::new().statics("/", StaticDir::new(root)?),
+        (None, None) => site_router(cx.status.clone()),
     };
     let mut opts = HttpOptions::default();
     if let Some(max) = l.max_body {
@@ -159,6 +166,11 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
     }
     if let Some(t) = l.idle_timeout {
         opts.keepalive_timeout = t.0;
+    }
+    if let Some(v) = l.tls.as_ref().and_then(|t| t.hsts_value()) {
+        let v = HeaderValue::from_str(&v).map_err(io::Error::other)?;
+        opts.response_headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
     let mut service = HttpService::new(router).options(opts);
     if cx.logs.has_access_log() {
@@ -179,6 +191,46 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
         });
     }
     Ok(service)
+}
+
+/// Every request answered with a `301` to the same host and path over https on `port`
+/// (`https_redirect`), like nginx's `return 301 https://$host$request_uri`.
+pub fn redirect_router(port: u16) -> Router {
+    let to_https = move |req: herd_core::http::Request<Body>| {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(strip_port)
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("localhost")
+            .to_owned();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let location = if port == 443 {
+            format!("https://{host}{path}")
+        } else {
+            format!("https://{host}:{port}{path}")
+        };
+        let mut r = Response::new(Body::from_static(b"Moved to https\n"));
+        *r.status_mut() = herd_core::http::StatusCode::MOVED_PERMANENTLY;
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    };
+    Router::new().any("/", to_https).any("/*", to_https)
+}
+
+/// `host[:port]` or `[v6]:port` without the port.
+fn strip_port(h: &str) -> &str {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split_once(']').map_or(h, |(a, _)| &h[..a.len() + 2]);
+    }
+    h.rsplit_once(':').map_or(h, |(a, _)| a)
 }
 
 /// The bundled site: `/` (the page) and [`site::STATUS_PATH`] (this worker's status as JSON).

@@ -83,6 +83,9 @@ pub struct HttpOptions {
     /// Close a connection (with `Connection: close` on the last response) after this many
     /// requests. Default: no limit.
     pub max_requests: Option<u64>,
+    /// Headers added to every response that does not set them itself (e.g.
+    /// `Strict-Transport-Security` on a TLS listener). Default: none.
+    pub response_headers: http::HeaderMap,
 }
 
 impl Default for HttpOptions {
@@ -92,6 +95,7 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
             max_requests: None,
+            response_headers: http::HeaderMap::new(),
         }
     }
 }

@@ -649,6 +649,16 @@ fn submit<H: Handler>(
     }
 }
 
+/// Add the configured response headers a response does not set itself.
+#[cold]
+fn add_headers(dst: &mut http::HeaderMap, extra: &http::HeaderMap) {
+    for (k, v) in extra {
+        if !dst.contains_key(k) {
+            dst.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// Write a response: its head, and its body as its kind and the framing require.
 fn respond<H: Handler>(
     config: &HttpConfig,
@@ -658,7 +668,10 @@ fn respond<H: Handler>(
     meta: Meta,
     resp: Response<Body>,
 ) {
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    if !config.opts.response_headers.is_empty() {
+        add_headers(&mut parts.headers, &config.opts.response_headers);
+    }
     let len = match &body.kind {
         Kind::Empty => BodyLen::Empty,
         Kind::Bytes(b) => BodyLen::Length(b.len() as u64),

@@ -1,0 +1,196 @@
+//! A listener's `tls = { ... }` table: certificates (several, chosen by SNI), OCSP files,
+//! client-certificate verification, resumption, the handshake timeout and HSTS; and what it
+//! becomes: a [`TlsAcceptor`] for the listener's server.
+//!
+//! Loading happens in [`Config::validate`](crate::config::Config::validate) too, so `herd -t`
+//! and a reload (HUP) check every file before anything is started: a certificate that does not
+//! load or does not match its key keeps the running configuration and logs why. A reload
+//! starts new workers, which load the files again, so a replaced certificate is what new
+//! connections get.
+
+use std::path::PathBuf;
+
+use herd_core::tls::{CertFiles, ClientAuth, TlsAcceptor, TlsError, TlsSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Dur, Protocol};
+
+/// One more certificate (`[[listener.tls.certs]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// DER OCSP response to staple.
+    #[serde(default)]
+    pub ocsp: Option<PathBuf>,
+}
+
+/// `client_auth`: whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthConfig {
+    /// Not asked for.
+    #[default]
+    Off,
+    /// Asked for and verified if given.
+    Optional,
+    /// Required.
+    Required,
+}
+
+/// A listener's TLS settings (`[listener.tls]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the default certificate.
+    pub cert: PathBuf,
+    /// Its PEM private key.
+    pub key: PathBuf,
+    /// Its DER OCSP response to staple.
+    pub ocsp: Option<PathBuf>,
+    /// More certificates; each serves the names in its subjectAltName.
+    pub certs: Vec<CertConfig>,
+    /// PEM CA certificates for client-certificate verification.
+    pub client_ca: Option<PathBuf>,
+    /// `off`, `optional` or `required` (needs `client_ca`).
+    pub client_auth: ClientAuthConfig,
+    /// Sessions cached per worker for resumption (0: none).
+    pub session_cache: usize,
+    /// Issue session tickets.
+    pub tickets: bool,
+    /// Accept TLS 1.2 (TLS 1.3 always).
+    pub tls12: bool,
+    /// A handshake must finish within this.
+    pub handshake_timeout: Dur,
+    /// http: send `Strict-Transport-Security: max-age=<this>` (absent: no HSTS header).
+    pub hsts: Option<Dur>,
+    /// http: add `includeSubDomains` to the HSTS header.
+    pub hsts_subdomains: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        let s = TlsSettings::default();
+        TlsConfig {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            ocsp: None,
+            certs: Vec::new(),
+            client_ca: None,
+            client_auth: ClientAuthConfig::Off,
+            session_cache: s.session_cache,
+            tickets: s.tickets,
+            tls12: s.tls12,
+            handshake_timeout: Dur(herd_core::tls::HANDSHAKE_TIMEOUT),
+            hsts: None,
+            hsts_subdomains: false,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Every path in the table, to make absolute.
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut v = vec![&mut self.cert, &mut self.key];
+        v.extend(self.ocsp.as_mut());
+        v.extend(self.client_ca.as_mut());
+        for c in &mut self.certs {
+            v.push(&mut c.cert);
+            v.push(&mut c.key);
+            v.extend(c.ocsp.as_mut());
+        }
+        v
+    }
+
+    /// The settings herd-core builds the rustls configuration from.
+    pub fn settings(&self, protocol: Protocol) -> TlsSettings {
+        let first = CertFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ocsp: self.ocsp.clone(),
+        };
+        let more = self.certs.iter().map(|c| CertFiles {
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+            ocsp: c.ocsp.clone(),
+        });
+        TlsSettings {
+            certs: std::iter::once(first).chain(more).collect(),
+            alpn: match protocol {
+                Protocol::Http | Protocol::Ws => vec!["http/1.1".into()],
+                Protocol::Frame | Protocol::Echo => Vec::new(),
+            },
+            client_ca: self.client_ca.clone(),
+            client_auth: match self.client_auth {
+                ClientAuthConfig::Off => ClientAuth::Off,
+                ClientAuthConfig::Optional => ClientAuth::Optional,
+                ClientAuthConfig::Required => ClientAuth::Required,
+            },
+            session_cache: self.session_cache,
+            tickets: self.tickets,
+            tls12: self.tls12,
+        }
+    }
+
+    /// Check the table and load every file (what `-t` and a reload run).
+    pub fn check(&self, protocol: Protocol) -> Result<(), TlsError> {
+        if self.cert.as_os_str().is_empty() || self.key.as_os_str().is_empty() {
+            return Err(TlsError("`cert` and `key` are required".into()));
+        }
+        self.settings(protocol).build().map(|_| ())
+    }
+
+    /// Load the files and make the listener's acceptor.
+    pub fn acceptor(&self, protocol: Protocol) -> Result<TlsAcceptor, TlsError> {
+        let config = self.settings(protocol).build()?;
+        Ok(TlsAcceptor::new(config)
+            .handshake_timeout(self.handshake_timeout.0)
+            .plain_http_reply(matches!(protocol, Protocol::Http | Protocol::Ws)))
+    }
+
+    /// The `Strict-Transport-Security` value, if HSTS is on.
+    pub fn hsts_value(&self) -> Option<String> {
+        let max_age = self.hsts?.0.as_secs();
+        Some(if self.hsts_subdomains {
+            format!("max-age={max_age}; includeSubDomains")
+        } else {
+            format!("max-age={max_age}")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hsts_values() {
+        let mut t = TlsConfig::default();
+        assert_eq!(t.hsts_value(), None);
+        t.hsts = Some(Dur(std::time::Duration::from_secs(31_536_000)));
+        assert_eq!(t.hsts_value().unwrap(), "max-age=31536000");
+        t.hsts_subdomains = true;
+        assert_eq!(
+            t.hsts_value().unwrap(),
+            "max-age=31536000; includeSubDomains"
+        );
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let t = TlsConfig {
+            cert: "/nonexistent/site.pem".into(),
+            key: "/nonexistent/site.key".into(),
+            ..TlsConfig::default()
+        };
+        let e = t.check(Protocol::Http).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/site.pem"), "{e}");
+        let e = TlsConfig::default()
+            .check(Protocol::Http)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("required"), "{e}");
+    }
+}
