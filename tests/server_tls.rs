@@ -15,7 +15,9 @@ use herd_testkit::certs::{Leaf, TestCa};
 use server_support::{free_port, herd_bin, Herd, Signal, TempDir};
 use tls_support::{connect, get};
 
-/// A client trusting both CAs (so either certificate verifies) for `localhost`.
+/// A client trusting both CAs (so either certificate verifies) for `localhost`, with
+/// resumption off: the ticket key outlives a reload, and a resumed session reports the
+/// certificate of the session it resumed, not the one the server holds now.
 fn client(cas: &[&TestCa]) -> Arc<herd::tls::rustls::ClientConfig> {
     let mut roots = herd::tls::rustls::RootCertStore::empty();
     for ca in cas {
@@ -23,11 +25,11 @@ fn client(cas: &[&TestCa]) -> Arc<herd::tls::rustls::ClientConfig> {
             roots.roots.push(c);
         }
     }
-    Arc::new(
-        herd::tls::rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    let mut cfg = herd::tls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.resumption = herd::tls::rustls::client::Resumption::disabled();
+    Arc::new(cfg)
 }
 
 /// One line echoed over TLS; returns the leaf certificate the server presented.
@@ -63,7 +65,7 @@ fn echo_over_tls_and_a_reload_swaps_the_certificate() {
     let table = tls_table(&dir.0);
     let h = Herd::launch(dir, 2, "", |t| t.push_str(&table));
     let master = h.pid();
-    h.wait_ready_workers(master, 2);
+    let old = h.wait_ready_workers(master, 2);
     let cfg = client(&[&ca1, &ca2]);
     let der_first = std::fs::read_to_string(&first.cert).unwrap();
     let seen = echo_tls(h.addr(), &cfg, "hello over tls");
@@ -74,11 +76,17 @@ fn echo_over_tls_and_a_reload_swaps_the_certificate() {
     install(&second, &h.dir.0);
     h.signal(Signal::Hup);
     h.wait_log("configuration reloaded: generation 2", |l| l.pid == master);
-    h.wait_ready_workers(master, 2);
-    server_support::wait_until("a new connection sees the new certificate", || {
-        echo_tls(h.addr(), &cfg, "after reload") != cert1
+    // Only the new generation is left: the retired workers have exited.
+    server_support::wait_until("the first generation has exited", || {
+        let kids = server_support::children(master);
+        kids.len() == 2 && kids.iter().all(|k| !old.contains(k))
     });
-    let cert2 = echo_tls(h.addr(), &cfg, "again");
+    h.wait_ready_workers(master, 2);
+    let cert2 = echo_tls(h.addr(), &cfg, "after reload");
+    assert_ne!(cert2, cert1);
+    for _ in 0..4 {
+        assert_eq!(echo_tls(h.addr(), &cfg, "again"), cert2);
+    }
 
     // A broken certificate file: the reload fails, the running one keeps serving.
     std::fs::write(

@@ -232,6 +232,10 @@ pub struct TlsSettings {
     pub tickets: bool,
     /// Accept TLS 1.2 as well as 1.3.
     pub tls12: bool,
+    /// The secret session-ticket keys derive from ([`SharedTicketer`]): processes given the
+    /// same secret accept each other's tickets (a master gives its workers one). `None`: a
+    /// random key of this process only.
+    pub ticket_secret: Option<[u8; 32]>,
 }
 
 impl Default for TlsSettings {
@@ -244,6 +248,7 @@ impl Default for TlsSettings {
             session_cache: 20_480,
             tickets: true,
             tls12: true,
+            ticket_secret: None,
         }
     }
 }
@@ -393,10 +398,117 @@ impl TlsSettings {
             Arc::new(rustls::server::NoServerSessionStorage {})
         };
         if self.tickets {
-            config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-                .map_err(|e| TlsError(format!("tls: session tickets: {e}")))?;
+            config.ticketer = match self.ticket_secret {
+                Some(secret) => Arc::new(SharedTicketer::new(secret, TICKET_PERIOD_SECS)),
+                None => rustls::crypto::aws_lc_rs::Ticketer::new()
+                    .map_err(|e| TlsError(format!("tls: session tickets: {e}")))?,
+            };
         }
         Ok(Arc::new(config))
+    }
+}
+
+/// How long one ticket key is used for new tickets; tickets of the previous period are still
+/// accepted, so a ticket lives between one and two periods.
+pub const TICKET_PERIOD_SECS: u64 = 6 * 3600;
+
+/// Session tickets sealed with AES-256-GCM under a key derived from a shared secret and the
+/// current time period (HMAC-SHA256(secret, period)), so every process given the same secret
+/// (the workers of one master) accepts every other's tickets, and keys rotate by themselves.
+/// A ticket is `period (8 bytes) | nonce (12) | ciphertext | tag (16)`.
+pub struct SharedTicketer {
+    secret: aws_lc_rs::hmac::Key,
+    period_secs: u64,
+    now: fn() -> u64,
+}
+
+impl fmt::Debug for SharedTicketer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedTicketer")
+            .field("period_secs", &self.period_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl SharedTicketer {
+    /// Tickets under keys derived from `secret`, a new key every `period_secs`.
+    pub fn new(secret: [u8; 32], period_secs: u64) -> Self {
+        SharedTicketer {
+            secret: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+            period_secs: period_secs.max(1),
+            now: unix_secs,
+        }
+    }
+
+    fn key(&self, period: u64) -> aws_lc_rs::aead::LessSafeKey {
+        let tag = aws_lc_rs::hmac::sign(&self.secret, &period.to_be_bytes());
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, tag.as_ref())
+            .expect("a 32-byte key");
+        aws_lc_rs::aead::LessSafeKey::new(unbound)
+    }
+
+    fn period(&self) -> u64 {
+        (self.now)() / self.period_secs
+    }
+}
+
+impl rustls::server::ProducesTickets for SharedTicketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        u32::try_from(self.period_secs).unwrap_or(u32::MAX)
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        use aws_lc_rs::rand::SecureRandom;
+        let period = self.period();
+        let mut nonce = [0u8; 12];
+        aws_lc_rs::rand::SystemRandom::new().fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(8 + 12 + plain.len() + 16);
+        out.extend_from_slice(&period.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        let mut body = plain.to_vec();
+        self.key(period)
+            .seal_in_place_append_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(&out[..8]),
+                &mut body,
+            )
+            .ok()?;
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        if cipher.len() < 8 + 12 + 16 {
+            return None;
+        }
+        let period = u64::from_be_bytes(cipher[..8].try_into().ok()?);
+        let now = self.period();
+        if period != now && period.checked_add(1) != Some(now) {
+            return None;
+        }
+        let nonce: [u8; 12] = cipher[8..20].try_into().ok()?;
+        let mut body = cipher[20..].to_vec();
+        let plain = self
+            .key(period)
+            .open_in_place(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(&cipher[..8]),
+                &mut body,
+            )
+            .ok()?;
+        let n = plain.len();
+        body.truncate(n);
+        Some(body)
     }
 }
 
@@ -435,6 +547,36 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&r.pick(Some("x.y.b.test")), &d));
         assert!(Arc::ptr_eq(&r.pick(None), &d));
+    }
+
+    #[test]
+    fn shared_tickets_open_in_another_process_and_expire_after_two_periods() {
+        use rustls::server::ProducesTickets;
+        let mut a = SharedTicketer::new([7; 32], 100);
+        let mut b = SharedTicketer::new([7; 32], 100);
+        a.now = || 1_000;
+        b.now = || 1_050;
+        let t = a.encrypt(b"session state").unwrap();
+        assert_eq!(
+            b.decrypt(&t).unwrap(),
+            b"session state",
+            "same secret, same period"
+        );
+        b.now = || 1_150;
+        assert_eq!(
+            b.decrypt(&t).unwrap(),
+            b"session state",
+            "the previous period"
+        );
+        b.now = || 1_250;
+        assert!(b.decrypt(&t).is_none(), "two periods later");
+        let other = SharedTicketer::new([8; 32], 100);
+        assert!(other.decrypt(&t).is_none(), "another secret");
+        let mut bad = t.clone();
+        bad[30] ^= 1;
+        a.now = || 1_000;
+        assert!(a.decrypt(&bad).is_none(), "tampered");
+        assert!(a.decrypt(&t[..10]).is_none(), "short");
     }
 
     #[test]

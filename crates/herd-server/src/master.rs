@@ -95,6 +95,9 @@ pub struct Master {
     upgrade: Option<Child>,
     stop: Option<(StopKind, Instant, bool)>,
     started_ms: u64,
+    /// The secret TLS session-ticket keys derive from, shared by all workers of this master
+    /// (across reloads too), so a ticket issued by one worker resumes at any other.
+    ticket_secret: String,
 }
 
 /// The back-off before respawning a worker that failed at start-up `fails` times in a row:
@@ -154,6 +157,7 @@ impl Master {
             upgrade: None,
             stop: None,
             started_ms: unix_ms(),
+            ticket_secret: crate::tls::new_secret(),
         })
     }
 
@@ -239,6 +243,7 @@ impl Master {
             generation: self.generation,
             master_pid: std::process::id() as i32,
             master_started_ms: self.started_ms,
+            ticket_secret: Some(self.ticket_secret.clone()),
             notify_fd: self.notifier.raw_fd(),
             status_fd: self.status.as_ref().map(|s| s.file().as_raw_fd()),
             listeners: self.listeners.fds_for(&self.config, slot),

@@ -80,6 +80,8 @@ pub struct Context {
     pub status: StatusBoard,
     /// The worker's logs (for the HTTP access log).
     pub logs: Logs,
+    /// The master's TLS session-ticket secret, shared by its workers.
+    pub ticket_secret: Option<[u8; 32]>,
 }
 
 /// herd-core options for a listener.
@@ -116,7 +118,7 @@ pub fn start(
         .fold(Server::new().options(options(l, cfg)), Server::listener);
     if let Some(tls) = &l.tls {
         let acceptor = tls
-            .acceptor(l.protocol)
+            .acceptor(l.protocol, cx.ticket_secret)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         server = server.tls(acceptor);
     }
@@ -351,6 +353,7 @@ mod tests {
                 ..Default::default()
             }),
             logs: Logs::init("test", &Default::default()).unwrap(),
+            ticket_secret: None,
         }
     }
 

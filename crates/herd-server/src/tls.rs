@@ -131,6 +131,7 @@ impl TlsConfig {
             session_cache: self.session_cache,
             tickets: self.tickets,
             tls12: self.tls12,
+            ticket_secret: None,
         }
     }
 
@@ -143,8 +144,16 @@ impl TlsConfig {
     }
 
     /// Load the files and make the listener's acceptor.
-    pub fn acceptor(&self, protocol: Protocol) -> Result<TlsAcceptor, TlsError> {
-        let config = self.settings(protocol).build()?;
+    pub fn acceptor(
+        &self,
+        protocol: Protocol,
+        ticket_secret: Option<[u8; 32]>,
+    ) -> Result<TlsAcceptor, TlsError> {
+        let settings = TlsSettings {
+            ticket_secret,
+            ..self.settings(protocol)
+        };
+        let config = settings.build()?;
         Ok(TlsAcceptor::new(config)
             .handshake_timeout(self.handshake_timeout.0)
             .plain_http_reply(matches!(protocol, Protocol::Http | Protocol::Ws)))
@@ -161,9 +170,44 @@ impl TlsConfig {
     }
 }
 
+/// A new random ticket secret, hex-encoded (from the kernel's random source).
+pub fn new_secret() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        // Without it, each worker keeps its own random ticket key (resumption then works
+        // only on the worker that issued the ticket).
+        tracing::warn!("no shared TLS ticket key: /dev/urandom: {e}");
+        return String::new();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Parse a secret written by [`new_secret`] (`None` if it is not 64 hex digits).
+pub fn parse_secret(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_round_trip() {
+        let s = new_secret();
+        assert_eq!(s.len(), 64);
+        assert!(parse_secret(&s).is_some());
+        assert_ne!(parse_secret(&s), parse_secret(&new_secret()));
+        assert_eq!(parse_secret("zz"), None);
+        assert_eq!(parse_secret(&"g".repeat(64)), None);
+    }
 
     #[test]
     fn hsts_values() {

@@ -54,6 +54,9 @@ pub struct WorkerSpec {
     pub listeners: Vec<(String, RawFd)>,
     /// The validated configuration.
     pub config: Config,
+    /// The master's TLS session-ticket secret (hex), shared by its workers.
+    #[serde(default)]
+    pub ticket_secret: Option<String>,
 }
 
 /// The text a worker sends when it is serving: `ready <pid> <slot> <generation>`.
@@ -154,6 +157,10 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
     let cx = Context {
         status: board.clone(),
         logs: logs.clone(),
+        ticket_secret: spec
+            .ticket_secret
+            .as_deref()
+            .and_then(crate::tls::parse_secret),
     };
     let mut servers: Vec<(usize, ServerHandle)> = Vec::new();
     // A listener may come with more than one socket (slots left over after the worker count
