@@ -13,12 +13,16 @@ die() {
     exit 1
 }
 
-# cleanup: stop every server (and strace) this script started; drop the work dir.
+# cleanup: stop every server (and strace) this script started; with PLOT=DIR, draw the
+# results as SVG charts into DIR (bench/plot.py); drop the work dir.
 cleanup() {
     local pid
     for pid in ${STRACE_CHILD:-}; do kill -TERM "$pid" 2>/dev/null; done
     for pid in "${!LIVE[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     for pid in "${!LIVE[@]}"; do stop_pid "$pid"; done
+    if [ -n "${PLOT:-}" ] && [ -s "${RESULTS:-}" ]; then
+        python3 "$ROOT/bench/plot.py" "$BENCH_NAME" "$RESULTS" "$PLOT" || say "plotting failed"
+    fi
     if [ "$KEEP_LOGS" = 1 ]; then
         say "logs kept in $WORK"
     else
@@ -107,6 +111,7 @@ cpu_ticks() { # cpu_ticks PID: utime + stime of the whole process, in clock tick
 # the tools every script needs (installed through apt only when missing), CLK_TCK, and the
 # target directories ROOT_TARGET and PEERS_TARGET.
 bench_init() {
+    BENCH_NAME=$1
     WORK=$(mktemp -d "/tmp/herd-$1-bench.XXXXXX")
     RESULTS=$WORK/results.txt
     : >"$RESULTS"

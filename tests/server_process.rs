@@ -480,7 +480,7 @@ fn site_frame_demo_and_access_log_through_the_binary() {
 
     wait_until("access log line", || {
         std::fs::read_to_string(&access)
-            .is_ok_and(|t| t.contains("\"GET /api/status\" 200") && t.contains(" site"))
+            .is_ok_and(|t| t.contains("\"GET /api/status HTTP/1.1\" 200") && t.contains(" site"))
     });
     assert_eq!(echo_once(h.addr(), "echo too").unwrap(), "echo too");
 }

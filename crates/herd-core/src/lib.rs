@@ -55,4 +55,4 @@ pub use conn::{Conn, ConnId, Handle, LoopCx, Timer};
 pub use handler::{Handler, Item};
 pub use reason::CloseReason;
 pub use server::{AcceptMode, Balance, Options, Server, ServerHandle, StopReport, NOTSENT_LOWAT};
-pub use stats::Stats;
+pub use stats::{Histogram, ProtoStats, Stats};

@@ -8,6 +8,7 @@
 //! connection has closed meanwhile. The queue is bounded: when it is full, `try_submit` fails
 //! at once and the caller answers "busy"; the loop never waits.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -25,6 +26,8 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     size: usize,
     capacity: usize,
+    /// Jobs queued and not yet started (for metrics; touched once per job, never per message).
+    queued: Arc<AtomicUsize>,
 }
 
 /// The pool's queue is full (or the pool was shut down); the job was not taken.
@@ -52,9 +55,11 @@ impl WorkerPool {
         let threads = threads.max(1);
         let (tx, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
+        let queued = Arc::new(AtomicUsize::new(0));
         let handles = (0..threads)
             .map(|i| {
                 let rx = rx.clone();
+                let queued = queued.clone();
                 std::thread::Builder::new()
                     .name(format!("herd-worker-{i}"))
                     .spawn(move || loop {
@@ -64,6 +69,7 @@ impl WorkerPool {
                         };
                         match job {
                             Ok(job) => {
+                                queued.fetch_sub(1, Ordering::Relaxed);
                                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
                                     .is_err()
                                 {
@@ -82,6 +88,7 @@ impl WorkerPool {
                 threads: Mutex::new(handles),
                 size: threads,
                 capacity: queue,
+                queued,
             }),
         }
     }
@@ -90,10 +97,20 @@ impl WorkerPool {
     pub fn try_submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), Busy> {
         let guard = self.inner.tx.lock().map_err(|_| Busy)?;
         let tx = guard.as_ref().ok_or(Busy)?;
+        // Counted before the send so a job taken at once never makes the count wrap.
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
         match tx.try_send(Box::new(job)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(Busy),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(Busy)
+            }
         }
+    }
+
+    /// Jobs waiting in the queue (not yet started), at this moment.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
     }
 
     /// Number of worker threads.

@@ -129,6 +129,8 @@ pub(crate) struct ServerShared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     rejected_by_acceptor: AtomicU64,
     acceptor_fd_exhausted: AtomicU64,
+    /// Connections refused for `max_connections_per_ip` (once per refused accept).
+    refused_per_ip: AtomicU64,
 }
 
 impl ServerShared {
@@ -142,6 +144,7 @@ impl ServerShared {
                 if *n == 0 {
                     map.remove(&ip);
                 }
+                self.refused_per_ip.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
             *n += 1;
@@ -399,6 +402,7 @@ impl Server {
             open_per_loop: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             per_ip: Mutex::new(HashMap::new()),
             rejected_by_acceptor: AtomicU64::new(0),
+            refused_per_ip: AtomicU64::new(0),
             acceptor_fd_exhausted: AtomicU64::new(0),
             opts,
             #[cfg(feature = "tls")]
@@ -522,6 +526,7 @@ impl ServerHandle {
         total.accepted += rejected;
         total.closed[CloseReason::Limit.index()] += rejected;
         total.accept_fd_exhausted += self.shared.acceptor_fd_exhausted.load(Ordering::Relaxed);
+        total.refused_per_ip += self.shared.refused_per_ip.load(Ordering::Relaxed);
     }
 
     /// Wake every loop so it re-reads its clock and runs due timers (for fake clocks).

@@ -3,6 +3,14 @@
 //! Each loop keeps plain `u64` counters in its own memory and bumps them without locks or
 //! atomics. A [`ServerHandle::stats`](crate::ServerHandle::stats) call asks every loop, through
 //! its command queue, for a snapshot and adds them up; nothing on the message path is shared.
+//!
+//! The protocol layers (HTTP request completion, WebSocket messages and close codes, frame
+//! dispatch by message id) count into [`ProtoStats`], kept in a thread-local of the loop
+//! thread (a loop is one thread, so this is loop-owned memory reached without a pointer
+//! through the connection): a plain add, no atomics, no locks. The loop copies it into its
+//! [`Stats`] when asked for a snapshot.
+
+use std::cell::RefCell;
 
 use crate::reason::CloseReason;
 
@@ -45,6 +53,234 @@ pub struct Stats {
     /// (`not_tls`, `bad_handshake`, `incompatible`, `cert_rejected`, `client_cert`, `timeout`,
     /// `eof`, `other`).
     pub tls_failed: [u64; TLS_FAILURES],
+    /// Connections refused because their client IP was at `max_connections_per_ip` (also
+    /// counted in `closed` as [`CloseReason::Limit`]).
+    pub refused_per_ip: u64,
+    /// Protocol-level counters of this loop (HTTP, WebSocket, frame).
+    pub proto: ProtoStats,
+}
+
+/// Upper bounds (in milliseconds, inclusive) of the request-duration histogram's buckets;
+/// a last, implicit bucket holds everything slower. Durations come from the loop clock (1 ms
+/// resolution), so a request answered within the same millisecond counts as 0 ms.
+pub const DURATION_BOUNDS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000];
+
+/// A histogram with the fixed [`DURATION_BOUNDS_MS`] buckets: per-bucket (not cumulative)
+/// counts, so two histograms merge by adding bucket by bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Observations per bucket; index `DURATION_BOUNDS_MS.len()` is the overflow bucket.
+    pub buckets: [u64; DURATION_BOUNDS_MS.len() + 1],
+    /// Sum of the observed values (ms).
+    pub sum_ms: u64,
+}
+
+impl Histogram {
+    /// Record one observation of `ms` milliseconds.
+    ///
+    /// ```
+    /// let mut h = herd_core::Histogram::default();
+    /// h.observe(0);
+    /// h.observe(7);
+    /// h.observe(1_000_000);
+    /// assert_eq!((h.buckets[0], h.buckets[3], h.buckets[12]), (1, 1, 1));
+    /// assert_eq!((h.count(), h.sum_ms), (3, 1_000_007));
+    /// ```
+    #[inline]
+    pub fn observe(&mut self, ms: u64) {
+        let i = DURATION_BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(DURATION_BOUNDS_MS.len());
+        self.buckets[i] += 1;
+        self.sum_ms += ms;
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Add another histogram into this one.
+    pub fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        self.sum_ms += o.sum_ms;
+    }
+
+    /// The upper bound (ms) of the bucket holding quantile `q` (0..=1), `None` when empty;
+    /// the overflow bucket reports the largest finite bound.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(DURATION_BOUNDS_MS[i.min(DURATION_BOUNDS_MS.len() - 1)]);
+            }
+        }
+        DURATION_BOUNDS_MS.last().copied()
+    }
+}
+
+/// HTTP method classes counted by [`HttpCounts::requests`].
+pub const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "other",
+];
+
+/// The index of `method` in [`METHODS`].
+pub fn method_class(method: &str) -> usize {
+    METHODS[..7].iter().position(|m| *m == method).unwrap_or(7)
+}
+
+/// HTTP status classes counted by [`HttpCounts::requests`] (index = first digit - 1).
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// HTTP counters of a loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpCounts {
+    /// Responses finished, by [`METHODS`] class and [`STATUS_CLASSES`] class.
+    pub requests: [[u64; 5]; 8],
+    /// Time from the request head to the last byte of the response queued.
+    pub duration: Histogram,
+    /// Request body bytes received.
+    pub body_bytes_in: u64,
+    /// Response body bytes queued.
+    pub body_bytes_out: u64,
+}
+
+/// WebSocket close codes counted one by one; others count as `other`.
+pub const WS_CLOSE_CODES: [u16; 11] = [
+    1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011,
+];
+
+/// WebSocket counters of a loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WsCounts {
+    /// Data messages (text or binary) received.
+    pub messages_in: u64,
+    /// Data messages sent.
+    pub messages_out: u64,
+    /// Closed WebSocket connections by close code ([`WS_CLOSE_CODES`] order, then other).
+    pub close_codes: [u64; WS_CLOSE_CODES.len() + 1],
+}
+
+/// Frame message ids counted one by one (0..FRAME_IDS); larger ids count as one `other`.
+pub const FRAME_IDS: usize = 32;
+
+/// Frame-protocol counters of a loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// Requests dispatched by message id (`FRAME_IDS` is the `other` slot).
+    pub requests: [u64; FRAME_IDS + 1],
+}
+
+impl Default for FrameCounts {
+    fn default() -> Self {
+        FrameCounts {
+            requests: [0; FRAME_IDS + 1],
+        }
+    }
+}
+
+/// Protocol counters of a loop (see the module docs for where they are kept).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProtoStats {
+    /// HTTP.
+    pub http: HttpCounts,
+    /// WebSocket.
+    pub ws: WsCounts,
+    /// Frame protocol.
+    pub frame: FrameCounts,
+}
+
+impl ProtoStats {
+    const ZERO: ProtoStats = ProtoStats {
+        http: HttpCounts {
+            requests: [[0; 5]; 8],
+            duration: Histogram {
+                buckets: [0; DURATION_BOUNDS_MS.len() + 1],
+                sum_ms: 0,
+            },
+            body_bytes_in: 0,
+            body_bytes_out: 0,
+        },
+        ws: WsCounts {
+            messages_in: 0,
+            messages_out: 0,
+            close_codes: [0; WS_CLOSE_CODES.len() + 1],
+        },
+        frame: FrameCounts {
+            requests: [0; FRAME_IDS + 1],
+        },
+    };
+
+    /// Add another loop's protocol counters into these.
+    pub fn add(&mut self, o: &ProtoStats) {
+        for (a, b) in self.http.requests.iter_mut().zip(o.http.requests.iter()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+        self.http.duration.merge(&o.http.duration);
+        self.http.body_bytes_in += o.http.body_bytes_in;
+        self.http.body_bytes_out += o.http.body_bytes_out;
+        self.ws.messages_in += o.ws.messages_in;
+        self.ws.messages_out += o.ws.messages_out;
+        for (a, b) in self.ws.close_codes.iter_mut().zip(o.ws.close_codes.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.frame.requests.iter_mut().zip(o.frame.requests.iter()) {
+            *a += b;
+        }
+    }
+}
+
+thread_local! {
+    /// This loop thread's protocol counters.
+    static LOCAL: RefCell<ProtoStats> = const { RefCell::new(ProtoStats::ZERO) };
+}
+
+/// Update this loop thread's protocol counters.
+#[inline]
+pub(crate) fn count(f: impl FnOnce(&mut ProtoStats)) {
+    LOCAL.with(|p| f(&mut p.borrow_mut()));
+}
+
+/// A copy of this loop thread's protocol counters.
+pub(crate) fn local_proto() -> ProtoStats {
+    LOCAL.with(|p| *p.borrow())
+}
+
+/// Count a finished HTTP response (called at the request-completion point).
+#[inline]
+pub(crate) fn http_done(method: usize, status: u16, duration_ms: u64, body_out: u64) {
+    count(|p| {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        p.http.requests[method.min(7)][class] += 1;
+        p.http.duration.observe(duration_ms);
+        p.http.body_bytes_out += body_out;
+    });
+}
+
+/// Count a WebSocket connection's close code.
+pub(crate) fn ws_closed(code: u16) {
+    let i = WS_CLOSE_CODES
+        .iter()
+        .position(|&c| c == code)
+        .unwrap_or(WS_CLOSE_CODES.len());
+    count(|p| p.ws.close_codes[i] += 1);
+}
+
+/// Count a frame request dispatched for `msg_id`.
+#[inline]
+pub(crate) fn frame_request(msg_id: u16) {
+    count(|p| p.frame.requests[(msg_id as usize).min(FRAME_IDS)] += 1);
 }
 
 /// Number of TLS failure causes counted in [`Stats::tls_failed`].
@@ -84,6 +320,8 @@ impl Stats {
         for (a, b) in self.tls_failed.iter_mut().zip(o.tls_failed.iter()) {
             *a += b;
         }
+        self.refused_per_ip += o.refused_per_ip;
+        self.proto.add(&o.proto);
     }
 }
 
@@ -108,5 +346,73 @@ impl std::fmt::Display for Stats {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-loop histograms merged bucket by bucket give the histogram of all observations.
+    #[test]
+    fn histograms_merge_like_one() {
+        let (mut a, mut b, mut all) = (
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        );
+        for (i, ms) in [0u64, 1, 3, 9, 40, 120, 700, 3000, 20000, 2, 2]
+            .iter()
+            .enumerate()
+        {
+            if i % 2 == 0 {
+                a.observe(*ms)
+            } else {
+                b.observe(*ms)
+            }
+            all.observe(*ms);
+        }
+        a.merge(&b);
+        assert_eq!(a, all);
+        assert_eq!(a.count(), 11);
+        assert_eq!(a.quantile_ms(0.5), Some(10));
+        assert_eq!(a.quantile_ms(1.0), Some(10000));
+        assert_eq!(Histogram::default().quantile_ms(0.5), None);
+    }
+
+    #[test]
+    fn classes_and_local_counters() {
+        assert_eq!(method_class("GET"), 0);
+        assert_eq!(method_class("PATCH"), 6);
+        assert_eq!(method_class("BREW"), 7);
+        let before = local_proto();
+        http_done(0, 204, 3, 10);
+        http_done(7, 999, 0, 0);
+        ws_closed(1000);
+        ws_closed(4000);
+        frame_request(3);
+        frame_request(60000);
+        let after = local_proto();
+        assert_eq!(after.http.requests[0][1] - before.http.requests[0][1], 1);
+        assert_eq!(after.http.requests[7][4] - before.http.requests[7][4], 1);
+        assert_eq!(
+            after.http.duration.count() - before.http.duration.count(),
+            2
+        );
+        assert_eq!(after.ws.close_codes[0] - before.ws.close_codes[0], 1);
+        assert_eq!(after.ws.close_codes[11] - before.ws.close_codes[11], 1);
+        assert_eq!(
+            after.frame.requests[FRAME_IDS] - before.frame.requests[FRAME_IDS],
+            1
+        );
+        let mut sum = Stats {
+            proto: after,
+            ..Stats::default()
+        };
+        sum.add(&Stats {
+            proto: after,
+            ..Stats::default()
+        });
+        assert_eq!(sum.proto.frame.requests[3], 2 * after.frame.requests[3]);
     }
 }

@@ -186,6 +186,31 @@ pub enum Protocol {
     Ws,
     /// Line echo: every `\n`-terminated line is sent back.
     Echo,
+    /// The admin listener: Prometheus metrics on `/metrics`, plus the dashboard and its JSON
+    /// endpoints (HTTP; loopback addresses only unless `allow_remote`).
+    Admin,
+}
+
+/// Access-log line format (`access_log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessFormat {
+    /// nginx's `combined` format (the default).
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// herd's own log format (`log.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per event, its fields as keys.
+    Json,
 }
 
 impl Protocol {
@@ -196,6 +221,7 @@ impl Protocol {
             Protocol::Frame => "frame",
             Protocol::Ws => "ws",
             Protocol::Echo => "echo",
+            Protocol::Admin => "admin",
         }
     }
 }
@@ -210,6 +236,11 @@ pub struct LogConfig {
     pub level: String,
     /// HTTP access log file; absent means no access log.
     pub access_file: Option<PathBuf>,
+    /// `text` or `json` for herd's own log.
+    pub format: LogFormat,
+    /// Identical error/warning messages written per second per call site before further
+    /// ones are counted and summarised in one line (0: no limit).
+    pub burst: u32,
 }
 
 impl Default for LogConfig {
@@ -218,6 +249,8 @@ impl Default for LogConfig {
             file: None,
             level: "info".into(),
             access_file: None,
+            format: LogFormat::Text,
+            burst: 10,
         }
     }
 }
@@ -267,6 +300,12 @@ pub struct ListenerConfig {
     pub tls: Option<crate::tls::TlsConfig>,
     /// http: answer every request with a `301` to `https://<host>:<this port><path>`.
     pub https_redirect: Option<u16>,
+    /// http: also serve Prometheus metrics on `/metrics` (always on for admin listeners).
+    pub metrics: bool,
+    /// http, admin: access-log line format, `combined` (default) or `json`.
+    pub access_log_format: AccessFormat,
+    /// admin: allow a non-loopback address.
+    pub allow_remote: bool,
 }
 
 impl Default for ListenerConfig {
@@ -292,6 +331,9 @@ impl Default for ListenerConfig {
             notsent_lowat: None,
             tls: None,
             https_redirect: None,
+            metrics: false,
+            access_log_format: AccessFormat::Combined,
+            allow_remote: false,
         }
     }
 }
@@ -587,8 +629,28 @@ impl Config {
         };
         only("root", l.root.is_some(), &[Http])?;
         only("ws_path", l.ws_path.is_some(), &[Http])?;
-        only("header_timeout", l.header_timeout.is_some(), &[Http])?;
-        only("max_body", l.max_body.is_some(), &[Http])?;
+        only("header_timeout", l.header_timeout.is_some(), &[Http, Admin])?;
+        only("max_body", l.max_body.is_some(), &[Http, Admin])?;
+        only("metrics", l.metrics, &[Http])?;
+        only(
+            "access_log_format",
+            l.access_log_format != AccessFormat::Combined,
+            &[Http, Admin],
+        )?;
+        only("allow_remote", l.allow_remote, &[Admin])?;
+        if l.protocol == Admin && !l.allow_remote {
+            if let Ok(a) = l.addr() {
+                if !a.ip().is_loopback() {
+                    return Err(ConfigError::new(
+                        at("bind"),
+                        format!(
+                            "the admin listener must be on a loopback address, not {a} \
+                             (set allow_remote = true to expose it)"
+                        ),
+                    ));
+                }
+            }
+        }
         only("https_redirect", l.https_redirect.is_some(), &[Http])?;
         if l.https_redirect.is_some() && l.tls.is_some() {
             return Err(ConfigError::new(
@@ -702,6 +764,33 @@ mod tests {
         let e = p(&wrong).unwrap_err();
         assert_eq!(e.at, "listener[0].root");
         assert!(e.msg.contains("http"), "{e}");
+    }
+
+    #[test]
+    fn admin_listeners_stay_on_loopback_unless_allowed() {
+        let admin = |bind: &str, extra: &str| {
+            p(&format!(
+                "[[listener]]\nbind = \"{bind}\"\nprotocol = \"admin\"\n{extra}"
+            ))
+        };
+        assert!(admin("127.0.0.1:0", "").is_ok());
+        assert!(admin("[::1]:0", "").is_ok());
+        let e = admin("0.0.0.0:0", "").unwrap_err();
+        assert_eq!(e.at, "listener[0].bind");
+        assert!(e.msg.contains("allow_remote"), "{e}");
+        assert!(admin("0.0.0.0:0", "allow_remote = true\n").is_ok());
+        let c = admin("127.0.0.1:0", "access_log_format = \"json\"\n").unwrap();
+        assert_eq!(c.config.listeners[0].access_log_format, AccessFormat::Json);
+        // Keys for other protocols are refused, as every protocol key is.
+        let e = p(&format!("{ECHO}metrics = true\n")).unwrap_err();
+        assert_eq!(e.at, "listener[0].metrics");
+        let e = p(&format!("{ECHO}allow_remote = true\n")).unwrap_err();
+        assert_eq!(e.at, "listener[0].allow_remote");
+        let c = p(&format!("[log]\nformat = \"json\"\nburst = 3\n{ECHO}")).unwrap();
+        assert_eq!(
+            (c.config.log.format, c.config.log.burst),
+            (LogFormat::Json, 3)
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod echo;
 pub mod listeners;
 pub mod logging;
 pub mod master;
+pub mod metrics;
 pub mod pidfile;
 pub mod protocols;
 pub mod signals;

@@ -30,7 +30,7 @@ use crate::listeners::{ListenerSet, INHERIT_ENV};
 use crate::logging::Logs;
 use crate::pidfile::{self, PidFile};
 use crate::signals::{Notifier, Waiter, CONTROL_SIGNALS};
-use crate::status::{unix_ms, SharedStatus};
+use crate::status::{current, unix_ms, History, MasterStatus, ProcessStatus, SharedStatus};
 use crate::worker::{parse_ready, WorkerSpec, EXIT_FATAL, WORKER_ENV};
 
 /// A worker that dies sooner than this after starting counts as failing at start-up.
@@ -98,6 +98,12 @@ pub struct Master {
     /// The secret TLS session-ticket keys derive from, shared by all workers of this master
     /// (across reloads too), so a ticket issued by one worker resumes at any other.
     ticket_secret: String,
+    /// The counters and events this master publishes for the metrics and the dashboard.
+    record: MasterStatus,
+    /// The dashboard's history (points published into the shared file's ring).
+    history: History,
+    /// Points published so far, and when the last one was taken.
+    points: (u64, Option<Instant>),
 }
 
 /// The back-off before respawning a worker that failed at start-up `fails` times in a row:
@@ -158,6 +164,9 @@ impl Master {
             stop: None,
             started_ms: unix_ms(),
             ticket_secret: crate::tls::new_secret(),
+            record: MasterStatus::default(),
+            history: History::default(),
+            points: (0, None),
         })
     }
 
@@ -169,7 +178,7 @@ impl Master {
     /// Start the workers and supervise until stopped; returns the exit code.
     pub fn run(mut self) -> i32 {
         for (name, addr) in self.listeners.local_addrs(&self.config) {
-            tracing::info!("listening on {addr} ({name})");
+            tracing::info!(listener = %name, addr = %addr, "listening on {addr} ({name})");
         }
         tracing::info!(
             "master started: {} workers, generation {}",
@@ -210,6 +219,8 @@ impl Master {
             }
             self.reap();
             self.run_due();
+            self.publish();
+            self.logs.flush_suppressed();
             if self.stop.is_some() {
                 if self.workers.is_empty() {
                     break 0;
@@ -224,6 +235,41 @@ impl Master {
             p.remove();
         }
         code
+    }
+
+    /// Write this master's record (counters, events, resources) to the shared status file.
+    fn publish(&mut self) {
+        let Some(shared) = &self.status else {
+            return;
+        };
+        let r = &mut self.record;
+        r.pid = std::process::id();
+        r.started_ms = self.started_ms;
+        r.now_ms = unix_ms();
+        r.generation = self.generation;
+        r.workers = self.slots.len();
+        r.process = ProcessStatus::current();
+        if let Err(e) = shared.publish_master(r) {
+            tracing::debug!(error = %e, "cannot publish the master's status");
+        }
+        // One history point a second (the loop also wakes for signals and messages).
+        let due = self
+            .points
+            .1
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(950));
+        if due {
+            self.points.1 = Some(Instant::now());
+            let records = shared.read(self.slots.len());
+            let now = unix_ms();
+            let cur = current(&records, self.generation, now);
+            self.history.push(now, self.generation, &cur);
+            if let Some(p) = self.history.last() {
+                if let Err(e) = shared.publish_point(self.points.0, p) {
+                    tracing::debug!(error = %e, "cannot publish a history point");
+                }
+                self.points.0 += 1;
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -272,6 +318,9 @@ impl Master {
             Ok(child) => {
                 let pid = child.id();
                 tracing::info!(
+                    slot,
+                    pid,
+                    generation = self.generation,
                     "worker {slot} started (pid {pid}, generation {})",
                     self.generation
                 );
@@ -287,7 +336,7 @@ impl Master {
                 });
             }
             Err(e) => {
-                tracing::error!("cannot start worker {slot}: {e}");
+                tracing::error!(slot, reason = %e, "cannot start worker {slot}: {e}");
                 self.schedule_respawn(slot, true);
             }
         }
@@ -337,7 +386,12 @@ impl Master {
         };
         if let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) {
             w.ready = true;
-            tracing::info!("worker {slot} ready (pid {pid}, generation {generation})");
+            tracing::info!(
+                slot,
+                pid,
+                generation,
+                "worker {slot} ready (pid {pid}, generation {generation})"
+            );
         }
         self.retire_replaced();
     }
@@ -395,6 +449,8 @@ impl Master {
                 let pid = child.id();
                 self.upgrade = None;
                 tracing::error!("new binary (pid {pid}) exited ({status}); this master carries on");
+                self.record.upgrades_failed += 1;
+                self.record.event("upgrade_failed", u64::from(pid));
                 self.restore_pid_file();
             }
         }
@@ -403,11 +459,21 @@ impl Master {
     fn on_worker_exit(&mut self, w: Worker, status: std::process::ExitStatus) {
         let expected = self.stop.is_some() || w.retire_deadline.is_some();
         if expected || w.generation != self.generation {
-            tracing::info!("worker {} (pid {}) exited ({status})", w.slot, w.pid);
+            tracing::info!(
+                slot = w.slot,
+                pid = w.pid,
+                status = %status,
+                "worker {} (pid {}) exited ({status})",
+                w.slot,
+                w.pid
+            );
             return;
         }
         if status.code() == Some(EXIT_FATAL) {
             tracing::error!(
+                slot = w.slot,
+                pid = w.pid,
+                reason = "fatal configuration error",
                 "worker {} (pid {}) exited with a fatal configuration error; not respawning",
                 w.slot,
                 w.pid
@@ -418,11 +484,16 @@ impl Master {
             return;
         }
         tracing::warn!(
+            slot = w.slot,
+            pid = w.pid,
+            reason = %status,
             "worker {} (pid {}) died ({status}); respawning",
             w.slot,
             w.pid
         );
         let quick = !w.ready || w.started.elapsed() < STARTUP_WINDOW;
+        self.record.worker_restarts += 1;
+        self.record.event("restart", w.slot as u64);
         self.schedule_respawn(w.slot, quick);
     }
 
@@ -496,6 +567,18 @@ impl Master {
         if self.stop.is_some() {
             return;
         }
+        if self.try_reload() {
+            self.record.reloads_ok += 1;
+            self.record.event("reload", self.generation);
+        } else {
+            self.record.reloads_failed += 1;
+            self.record.event("reload_failed", self.generation);
+        }
+        self.publish();
+    }
+
+    /// Reload; false if the old configuration stays.
+    fn try_reload(&mut self) -> bool {
         let loaded = match &self.startup.config_path {
             Some(p) => {
                 tracing::info!("reloading {}", p.display());
@@ -518,8 +601,8 @@ impl Master {
                 l.config
             }
             Err(e) => {
-                tracing::error!("reload failed: {e}; keeping the old configuration");
-                return;
+                tracing::error!(reason = %e, "reload failed: {e}; keeping the old configuration");
+                return false;
             }
         };
         if new.pid_file != self.config.pid_file {
@@ -527,19 +610,24 @@ impl Master {
             new.pid_file = self.config.pid_file.clone();
         }
         if let Err(e) = self.listeners.prepare(&new) {
-            tracing::error!("reload failed: {e}; keeping the old configuration");
-            return;
+            tracing::error!(reason = %e, "reload failed: {e}; keeping the old configuration");
+            return false;
         }
         if let Err(e) = self.logs.apply(&new.log) {
-            tracing::error!("reload failed: log files: {e}; keeping the old configuration");
+            tracing::error!(
+                reason = %e,
+                "reload failed: log files: {e}; keeping the old configuration"
+            );
             self.listeners.retain(&[&self.config]);
-            return;
+            return false;
         }
         self.config = new;
         self.generation += 1;
         let n = self.config.worker_count();
         self.slots = vec![SlotState::default(); n];
         tracing::info!(
+            generation = self.generation,
+            workers = n,
             "configuration reloaded: generation {}, {n} workers",
             self.generation
         );
@@ -548,6 +636,7 @@ impl Master {
             self.spawn(slot);
         }
         self.listeners.retain(&[&self.config]);
+        true
     }
 
     /// Give the log files to the workers' user, so they can reopen them.
@@ -607,6 +696,8 @@ impl Master {
                     child.id(),
                     std::process::id()
                 );
+                self.record.upgrades += 1;
+                self.record.event("upgrade", u64::from(child.id()));
                 self.upgrade = Some(child);
             }
             Err(e) => {
@@ -614,6 +705,8 @@ impl Master {
                     "upgrade failed: cannot start {}: {e}",
                     self.startup.exe.display()
                 );
+                self.record.upgrades_failed += 1;
+                self.record.event("upgrade_failed", 0);
                 self.restore_pid_file();
             }
         }

@@ -82,7 +82,12 @@ pub struct Context {
     pub logs: Logs,
     /// The master's TLS session-ticket secret, shared by its workers.
     pub ticket_secret: Option<[u8; 32]>,
+    /// The frame services started, by listener name (their counters go into the status).
+    pub frames: FrameServices,
 }
+
+/// The frame services a worker started, by listener name.
+pub type FrameServices = std::sync::Arc<std::sync::Mutex<Vec<(String, FrameService)>>>;
 
 /// herd-core options for a listener.
 pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
@@ -145,6 +150,7 @@ pub fn start(
         Protocol::Ws => WsService::new(|| WsEcho)
             .options(ws_options(l))
             .serve(server),
+        Protocol::Admin => http_service(l, cx)?.serve(server),
     }
 }
 
@@ -154,7 +160,15 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
     let router = match (&l.root, l.https_redirect) {
         (_, Some(port)) => redirect_router(port),
         (Some(root), None) => Router::new().statics("/", StaticDir::new(root)?),
-        (None, None) => site_router(cx.status.clone()),
+        (None, None) => site_router(
+            cx.status.clone(),
+            l.metrics || l.protocol == Protocol::Admin,
+            if l.protocol == Protocol::Http {
+                ws_path(l)
+            } else {
+                None
+            },
+        ),
     };
     let mut opts = HttpOptions::default();
     if let Some(max) = l.max_body {
@@ -178,17 +192,13 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
     if cx.logs.has_access_log() {
         let logs = cx.logs.clone();
         let name = l.name.clone();
+        let format = l.access_log_format;
         service = service.access_log(move |e| {
-            logs.access(&format!(
-                "{} - - [{}] \"{} {}\" {} {} {}ms {}",
-                e.peer_addr.ip(),
-                crate::logging::timestamp(std::time::SystemTime::now()),
-                e.method,
-                e.path,
-                e.status,
-                e.bytes,
-                e.duration.as_millis(),
-                name
+            logs.access(&crate::logging::access_line(
+                format,
+                e,
+                &name,
+                std::time::SystemTime::now(),
             ))
         });
     }
@@ -235,9 +245,12 @@ fn strip_port(h: &str) -> &str {
     h.rsplit_once(':').map_or(h, |(a, _)| a)
 }
 
-/// The bundled site: `/` (the page) and [`site::STATUS_PATH`] (this worker's status as JSON).
-/// WebSocket on `/ws` is added around it by [`start`] (see [`ws_path`]).
-pub fn site_router(status: StatusBoard) -> Router {
+/// The bundled site: `/` (the page), [`site::STATUS_PATH`] (this worker's status as JSON),
+/// [`site::HISTORY_PATH`] (the last 15 minutes) and, if `metrics`,
+/// [`crate::metrics::METRICS_PATH`]. WebSocket on `/ws` is added around it by [`start`] (see
+/// [`ws_path`]).
+/// `ws_path` is where this listener serves WebSocket (the page offers its echo there only).
+pub fn site_router(status: StatusBoard, metrics: bool, ws_path: Option<String>) -> Router {
     let page = |_req| {
         let mut r = Response::new(Body::from_static(site::INDEX_HTML.as_bytes()));
         r.headers_mut().insert(
@@ -246,19 +259,53 @@ pub fn site_router(status: StatusBoard) -> Router {
         );
         r
     };
-    Router::new()
-        .get("/", page)
-        .get("/index.html", page)
-        .get(site::STATUS_PATH, move |_req| {
-            let mut r = Response::new(Body::from(status.json()));
+    let history = status.clone();
+    let mut router =
+        Router::new()
+            .get("/", page)
+            .get("/index.html", page)
+            .get(site::HISTORY_PATH, move |req| {
+                let since = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let mut r = Response::new(Body::from(history.history_json(since)));
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            });
+    if metrics {
+        let board = status.clone();
+        router = router.get(crate::metrics::METRICS_PATH, move |req| {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let (body, content_type) = crate::metrics::render(&board, accept);
+            let mut r = Response::new(Body::from(body));
             let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
-        })
+        });
+    }
+    router.get(site::STATUS_PATH, move |_req| {
+        let mut r = Response::new(Body::from(status.json_with_ws(Some(ws_path.clone()))));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    })
 }
 
 /// Message ids of the frame demo service.
@@ -293,10 +340,15 @@ pub fn frame_service(l: &ListenerConfig, cx: &Context) -> FrameService {
             .heartbeat_timeout(t.0)
             .ping_interval((t.0 / 3).max(Duration::from_millis(1)));
     }
-    frames.flood_limits(FloodLimits {
+    let frames = frames.flood_limits(FloodLimits {
         msgs_per_sec: l.flood_msgs_per_sec.map(u64::from),
         bytes_per_sec: l.flood_bytes_per_sec,
-    })
+    });
+    cx.frames
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((l.name.clone(), frames.clone()));
+    frames
 }
 
 #[cfg(test)]
@@ -354,6 +406,7 @@ mod tests {
             }),
             logs: Logs::init("test", &Default::default()).unwrap(),
             ticket_secret: None,
+            frames: Default::default(),
         }
     }
 

@@ -119,7 +119,7 @@ impl TlsConfig {
         TlsSettings {
             certs: std::iter::once(first).chain(more).collect(),
             alpn: match protocol {
-                Protocol::Http | Protocol::Ws => vec!["http/1.1".into()],
+                Protocol::Http | Protocol::Ws | Protocol::Admin => vec!["http/1.1".into()],
                 Protocol::Frame | Protocol::Echo => Vec::new(),
             },
             client_ca: self.client_ca.clone(),

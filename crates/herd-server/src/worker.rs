@@ -26,7 +26,10 @@ use crate::config::Config;
 use crate::logging::Logs;
 use crate::protocols::{self, Context};
 use crate::signals::{Notifier, Signal, Waiter};
-use crate::status::{unix_ms, ListenerStatus, SharedStatus, Status, StatusBoard};
+use crate::status::{
+    unix_ms, FrameStatus, HttpStatus, ListenerStatus, ProcessStatus, SharedStatus, Status,
+    StatusBoard, WsStatus,
+};
 
 /// The environment variable carrying the [`WorkerSpec`] as JSON.
 pub const WORKER_ENV: &str = "HERD_WORKER";
@@ -142,6 +145,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
             .find(|l| l.protocol == crate::config::Protocol::Http)
             .and_then(protocols::ws_path),
         listeners: Vec::new(),
+        process: Default::default(),
         totals: None,
     });
     let board = match spec.status_fd {
@@ -161,6 +165,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
             .ticket_secret
             .as_deref()
             .and_then(crate::tls::parse_secret),
+        frames: Default::default(),
     };
     let mut servers: Vec<(usize, ServerHandle)> = Vec::new();
     // A listener may come with more than one socket (slots left over after the worker count
@@ -191,7 +196,8 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
         tracing::debug!("serving {} on {} ({})", name, l.bind, l.protocol.as_str());
         servers.push((i, handle));
     }
-    refresh(&board, spec, &servers);
+    let refresh = |servers: &[(usize, ServerHandle)]| refresh(&board, spec, servers, &cx.frames);
+    refresh(&servers);
     let msg = crate::worker::ready_message(std::process::id(), spec.slot, spec.generation);
     if let Err(e) = notify.send(&msg) {
         tracing::warn!("cannot tell the master we are ready: {e}");
@@ -258,33 +264,97 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
             }
         }
         if !draining {
-            refresh(&board, spec, &servers);
+            refresh(&servers);
         }
+        logs.flush_suppressed();
     }
 }
 
 /// Refresh the status snapshot from the servers' counters.
-fn refresh(board: &StatusBoard, spec: &WorkerSpec, servers: &[(usize, ServerHandle)]) {
+fn refresh(
+    board: &StatusBoard,
+    spec: &WorkerSpec,
+    servers: &[(usize, ServerHandle)],
+    frames: &protocols::FrameServices,
+) {
+    let frames = frames.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let listeners = servers
         .iter()
         .map(|(i, h)| {
             let l = &spec.config.listeners[*i];
-            let s = h.stats();
-            ListenerStatus {
-                name: l.name.clone(),
-                bind: l.bind.clone(),
-                protocol: l.protocol.as_str().into(),
-                open: s.open,
-                accepted: s.accepted,
-                bytes_in: s.bytes_in,
-                bytes_out: s.bytes_out,
-                msgs_in: s.msgs_in,
-                msgs_out: s.msgs_out,
-            }
+            let frame = frames
+                .iter()
+                .find(|(n, _)| *n == l.name)
+                .map(|(_, f)| (f.stats(), f.pool_queue()));
+            listener_status(l, &h.stats(), frame)
         })
         .collect();
     board.update(|st| {
         st.listeners = listeners;
+        st.process = ProcessStatus::current();
         st.now_ms = unix_ms();
     });
+}
+
+/// One listener's status from its server's counters (and its frame service's).
+pub fn listener_status(
+    l: &crate::config::ListenerConfig,
+    s: &herd_core::Stats,
+    frame: Option<(herd_core::frame::FrameStats, Option<(usize, usize)>)>,
+) -> ListenerStatus {
+    use crate::config::Protocol;
+    let p = &s.proto;
+    let has_ws = match l.protocol {
+        Protocol::Ws => true,
+        Protocol::Http => protocols::ws_path(l).is_some(),
+        _ => false,
+    };
+    ListenerStatus {
+        name: l.name.clone(),
+        bind: l.bind.clone(),
+        protocol: l.protocol.as_str().into(),
+        open: s.open,
+        accepted: s.accepted,
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+        msgs_in: s.msgs_in,
+        msgs_out: s.msgs_out,
+        closed: s.closed.to_vec(),
+        refused_per_ip: s.refused_per_ip,
+        http: matches!(l.protocol, Protocol::Http | Protocol::Admin).then(|| HttpStatus {
+            requests: p.http.requests.iter().map(|r| r.to_vec()).collect(),
+            duration_buckets: p.http.duration.buckets.to_vec(),
+            duration_sum_ms: p.http.duration.sum_ms,
+            body_bytes_in: p.http.body_bytes_in,
+            body_bytes_out: p.http.body_bytes_out,
+        }),
+        ws: has_ws.then(|| WsStatus {
+            messages_in: p.ws.messages_in,
+            messages_out: p.ws.messages_out,
+            close_codes: p.ws.close_codes.to_vec(),
+        }),
+        frame: (l.protocol == Protocol::Frame).then(|| {
+            let (f, pool) = frame.unwrap_or_default();
+            let (queued, cap) = pool.unwrap_or((0, 0));
+            FrameStatus {
+                requests: p.frame.requests.to_vec(),
+                errors: [
+                    ("unknown_id", f.unknown_id),
+                    ("bad_body", f.bad_body),
+                    ("handler", f.handler_errors),
+                    ("internal", f.panics),
+                    ("too_large", f.too_large),
+                    ("protocol", f.protocol),
+                    ("oversized", f.oversized),
+                ]
+                .into_iter()
+                .map(|(k, n)| (k.to_owned(), n))
+                .collect(),
+                busy: f.busy,
+                pings_sent: f.pings_sent,
+                pool_queued: queued as u64,
+                pool_capacity: cap as u64,
+            }
+        }),
+    }
 }

@@ -222,6 +222,7 @@ impl<H: Handler> EventLoop<H> {
 
     fn snapshot(&self) -> Stats {
         let mut s = self.core.stats.clone();
+        s.proto = crate::stats::local_proto();
         s.open = self.slab.iter().filter(|(_, s)| s.state.is_some()).count() as u64;
         s
     }

@@ -277,6 +277,14 @@ impl<U: 'static> FrameService<U> {
     pub fn stats(&self) -> FrameStats {
         self.counters.snapshot()
     }
+
+    /// The blocking pool's `(queued jobs, queue capacity)`, if it has one yet.
+    pub fn pool_queue(&self) -> Option<(usize, usize)> {
+        self.pool
+            .as_ref()
+            .or_else(|| self.default_pool.get())
+            .map(|p| (p.queued(), p.capacity()))
+    }
 }
 
 /// Per-connection state of the frame server: the user data and the guards' bookkeeping.
@@ -408,6 +416,7 @@ impl<U: 'static> Handler for FrameProtocol<U> {
             PONG_ID => return,
             _ => {}
         }
+        crate::stats::frame_request(h.msg_id);
         let dispatch = &self.dispatch;
         let Some(route) = dispatch.router.find(h.msg_id) else {
             if h.flags.is_response() || h.flags.is_error() {

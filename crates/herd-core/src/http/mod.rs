@@ -116,6 +116,12 @@ pub struct AccessEntry<'a> {
     pub duration: Duration,
     /// The client's address.
     pub peer_addr: SocketAddr,
+    /// The request's HTTP version (`HTTP/1.1`), or `-`.
+    pub version: &'a str,
+    /// The `Referer` header, or `-`.
+    pub referer: &'a str,
+    /// The `User-Agent` header, or `-`.
+    pub user_agent: &'a str,
 }
 
 /// A plain-text response naming the status, e.g. `404 Not Found`.

@@ -123,8 +123,18 @@ struct Meta {
     keep_alive: bool,
     head: bool,
     start: u64,
-    /// Method and URI, kept only when there is an access log.
-    log: Option<(Method, Uri)>,
+    /// The method's class for the request counters ([`crate::stats::METHODS`]).
+    method: u8,
+    /// Method, URI, `Referer` and `User-Agent`, kept only when there is an access log.
+    log: Option<Box<LogMeta>>,
+}
+
+/// What the access log needs from a request head.
+struct LogMeta {
+    method: Method,
+    uri: Uri,
+    referer: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
 }
 
 struct Incoming {
@@ -280,10 +290,16 @@ impl HttpProtocol {
                     keep_alive: head.keep_alive,
                     head: head.request.method == Method::HEAD,
                     start: cx.now_ms(),
-                    log: config
-                        .access_log
-                        .as_ref()
-                        .map(|_| (head.request.method.clone(), head.request.uri.clone())),
+                    method: crate::stats::method_class(head.request.method.as_str()) as u8,
+                    log: config.access_log.as_ref().map(|_| {
+                        let h = &head.request.headers;
+                        Box::new(LogMeta {
+                            method: head.request.method.clone(),
+                            uri: head.request.uri.clone(),
+                            referer: h.get(::http::header::REFERER).cloned(),
+                            user_agent: h.get(::http::header::USER_AGENT).cloned(),
+                        })
+                    }),
                 };
                 if head.body == BodyKind::None {
                     let req = Request::from_parts(head.request, Body::empty());
@@ -315,6 +331,8 @@ impl HttpProtocol {
                 if let Some(inc) = st.incoming.take() {
                     let mut inc = *inc;
                     inc.body.extend_from_slice(data);
+                    let n = inc.body.len() as u64;
+                    crate::stats::count(|p| p.http.body_bytes_in += n);
                     let body = Body::from(std::mem::take(&mut inc.body));
                     let mut req = Request::from_parts(inc.parts, body);
                     if let Some(t) = trailers {
@@ -324,7 +342,7 @@ impl HttpProtocol {
                 }
             }
             Event::Error(e) => {
-                tracing::warn!("http {}: bad request: {e}", st.peer_addr);
+                tracing::warn!(peer = %st.peer_addr, reason = %e, "http: bad request");
                 st.incoming = None;
                 if outstanding(st) {
                     st.pending_error = Some(e);
@@ -788,14 +806,19 @@ fn finish<H: Handler>(
     bytes: u64,
     keep_alive: bool,
 ) {
-    if let (Some(log), Some((method, uri))) = (&config.access_log, &meta.log) {
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let elapsed = cx.now_ms().saturating_sub(meta.start);
+    crate::stats::http_done(meta.method as usize, status.as_u16(), elapsed, bytes);
+    if let (Some(log), Some(m)) = (&config.access_log, &meta.log) {
+        let path = m.uri.path_and_query().map_or("/", |p| p.as_str());
         log(&AccessEntry {
-            method: method.as_str(),
+            version: version_str(meta.version),
+            referer: header_text(&m.referer),
+            user_agent: header_text(&m.user_agent),
+            method: m.method.as_str(),
             path,
             status: status.as_u16(),
             bytes,
-            duration: Duration::from_millis(cx.now_ms().saturating_sub(meta.start)),
+            duration: Duration::from_millis(elapsed),
             peer_addr: st.peer_addr,
         });
     }
@@ -803,6 +826,18 @@ fn finish<H: Handler>(
         st.closing = true;
         st.queue.clear();
         cx.close_with(CloseReason::Local, true);
+    }
+}
+
+fn header_text(v: &Option<HeaderValue>) -> &str {
+    v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        _ => "-",
     }
 }
 
@@ -817,6 +852,7 @@ fn refuse<H: Handler>(
 ) {
     let date = out.date(cx.now_ms());
     cx.with_output(|dst| error_response(dst, status, date));
+    crate::stats::http_done(crate::stats::METHODS.len() - 1, status, 0, 0);
     if let Some(log) = &config.access_log {
         let reason_len = StatusCode::from_u16(status)
             .ok()
@@ -829,6 +865,9 @@ fn refuse<H: Handler>(
             bytes: (3 + 1 + reason_len + 1) as u64,
             duration: Duration::ZERO,
             peer_addr: st.peer_addr,
+            version: "-",
+            referer: "-",
+            user_agent: "-",
         });
     }
     st.closing = true;

@@ -186,6 +186,9 @@ impl<'a, W: WsHandler> WsConn<'a, W> {
         if !self.link.close.can_send() {
             return false;
         }
+        if matches!(opcode, Opcode::Text | Opcode::Binary) {
+            crate::stats::count(|p| p.ws.messages_out += 1);
+        }
         self.conn
             .with_output(|dst| encode_frame(dst, true, opcode, payload, None))
             .is_some()
@@ -422,12 +425,14 @@ impl<W: WsHandler> WsProtocol<W> {
         let opts = &self.shared.opts;
         match ev {
             WsEvent::Text(text) => {
+                crate::stats::count(|p| p.ws.messages_in += 1);
                 if let (true, Some(s)) = (link.close.can_send(), user.as_mut()) {
                     self.handler
                         .on_text(&mut WsConn::new(cx, link, opts), s, &text);
                 }
             }
             WsEvent::Binary(data) => {
+                crate::stats::count(|p| p.ws.messages_in += 1);
                 if let (true, Some(s)) = (link.close.can_send(), user.as_mut()) {
                     self.handler
                         .on_binary(&mut WsConn::new(cx, link, opts), s, &data);
@@ -596,11 +601,12 @@ impl<W: WsHandler> Handler for WsProtocol<W> {
         {
             cx.cancel_timer(t);
         }
+        let (code, reason) = link
+            .code
+            .take()
+            .unwrap_or((super::codes::ABNORMAL, "".into()));
+        crate::stats::ws_closed(code);
         if let Some(s) = user {
-            let (code, reason) = link
-                .code
-                .take()
-                .unwrap_or((super::codes::ABNORMAL, "".into()));
             let mut wcx = WsConn::new(cx, &mut link, &self.shared.opts);
             self.handler.on_close(&mut wcx, s, code, &reason);
         }
