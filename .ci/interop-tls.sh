@@ -55,7 +55,7 @@ say "building herd"
 cargo build -q --bin herd
 BIN=$TARGET/debug/herd
 free() { local p=$1; while port_open "$p"; do p=$((p + 1)); done; echo "$p"; }
-HTTPS=$(free 19443); FRAME=$(free $((HTTPS + 1))); ECHO=$(free $((FRAME + 1))); PLAIN=$(free $((ECHO + 1)))
+HTTPS=$(free 19443); FRAME=$(free $((HTTPS + 1))); ECHO=$(free $((FRAME + 1))); PLAIN=$(free $((ECHO + 1))); ADMIN=$(free $((PLAIN + 1)))
 LOG=$WORK/error.log
 rm -f "$LOG"
 TLS="cert = \"$CERTS/site.pem\"
@@ -99,6 +99,11 @@ name = "redirect"
 bind = "127.0.0.1:$PLAIN"
 protocol = "http"
 https_redirect = $HTTPS
+
+[[listener]]
+name = "admin"
+bind = "127.0.0.1:$ADMIN"
+protocol = "admin"
 CONF
 "$BIN" -t -c "$WORK/herd.toml"
 "$BIN" -c "$WORK/herd.toml" >"$WORK/stdout.log" 2>&1 &
@@ -165,6 +170,16 @@ for cause in not_tls eof cert_rejected; do
     grep -q "TLS failed ($cause)" "$LOG" && ok "logged: TLS failed ($cause)" \
         || fail "no log line for TLS failure $cause"
 done
+# The counters reach /metrics summed over both workers (snapshots refresh about once a second).
+sleep 1.5
+metrics=$(curl -sS --max-time 10 "http://127.0.0.1:$ADMIN/metrics") || fail "scrape /metrics"
+sample() { awk -v k="$1" '$1 == k { print $2 }' <<<"$metrics"; }
+hs=$(sample 'herd_tls_handshakes_total{listener="https",protocol="http"}')
+nt=$(sample 'herd_tls_failures_total{listener="https",protocol="http",reason="not_tls"}')
+fr=$(sample 'herd_tls_handshakes_total{listener="frame-tls",protocol="frame"}')
+[ "${hs:-0}" -ge 10 ] && [ "${nt:-0}" -ge 1 ] && [ "${fr:-0}" -ge 1 ] \
+    && ok "/metrics: $hs https handshakes, $nt not_tls, $fr frame handshakes" \
+    || fail "/metrics TLS counters: handshakes=$hs not_tls=$nt frame=$fr: $(grep herd_tls <<<"$metrics" | head)"
 if grep -qE "exited \(signal|respawn|panicked" "$LOG"; then
     fail "a worker crashed: $(grep -E 'exited|respawn|panicked' "$LOG" | head -3)"
 else

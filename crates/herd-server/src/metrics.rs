@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 
 use herd_core::stats::{DURATION_BOUNDS_MS, FRAME_IDS, METHODS, STATUS_CLASSES, WS_CLOSE_CODES};
+use herd_core::tls::TlsFailure;
 use herd_core::CloseReason;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -66,6 +67,8 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_frame_pings_sent_total", "counter"),
     ("herd_frame_pool_queue_depth", "gauge"),
     ("herd_frame_pool_queue_capacity", "gauge"),
+    ("herd_tls_handshakes_total", "counter"),
+    ("herd_tls_failures_total", "counter"),
 ];
 
 /// What one scrape reports: the sums over the running generation's workers.
@@ -598,6 +601,33 @@ impl Collector for Scrape {
             fr.iter()
                 .map(|(x, f)| (listener_labels(x), Value::Gauge(f.pool_capacity as i64))),
         )?;
+
+        let tls: Vec<_> = ls
+            .iter()
+            .filter_map(|x| Some((x, x.tls.as_ref()?)))
+            .collect();
+        family(
+            e,
+            "herd_tls_handshakes",
+            "TLS handshakes completed.",
+            None,
+            tls.iter()
+                .map(|(x, t)| (listener_labels(x), Value::Counter(t.handshakes))),
+        )?;
+        family(
+            e,
+            "herd_tls_failures",
+            "TLS connections that failed, by reason (not_tls, timeout, cert_rejected, ...).",
+            None,
+            tls.iter().flat_map(|(x, t)| {
+                TlsFailure::ALL.iter().map(move |r| {
+                    (
+                        with(listener_labels(x), &[l("reason", r.as_str())]),
+                        Value::Counter(t.failed.get(r.index()).copied().unwrap_or(0)),
+                    )
+                })
+            }),
+        )?;
         Ok(())
     }
 }
@@ -605,7 +635,7 @@ impl Collector for Scrape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{FrameStatus, HttpStatus, WsStatus};
+    use crate::status::{FrameStatus, HttpStatus, TlsStatus, WsStatus};
 
     fn listener(name: &str, protocol: &str, k: u64) -> ListenerStatus {
         ListenerStatus {
@@ -660,6 +690,14 @@ mod tests {
                 pings_sent: k,
                 pool_queued: 0,
                 pool_capacity: 1024,
+            }),
+            tls: (protocol == "http").then(|| TlsStatus {
+                handshakes: 5 * k,
+                failed: {
+                    let mut f = vec![0; TlsFailure::COUNT];
+                    f[TlsFailure::NotTls.index()] = k;
+                    f
+                },
             }),
             ..Default::default()
         }
@@ -783,6 +821,24 @@ mod tests {
             assert_eq!(
                 value(&text, &format!("herd_frame_busy_replies_total{fr}}}")),
                 4.0
+            );
+            assert_eq!(
+                value(&text, &format!("herd_tls_handshakes_total{site}}}")),
+                10.0
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    &format!("herd_tls_failures_total{site},reason=\"not_tls\"}}")
+                ),
+                2.0
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    &format!("herd_tls_failures_total{site},reason=\"timeout\"}}")
+                ),
+                0.0
             );
             assert_eq!(value(&text, "herd_worker_restarts_total"), 4.0);
             assert_eq!(value(&text, "herd_reloads_total{result=\"ok\"}"), 2.0);

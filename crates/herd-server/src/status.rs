@@ -59,6 +59,18 @@ pub struct ListenerStatus {
     /// Frame-protocol counters (frame listeners).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame: Option<FrameStatus>,
+    /// TLS counters (listeners with a `tls` table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// TLS counters of a listener (see [`herd_core::Stats::tls_failed`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsStatus {
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Failed connections by reason, in [`herd_core::tls::TlsFailure::ALL`] order.
+    pub failed: Vec<u64>,
 }
 
 /// HTTP counters of a listener (see [`herd_core::stats::HttpCounts`]).
@@ -463,6 +475,11 @@ impl ListenerStatus {
             f.pings_sent += o.pings_sent;
             f.pool_queued += o.pool_queued;
             f.pool_capacity += o.pool_capacity;
+        }
+        if let Some(o) = &l.tls {
+            let t = self.tls.get_or_insert_with(Default::default);
+            t.handshakes += o.handshakes;
+            add_vec(&mut t.failed, &o.failed);
         }
     }
 

@@ -28,7 +28,7 @@ use crate::protocols::{self, Context};
 use crate::signals::{Notifier, Signal, Waiter};
 use crate::status::{
     unix_ms, FrameStatus, HttpStatus, ListenerStatus, ProcessStatus, SharedStatus, Status,
-    StatusBoard, WsStatus,
+    StatusBoard, TlsStatus, WsStatus,
 };
 
 /// The environment variable carrying the [`WorkerSpec`] as JSON.
@@ -355,6 +355,10 @@ pub fn listener_status(
                 pool_queued: queued as u64,
                 pool_capacity: cap as u64,
             }
+        }),
+        tls: l.tls.is_some().then(|| TlsStatus {
+            handshakes: s.tls_handshakes,
+            failed: s.tls_failed.to_vec(),
         }),
     }
 }
