@@ -160,9 +160,17 @@ def main():
     # so the site's count is at most what was sent since the reload).
     wait_for("metrics settle", lambda: (
         metric(scrape(), "herd_connections_open", listener="site") == 0) or None)
-    m1 = scrape()
-    time.sleep(1.2)  # one refresh period: the values must not move any more
+    # Open == 0 does not yet mean every worker has published its last snapshot (each
+    # refreshes about once a second, on its own phase): the values must stop moving within a
+    # few refresh periods, and then stay put over a whole period.
     m2 = scrape()
+    for _ in range(6):
+        m1 = m2
+        time.sleep(1.2)
+        m2 = scrape()
+        if (metric(m1, "herd_messages_received_total", listener="site") ==
+                metric(m2, "herd_messages_received_total", listener="site")):
+            break
     want_msgs = metric(m2, "herd_messages_received_total", listener="site")
     want_acc = metric(m2, "herd_connections_accepted_total", listener="site")
     check(want_msgs == metric(m1, "herd_messages_received_total", listener="site"),
