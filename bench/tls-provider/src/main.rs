@@ -35,7 +35,6 @@ fn provider(name: &str) -> Arc<CryptoProvider> {
     })
 }
 
-
 fn transfer<A, B>(from: &mut rustls::ConnectionCommon<A>, to: &mut rustls::ConnectionCommon<B>)
 where
     A: rustls::SideData,
