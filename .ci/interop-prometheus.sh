@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Metrics interop: a real Prometheus server (Debian package `prometheus`, installed when
 # missing) scrapes herd's admin listener every second while .ci/prometheus_check.py drives a
-# known load (HTTP, WebSocket, frame, line echo) at herd with two workers; the checker then asks
+# known load (HTTP, WebSocket, frame, line echo, line echo over TLS) at herd with two workers; the checker then asks
 # Prometheus' HTTP API whether each counter moved by exactly the load's amount and whether
 # every series in docs/metrics.md exists.
 #
@@ -41,6 +41,12 @@ command -v python3 >/dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
 }
 
+command -v openssl >/dev/null || {
+    say "installing openssl (apt)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+}
+
 say "building herd"
 cargo build -q --bin herd
 BIN=$TARGET/debug/herd
@@ -54,7 +60,12 @@ free_port() {
 }
 TAKEN=""
 SITE=$(free_port 19500); ADMIN=$(free_port 19510); FRAMES=$(free_port 19520)
-WS=$(free_port 19530); LINES=$(free_port 19540); PROM=$(free_port 19590)
+WS=$(free_port 19530); LINES=$(free_port 19540); TLS_LINES=$(free_port 19550)
+PROM=$(free_port 19590)
+# A self-signed certificate for the TLS line listener (its handshake counters).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
 cat >"$WORK/herd.toml" <<TOML
 workers = 2
@@ -78,6 +89,11 @@ protocol = "ws"
 name = "lines"
 bind = "127.0.0.1:$LINES"
 protocol = "echo"
+[[listener]]
+name = "lines-tls"
+bind = "127.0.0.1:$TLS_LINES"
+protocol = "echo"
+tls = { cert = "$WORK/cert.pem", key = "$WORK/key.pem" }
 TOML
 "$BIN" -c "$WORK/herd.toml" >"$WORK/herd.log" 2>&1 &
 SERVER_PID=$!
@@ -114,6 +130,6 @@ say "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') (pid $
 
 status=0
 timeout 180 python3 "$ROOT/.ci/prometheus_check.py" --prometheus "$PROM" --site "$SITE" \
-    --frames "$FRAMES" --ws "$WS" --lines "$LINES" --docs "$ROOT/docs/metrics.md" || status=$?
+    --frames "$FRAMES" --ws "$WS" --lines "$LINES" --tls-lines "$TLS_LINES" --ca "$WORK/cert.pem" --docs "$ROOT/docs/metrics.md" || status=$?
 [ "$status" = 0 ] || tail -20 "$WORK/prometheus.log" >&2
 finish_checks "$status" "$WORK/herd.log"

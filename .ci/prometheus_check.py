@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -194,6 +195,26 @@ def line_load(port, conns, lines):
     return conns * lines
 
 
+def tls_line_load(port, ca, conns):
+    """`conns` TLS connections that echo one line each, then one plain-text connection that
+    the TLS listener must refuse (counted as not_tls)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    for i in range(conns):
+        with ctx.wrap_socket(connect(port), server_hostname="localhost") as s:
+            s.sendall(b"tls %d\n" % i)
+            assert s.makefile("rb").readline() == b"tls %d\n" % i
+    s = connect(port)
+    s.sendall(b"plain text to a TLS port\n")
+    s.settimeout(TIMEOUT)
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
+    s.close()
+    return conns
+
+
 # --- the checks ----------------------------------------------------------------------------
 
 def documented_series(path):
@@ -212,6 +233,8 @@ def main():
     ap.add_argument("--frames", type=int, required=True)
     ap.add_argument("--ws", type=int, required=True)
     ap.add_argument("--lines", type=int, required=True)
+    ap.add_argument("--tls-lines", type=int, required=True)
+    ap.add_argument("--ca", required=True)
     ap.add_argument("--docs", required=True)
     a = ap.parse_args()
     prom = Prom(a.prometheus)
@@ -246,6 +269,8 @@ def main():
                                   kind="unknown_id"),
         "lines in": total("herd_messages_received_total", listener="lines"),
         "lines accepted": total("herd_connections_accepted_total", listener="lines"),
+        "tls handshakes": total("herd_tls_handshakes_total", listener="lines-tls"),
+        "tls not_tls": total("herd_tls_failures_total", listener="lines-tls", reason="not_tls"),
     }
     before = {k: prom.scalar(q) or 0.0 for k, q in checks.items()}
     say("before:", before)
@@ -256,6 +281,7 @@ def main():
     ws_msgs = ws_load(a.ws, "/anything", conns=4, msgs=25)
     frame_load(a.frames, echo=30, upper=10, unknown=2)
     lines = line_load(a.lines, conns=5, lines=20)
+    tls_conns = tls_line_load(a.tls_lines, a.ca, conns=3)
     say("load done:", h, f"site ws {site_ws}, ws {ws_msgs}, lines {lines}")
 
     expected = {
@@ -279,6 +305,8 @@ def main():
         "frame unknown id": 2,
         "lines in": lines,
         "lines accepted": 5,
+        "tls handshakes": tls_conns,
+        "tls not_tls": 1,
     }
     failures = []
     for k, q in checks.items():
