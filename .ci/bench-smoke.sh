@@ -41,5 +41,6 @@ smoke echo "herd/mio:" SCENARIOS=64:10 SYSCALLS=1 SYSCALL_DURATION=1 MEMORY=1 ME
 smoke frame "herd/tokio" SCENARIOS=inline:1:10:64 SYSCALLS=1 SYSCALL_DURATION=1 SYSCALL_SCENARIOS=inline:1:10:64
 smoke ws "herd/tokio" SCENARIOS=64:10 SYSCALLS=1 SYSCALL_DURATION=1 SYSCALL_SCENARIOS=64:10
 smoke http "herd/hyper" SCENARIOS="hello:10 4k:10"
+smoke tls "herd/nginx" SCENARIOS="ka:10 hs:5"
 smoke callgrind "herd/mio:" SMALL_S=1 BIG_S=2
 exit "$FAILED"
