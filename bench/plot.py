@@ -36,6 +36,11 @@ METRICS = {
         ("cpu", "Server CPU per request", 1, "µs"),
         ("latency-p99", "p99 latency", 2, "µs"),
     ],
+    "tls": [
+        ("throughput", "Throughput over TLS", 0, "req/s"),
+        ("cpu", "Server CPU per request over TLS", 1, "µs"),
+        ("latency-p99", "p99 latency over TLS", 2, "µs"),
+    ],
     "callgrind": [("instructions", "User-space instructions per operation", 0, "Ir/op")],
 }
 COLORS = ["#2f6f4f", "#c2410c", "#1d4ed8", "#a21caf", "#0f766e", "#b45309", "#334155"]
