@@ -134,7 +134,7 @@ test_deb() {
         curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:8081/api/status?seq=$i" || echo "curl $i failed"
     done >"$WORK/load.err" 2>&1 &
     local load=$!
-    wait_for 30 grep -q 'seq=50"' /var/log/herd/access.log || fail "no access lines before the rotation"
+    wait_for 30 grep -q 'seq=50 HTTP' /var/log/herd/access.log || fail "no access lines before the rotation"
     logrotate -f -s "$WORK/logrotate.state" /etc/logrotate.d/herd || fail "logrotate -f"
     [ -f /var/log/herd/access.log.1 ] || fail "access.log was not rotated"
     # The reopen is asynchronous (postrotate only sends USR1): each worker logs it, in the new
@@ -146,14 +146,14 @@ test_deb() {
     wait "$load"
     [ -s "$WORK/load.err" ] && { cat "$WORK/load.err" >&2; fail "requests failed during the rotation"; }
     curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:8081/api/status?seq=after"
-    wait_for 10 grep -q 'seq=after"' /var/log/herd/access.log || fail "new lines do not reach the new access.log"
-    grep -q 'seq=after"' /var/log/herd/access.log.1 && fail "a line after the reopen went to the moved file"
+    wait_for 10 grep -q 'seq=after HTTP' /var/log/herd/access.log || fail "new lines do not reach the new access.log"
+    grep -q 'seq=after HTTP' /var/log/herd/access.log.1 && fail "a line after the reopen went to the moved file"
     local seen
-    seen=$(cat /var/log/herd/access.log.1 /var/log/herd/access.log | grep -o 'seq=[0-9]*"' | sort -u | wc -l)
+    seen=$(cat /var/log/herd/access.log.1 /var/log/herd/access.log | grep -o 'seq=[0-9]* HTTP' | sort -u | wc -l)
     [ "$seen" = "$n" ] || fail "$seen of $n access lines across access.log.1 and access.log"
     local before after
-    before=$(grep -c 'seq=[0-9]*"' /var/log/herd/access.log.1 || true)
-    after=$(grep -c 'seq=[0-9]*"' /var/log/herd/access.log || true)
+    before=$(grep -c 'seq=[0-9]* HTTP' /var/log/herd/access.log.1 || true)
+    after=$(grep -c 'seq=[0-9]* HTTP' /var/log/herd/access.log || true)
     say "rotation: $before lines in access.log.1, $after + 1 in the new access.log, none lost"
     [ "$(stat -c %U /var/log/herd/access.log)" = herd ] || fail "new access.log not handed to herd"
     grep -q 'reopen' /var/log/herd/error.log.1 /var/log/herd/error.log 2>/dev/null || say "note: no reopen line in the event log"
