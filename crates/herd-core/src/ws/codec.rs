@@ -13,7 +13,9 @@
 //! Close met on that path is copied too (at most 125 bytes). The fast path takes a frame only
 //! when it passes the rules the proto decoder checks for a whole frame at a frame boundary
 //! (masking, RSV bits, opcode, sizes) and leaves every other case to it; the one error it
-//! reports itself is invalid UTF-8 in such a frame (1007, as the proto decoder would).
+//! reports itself is invalid UTF-8 in such a frame (1007, as the proto decoder would). A text
+//! frame that waits is unmasked and checked as far as it has arrived on every call, so bad
+//! UTF-8 fails the connection as soon as its bytes are read, not when the frame is complete.
 //!
 //! It never writes (Pong and Close replies are the server's job), reads no clock and buffers
 //! nothing of its own. Its caller is the event loop, for [`WsProtocol`](super::WsProtocol).
@@ -22,7 +24,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 use herd_proto::http1::HttpError;
-use herd_proto::ws::{self, apply_mask, parse_header, Message, Opcode, Role, WsError};
+use herd_proto::ws::{
+    self, apply_mask, parse_header, Message, Opcode, Role, Utf8Validator, WsError,
+};
 
 use crate::codec::Decoder;
 use crate::http::{Event, HttpCodec};
@@ -83,6 +87,11 @@ pub struct WsCodec {
     closed: bool,
     /// A protocol error was reported: it is repeated on every call.
     failed: Option<WsError>,
+    /// Payload bytes of the waiting text frame at the front of the input that are already
+    /// unmasked in place and checked by `utf8` (0 when no frame waits).
+    checked: usize,
+    /// UTF-8 state after the first `checked` payload bytes of the waiting text frame.
+    utf8: Utf8Validator,
 }
 
 impl WsCodec {
@@ -95,6 +104,8 @@ impl WsCodec {
             max_message,
             closed: false,
             failed: None,
+            checked: 0,
+            utf8: Utf8Validator::new(),
         }
     }
 
@@ -119,7 +130,11 @@ impl WsCodec {
         let total = start as u64 + h.payload_len;
         if total > src.len() as u64 {
             return if total <= WAIT_MAX {
-                Plan::Wait
+                Plan::Wait {
+                    start,
+                    key,
+                    text: h.opcode == Opcode::Text,
+                }
             } else {
                 Plan::Proto
             };
@@ -138,8 +153,12 @@ impl WsCodec {
 enum Plan {
     /// Let the proto decoder handle it.
     Proto,
-    /// A valid frame that is not all here yet: consume nothing.
-    Wait,
+    /// A valid frame that is not all here yet, payload from `start`: consume nothing.
+    Wait {
+        start: usize,
+        key: [u8; 4],
+        text: bool,
+    },
     /// A whole frame, payload at `start..end`.
     Whole {
         start: usize,
@@ -158,14 +177,30 @@ impl Decoder for WsCodec {
             return Err(e);
         }
         match self.plan(src) {
-            Plan::Wait => Ok((0, None)),
+            Plan::Wait { start, key, text } => {
+                if text {
+                    // Unmask and check what has arrived beyond what earlier calls checked, so
+                    // bad UTF-8 fails now (1007) rather than when the frame is complete.
+                    let from = (start + self.checked).min(src.len());
+                    apply_mask(&mut src[from..], key, self.checked % 4);
+                    if self.utf8.feed(&src[from..]).is_err() {
+                        return Err(self.fail(WsError::invalid_payload("text is not UTF-8")));
+                    }
+                    self.checked = src.len() - start;
+                }
+                Ok((0, None))
+            }
             Plan::Whole {
                 start,
                 end,
                 key,
                 text,
             } => {
-                apply_mask(&mut src[start..end], key, 0);
+                let done = std::mem::take(&mut self.checked);
+                if done > 0 {
+                    self.utf8.reset();
+                }
+                apply_mask(&mut src[start + done..end], key, done % 4);
                 let payload: &'a [u8] = &src[start..end];
                 if !text {
                     return Ok((end, Some(WsEvent::Binary(Cow::Borrowed(payload)))));
@@ -325,6 +360,40 @@ mod tests {
         let (n, ev) = codec.decode(&mut wire).unwrap();
         assert_eq!(n, len);
         assert!(matches!(ev, Some(WsEvent::Text(Cow::Borrowed(_)))));
+    }
+
+    #[test]
+    fn bad_utf8_in_a_waiting_frame_fails_before_the_frame_is_complete() {
+        let mut payload = "é".repeat(500).into_bytes();
+        payload[101] = 0xff;
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, true, Opcode::Text, &payload, KEY);
+        let mut codec = WsCodec::new(1 << 20, 1 << 20);
+        // Up to the bad byte (a split inside a two-byte sequence on the way): no error yet.
+        assert_eq!(codec.decode(&mut wire[..50]).unwrap(), (0, None));
+        assert_eq!(codec.decode(&mut wire[..105]).unwrap(), (0, None));
+        let err = codec.decode(&mut wire[..200]).unwrap_err();
+        assert_eq!(err.close_code, 1007);
+    }
+
+    #[test]
+    fn a_waiting_text_frame_checked_in_parts_comes_out_whole() {
+        let text_in = "añb€c😀".repeat(100);
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, true, Opcode::Text, text_in.as_bytes(), KEY);
+        let mut codec = WsCodec::new(1 << 20, 1 << 20);
+        for cut in [3, 7, 8, 9, 100, 333, 334, 335, 1000] {
+            assert_eq!(codec.decode(&mut wire[..cut]).unwrap(), (0, None));
+        }
+        let len = wire.len();
+        let (n, ev) = codec.decode(&mut wire).unwrap();
+        assert_eq!(n, len);
+        assert!(matches!(ev, Some(WsEvent::Text(Cow::Borrowed(t))) if t == text_in));
+        // The next frame starts from a clean state.
+        let mut next = Vec::new();
+        encode_frame(&mut next, true, Opcode::Text, "ok".as_bytes(), KEY);
+        let (_, ev) = codec.decode(&mut next).unwrap();
+        assert_eq!(ev, Some(text("ok")));
     }
 
     #[test]
