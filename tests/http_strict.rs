@@ -97,7 +97,7 @@ fn bad_requests() -> Vec<(&'static str, Vec<u8>, u16)> {
         (
             "Transfer-Encoding identity",
             "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity\r\n\r\n".into(),
-            501,
+            400,
         ),
         (
             "missing Host on HTTP/1.1",

@@ -64,8 +64,12 @@ pub enum HttpError {
     TransferEncodingWithContentLength,
     /// `Transfer-Encoding` in an HTTP/1.0 request (400).
     TransferEncodingInHttp10,
-    /// A `Transfer-Encoding` other than exactly `chunked` (501).
+    /// A `Transfer-Encoding` whose codings end in `chunked` but include another one, such as
+    /// `gzip, chunked`: well framed, but herd does not decode it (501).
     UnsupportedTransferEncoding,
+    /// A `Transfer-Encoding` whose final coding is not `chunked`, or with `chunked` twice: the
+    /// body's length cannot be determined (400, RFC 9112 §6.3).
+    ChunkedNotFinal,
     /// The body is larger than `max_body` (413).
     BodyTooLarge,
     /// A chunk size that is not 1..=16 hex digits, or a malformed chunk extension (400).
@@ -121,6 +125,7 @@ impl HttpError {
             TransferEncodingWithContentLength => "Transfer-Encoding with Content-Length",
             TransferEncodingInHttp10 => "Transfer-Encoding in HTTP/1.0 request",
             UnsupportedTransferEncoding => "unsupported Transfer-Encoding",
+            ChunkedNotFinal => "Transfer-Encoding not ending in chunked",
             BodyTooLarge => "body too large",
             BadChunkSize => "invalid chunk size line",
             ChunkLineTooLong => "chunk size line too long",

@@ -495,7 +495,8 @@ impl Framing {
     ) -> Result<Framing, HttpError> {
         let mut hosts = 0;
         let mut content_length: Option<u64> = None;
-        let (mut te_items, mut te_chunked) = (0usize, true);
+        // Transfer codings: how many, how many of them `chunked`, and whether the last is.
+        let (mut te_items, mut te_chunked, mut te_last_chunked) = (0usize, 0usize, false);
         let (mut close, mut keep_alive, mut conn_upgrade) = (false, false, false);
         let (mut expect_continue, mut has_upgrade) = (false, false);
         for h in headers {
@@ -519,7 +520,8 @@ impl Framing {
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 for item in list_items(h.value) {
                     te_items += 1;
-                    te_chunked &= item.eq_ignore_ascii_case(b"chunked");
+                    te_last_chunked = item.eq_ignore_ascii_case(b"chunked");
+                    te_chunked += usize::from(te_last_chunked);
                 }
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for item in list_items(h.value) {
@@ -544,7 +546,13 @@ impl Framing {
             if !http11 {
                 return Err(HttpError::TransferEncodingInHttp10);
             }
-            if te_items != 1 || !te_chunked {
+            // RFC 9112 §6.3: without `chunked` last the body's length cannot be known (400 and
+            // close); §6.1: `chunked` at most once. A coding before it (`gzip, chunked`) is
+            // well framed but not one herd decodes: 501.
+            if !te_last_chunked || te_chunked > 1 {
+                return Err(HttpError::ChunkedNotFinal);
+            }
+            if te_items != 1 {
                 return Err(HttpError::UnsupportedTransferEncoding);
             }
             BodyKind::Chunked

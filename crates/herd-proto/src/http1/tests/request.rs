@@ -410,9 +410,9 @@ fn content_length_values() {
 }
 
 #[test]
-fn transfer_encoding_other_than_chunked_is_501() {
+fn transfer_encoding_not_ending_in_chunked_is_400_and_other_codings_501() {
+    // RFC 9112 §6.3: the final coding must be `chunked` (once), else the length is unknown.
     for te in [
-        "gzip, chunked",
         "chunked, chunked",
         "xchunked",
         "gzip",
@@ -420,14 +420,25 @@ fn transfer_encoding_other_than_chunked_is_501() {
         "",
         "chunked,",
         "identity",
+        "chunked, gzip",
     ] {
+        let req = get(&format!("Transfer-Encoding: {te}\r\n"));
+        let err = decode(&req).1.unwrap_err();
+        assert_eq!(err, HttpError::ChunkedNotFinal, "{te:?}");
+        assert_eq!(err.status(), 400);
+        assert!(err.must_close());
+    }
+    // Well framed, but a coding herd does not decode (RFC 9112 §6.1: 501).
+    for te in ["gzip, chunked", "deflate, chunked", "identity, chunked"] {
         let req = get(&format!("Transfer-Encoding: {te}\r\n"));
         let err = decode(&req).1.unwrap_err();
         assert_eq!(err, HttpError::UnsupportedTransferEncoding, "{te:?}");
         assert_eq!(err.status(), 501);
     }
     let two_fields = get("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n");
-    assert_eq!(status(&two_fields), 501);
+    assert_eq!(status(&two_fields), 400);
+    let split = get("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n");
+    assert_eq!(status(&split), 501);
     let ok = get("Transfer-Encoding: Chunked\r\n");
     assert!(matches!(
         head(&ok),
@@ -657,6 +668,7 @@ fn errors_map_to_their_statuses() {
         (TrailersTooLarge, 431),
         (BodyTooLarge, 413),
         (UnsupportedTransferEncoding, 501),
+        (ChunkedNotFinal, 400),
         (UnsupportedVersion, 505),
         (BadChunkSize, 400),
         (ObsFold, 400),
