@@ -2,8 +2,8 @@
 //! 5 and 8).
 //!
 //! [`Decoder::decode`] reads frames from the front of the caller's read buffer, unmasks them
-//! in place and enforces every per-connection rule: masking by role, no RSV bits (no extension
-//! is ever negotiated), fragmentation order, control frames between fragments, UTF-8 of text
+//! in place and enforces every per-connection rule: masking by role, no RSV bits (but RSV1 on
+//! the first frame of a data message once permessage-deflate is on), fragmentation order, control frames between fragments, UTF-8 of text
 //! checked as it arrives, Close payloads, and the frame and message size limits, checked from
 //! the header before anything is buffered. A message that arrived whole in one buffer is
 //! returned borrowed from that buffer (no copy). Fragmented messages, and frames whose payload
@@ -52,6 +52,16 @@ pub enum Message<'a> {
     Ping(&'a [u8]),
     /// A Pong: a heartbeat answer, or unsolicited; needs no reply.
     Pong(&'a [u8]),
+    /// A permessage-deflate compressed message (RSV1 set on its first frame), still
+    /// compressed: inflate it with [`Inflater::inflate`](super::deflate::Inflater::inflate),
+    /// then check UTF-8 if `text`. Only after
+    /// [`set_permessage_deflate`](Decoder::set_permessage_deflate).
+    Compressed {
+        /// A Text message (else Binary).
+        text: bool,
+        /// The compressed payload, all frames together.
+        data: &'a [u8],
+    },
     /// A Close with its code and reason, or `None` if it carried no payload. Pass it to
     /// [`CloseState::on_peer_close`](super::CloseState::on_peer_close). The decoder ignores
     /// everything after it.
@@ -87,9 +97,14 @@ enum Step {
         opcode: Opcode,
         start: usize,
         end: usize,
+        compressed: bool,
     },
     /// A message was completed in the reassembly buffer; `used` bytes were consumed.
-    Buffered { text: bool, used: usize },
+    Buffered {
+        text: bool,
+        compressed: bool,
+        used: usize,
+    },
 }
 
 /// Where the decoder stands.
@@ -138,6 +153,10 @@ pub struct Decoder {
     lent: bool,
     /// UTF-8 state of a text `message`.
     utf8: Utf8Validator,
+    /// permessage-deflate was negotiated: RSV1 may mark a data message.
+    deflate: bool,
+    /// The `message` being reassembled is compressed (its UTF-8 is checked after inflating).
+    compressed: bool,
 }
 
 impl Decoder {
@@ -159,7 +178,16 @@ impl Decoder {
             buf: Vec::new(),
             lent: false,
             utf8: Utf8Validator::new(),
+            deflate: false,
+            compressed: false,
         }
+    }
+
+    /// Accept RSV1 on the first frame of a data message, as permessage-deflate (RFC 7692)
+    /// uses it: such messages come out as [`Message::Compressed`]. Call it right after a
+    /// handshake that negotiated the extension.
+    pub fn set_permessage_deflate(&mut self, on: bool) {
+        self.deflate = on;
     }
 
     /// Decodes from the front of `src`, the connection's unconsumed received bytes.
@@ -200,8 +228,23 @@ impl Decoder {
         match step {
             Err(err) => Err(self.fail(err)),
             Ok(Step::More(used)) => Ok((used, None)),
-            Ok(Step::InPlace { opcode, start, end }) => {
+            Ok(Step::InPlace {
+                opcode,
+                start,
+                end,
+                compressed,
+            }) => {
                 let payload = &src[start..end];
+                if compressed {
+                    let text = opcode == Opcode::Text;
+                    return Ok((
+                        end,
+                        Some(Message::Compressed {
+                            text,
+                            data: payload,
+                        }),
+                    ));
+                }
                 let msg = match opcode {
                     Opcode::Text => match std::str::from_utf8(payload) {
                         Ok(text) => Message::Text(text),
@@ -223,9 +266,18 @@ impl Decoder {
                 };
                 Ok((end, Some(msg)))
             }
-            Ok(Step::Buffered { text, used }) => {
+            Ok(Step::Buffered {
+                text,
+                compressed,
+                used,
+            }) => {
                 self.lent = true;
-                let msg = if text {
+                let msg = if compressed {
+                    Message::Compressed {
+                        text,
+                        data: &self.buf,
+                    }
+                } else if text {
                     // Already validated piece by piece (so this cannot fail); checked again
                     // only to obtain a &str without unsafe code.
                     let text = std::str::from_utf8(&self.buf)
@@ -306,6 +358,7 @@ impl Decoder {
                     return Ok(in_place(&header, src, header_len));
                 }
                 let text = header.opcode == Opcode::Text;
+                self.compressed = header.rsv != 0;
                 self.message = Some(if text {
                     DataKind::Text
                 } else {
@@ -322,8 +375,13 @@ impl Decoder {
         });
         Ok(match self.continue_frame(&mut src[header_len..])? {
             Step::More(used) => Step::More(header_len + used),
-            Step::Buffered { text, used } => Step::Buffered {
+            Step::Buffered {
                 text,
+                compressed,
+                used,
+            } => Step::Buffered {
+                text,
+                compressed,
                 used: header_len + used,
             },
             in_place @ Step::InPlace { .. } => in_place,
@@ -343,7 +401,8 @@ impl Decoder {
             apply_mask(chunk, key, (frame.done % 4) as usize);
         }
         let text = self.message == Some(DataKind::Text);
-        if text && self.utf8.feed(chunk).is_err() {
+        let compressed = self.compressed;
+        if text && !compressed && self.utf8.feed(chunk).is_err() {
             return Err(WsError::invalid_payload(NOT_UTF8));
         }
         self.buf.extend_from_slice(chunk);
@@ -359,12 +418,16 @@ impl Decoder {
         }
         // The last frame of the message is complete.
         self.message = None;
-        if text && self.utf8.finish().is_err() {
+        if text && !compressed && self.utf8.finish().is_err() {
             return Err(WsError::invalid_payload(
                 "text ends inside a UTF-8 sequence",
             ));
         }
-        Ok(Step::Buffered { text, used: take })
+        Ok(Step::Buffered {
+            text,
+            compressed,
+            used: take,
+        })
     }
 
     /// Checks the header against the connection's rules: masking by role, RSV bits, size.
@@ -375,9 +438,17 @@ impl Decoder {
             _ => {}
         }
         if header.rsv != 0 {
-            return Err(WsError::protocol(
-                "RSV bits set without a negotiated extension",
-            ));
+            let first_data = matches!(header.opcode, Opcode::Text | Opcode::Binary);
+            if !self.deflate {
+                return Err(WsError::protocol(
+                    "RSV bits set without a negotiated extension",
+                ));
+            }
+            if header.rsv != 0b100 || !first_data {
+                return Err(WsError::protocol(
+                    "RSV bits other than RSV1 on a message's first frame",
+                ));
+            }
         }
         if header.payload_len > self.max_frame {
             return Err(WsError::too_big("frame over max_frame"));
@@ -397,5 +468,6 @@ fn in_place(header: &FrameHeader, src: &mut [u8], header_len: usize) -> Step {
         opcode: header.opcode,
         start: header_len,
         end,
+        compressed: header.rsv != 0,
     }
 }

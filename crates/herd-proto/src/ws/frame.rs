@@ -354,9 +354,22 @@ pub fn encode_frame(
     payload: &[u8],
     mask: Option<[u8; 4]>,
 ) {
+    encode_frame_rsv(dst, fin, 0, opcode, payload, mask);
+}
+
+/// [`encode_frame`] with RSV bits `rsv` (0 to 7; `0b100` is RSV1, which marks the first frame
+/// of a permessage-deflate compressed message).
+pub fn encode_frame_rsv(
+    dst: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: Opcode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
     let header = FrameHeader {
         fin,
-        rsv: 0,
+        rsv,
         opcode,
         mask,
         payload_len: payload.len() as u64,

@@ -1,14 +1,14 @@
 //! RFC 6455 WebSocket, sans-IO: the opening handshake, frame wire format, masking, the
 //! message decoder (fragmentation, control frames, incremental UTF-8 checks, size limits) and
-//! the close handshake.
+//! the close handshake, and the permessage-deflate extension (RFC 7692).
 //!
 //! This module turns bytes into events and events into bytes. It never touches a socket, never
 //! reads a clock and never spawns anything: the WebSocket connection code in `herd-core` (the
 //! event loop) calls it with the bytes it read and writes out the bytes it gets back; tests and
 //! fuzzers drive it the same way (`herd-bench` frames by hand, to check servers
-//! independently). It must not learn about connections, timers or handlers, and it negotiates
-//! no extensions (permessage-deflate is declined by not echoing it, see [`handshake`]), so
-//! every RSV bit on the wire is a protocol error.
+//! independently). It must not learn about connections, timers or handlers. The one extension
+//! it knows is permessage-deflate ([`deflate`]): once a connection negotiated it, RSV1 marks a
+//! compressed message; every other RSV bit on the wire is a protocol error.
 //!
 //! The pieces, in the order a connection uses them:
 //!
@@ -20,6 +20,8 @@
 //! - [`utf8`]: [`Utf8Validator`], UTF-8 checking that works across fragment boundaries.
 //! - [`decoder`]: [`Decoder`], the receive state machine that yields [`Message`]s, borrowed
 //!   from the caller's read buffer whenever the message arrived whole.
+//! - [`deflate`]: permessage-deflate negotiation ([`deflate::negotiate`]) and the per-message
+//!   [`deflate::Deflater`] and [`deflate::Inflater`] (size-limited while inflating).
 //! - [`close`]: close-code rules and [`CloseState`], which tells the loop what to send and when
 //!   to drop the TCP connection.
 //!
@@ -59,6 +61,7 @@ use std::fmt;
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
@@ -70,7 +73,8 @@ mod tests;
 pub use close::{CloseAction, CloseState};
 pub use decoder::{Decoder, Message, Role, DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE};
 pub use frame::{
-    encode_close, encode_close_with_mask, encode_frame, parse_header, FrameHeader, Opcode,
+    encode_close, encode_close_with_mask, encode_frame, encode_frame_rsv, parse_header,
+    FrameHeader, Opcode,
 };
 pub use handshake::{
     accept_key, check_upgrade, check_upgrade_parts, encode_accept_response, HandshakeError, Upgrade,

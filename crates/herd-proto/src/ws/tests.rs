@@ -21,6 +21,7 @@ enum Msg {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
+    Compressed(bool, Vec<u8>),
 }
 
 impl From<Message<'_>> for Msg {
@@ -31,6 +32,7 @@ impl From<Message<'_>> for Msg {
             Message::Ping(b) => Msg::Ping(b.to_vec()),
             Message::Pong(b) => Msg::Pong(b.to_vec()),
             Message::Close(c) => Msg::Close(c.map(|(code, r)| (code, r.to_owned()))),
+            Message::Compressed { text, data } => Msg::Compressed(text, data.to_vec()),
         }
     }
 }
@@ -903,4 +905,76 @@ proptest! {
         let mut conn = Conn::server();
         let _ = conn.feed_split(&wire, &cuts);
     }
+}
+
+#[test]
+fn rsv1_marks_compressed_messages_only_when_negotiated() {
+    use super::deflate::{Deflater, Inflater};
+    use super::encode_frame_rsv;
+    let mut packed = Vec::new();
+    Deflater::new(1, 15, true).deflate("héllo héllo héllo".as_bytes(), &mut packed);
+    let mut wire = Vec::new();
+    encode_frame_rsv(&mut wire, true, 0b100, Opcode::Text, &packed, KEY);
+    // Fragmented: RSV1 on the first frame only.
+    let (a, b) = packed.split_at(packed.len() / 2);
+    encode_frame_rsv(&mut wire, false, 0b100, Opcode::Binary, a, KEY);
+    encode_frame(&mut wire, true, Opcode::Ping, b"p", KEY);
+    encode_frame(&mut wire, true, Opcode::Continuation, b, KEY);
+    encode_frame(&mut wire, true, Opcode::Text, b"plain", KEY);
+
+    // Without the extension RSV1 is a protocol error.
+    let mut dec = Decoder::new(Role::Server);
+    assert_eq!(dec.decode(&mut wire.clone()).unwrap_err().close_code, 1002);
+
+    for split in [1, 7, wire.len() / 2, wire.len()] {
+        let mut dec = Decoder::new(Role::Server);
+        dec.set_permessage_deflate(true);
+        let mut held = Vec::new();
+        let mut got = Vec::new();
+        for chunk in wire.chunks(split) {
+            held.extend_from_slice(chunk);
+            let mut pos = 0;
+            loop {
+                let (n, m) = dec.decode(&mut held[pos..]).unwrap();
+                pos += n;
+                match m {
+                    Some(m) => got.push(Msg::from(m)),
+                    None if n == 0 => break,
+                    None => {}
+                }
+            }
+            held.drain(..pos);
+        }
+        assert_eq!(
+            got,
+            vec![
+                Msg::Compressed(true, packed.clone()),
+                Msg::Ping(b"p".to_vec()),
+                Msg::Compressed(false, packed.clone()),
+                Msg::Text("plain".into()),
+            ],
+            "split {split}"
+        );
+        let mut out = Vec::new();
+        Inflater::new(true)
+            .inflate(&packed, 1 << 10, &mut out)
+            .unwrap();
+        assert_eq!(out, "héllo héllo héllo".as_bytes());
+    }
+
+    // RSV1 on a continuation, on a control frame, and RSV2: errors even with the extension.
+    for (fin, rsv, op) in [(true, 0b100, Opcode::Ping), (true, 0b010, Opcode::Text)] {
+        let mut w = Vec::new();
+        encode_frame_rsv(&mut w, fin, rsv, op, b"x", KEY);
+        let mut dec = Decoder::new(Role::Server);
+        dec.set_permessage_deflate(true);
+        assert_eq!(dec.decode(&mut w).unwrap_err().close_code, 1002);
+    }
+    let mut w = Vec::new();
+    encode_frame(&mut w, false, Opcode::Text, b"a", KEY);
+    encode_frame_rsv(&mut w, true, 0b100, Opcode::Continuation, b"b", KEY);
+    let mut dec = Decoder::new(Role::Server);
+    dec.set_permessage_deflate(true);
+    let (n, _) = dec.decode(&mut w).unwrap();
+    assert_eq!(dec.decode(&mut w[n..]).unwrap_err().close_code, 1002);
 }
