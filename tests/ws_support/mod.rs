@@ -6,7 +6,8 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use herd::proto::ws::{encode_frame, Decoder, Message, Opcode, Role};
+use herd::proto::ws::deflate::{Deflater, Inflater};
+use herd::proto::ws::{encode_frame, encode_frame_rsv, Decoder, Message, Opcode, Role};
 
 /// A message as the client received it (owned).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,13 @@ pub struct Client {
     buf: Vec<u8>,
     /// The handshake response head.
     pub head: String,
+    /// permessage-deflate, once [`Client::enable_deflate`] was called: the client's
+    /// compressor and decompressor.
+    deflate: Option<(Deflater, Inflater)>,
+    /// How many received messages were compressed (RSV1).
+    pub compressed_in: usize,
+    /// The compressed size of the last compressed message received.
+    pub last_packed_len: usize,
 }
 
 /// The request head of a valid upgrade to `path` with `extra` header lines.
@@ -76,7 +84,63 @@ impl Client {
             dec: Decoder::new(Role::Client),
             buf: rest,
             head,
+            deflate: None,
+            compressed_in: 0,
+            last_packed_len: 0,
         }
+    }
+
+    /// The value of the `Sec-WebSocket-Extensions` response header, if any.
+    pub fn extensions(&self) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            l.strip_prefix("Sec-WebSocket-Extensions: ")
+                .map(str::trim_end)
+        })
+    }
+
+    /// Speak permessage-deflate from now on (the 101 accepted it): compressed messages are
+    /// inflated on receipt, [`Client::send_compressed`] deflates. `reset_tx` resets the
+    /// client's compressor per message (it promised `client_no_context_takeover`),
+    /// `reset_rx` the decompressor (the server said `server_no_context_takeover`).
+    pub fn enable_deflate(&mut self, reset_tx: bool, reset_rx: bool) {
+        self.dec.set_permessage_deflate(true);
+        self.deflate = Some((Deflater::new(6, 15, reset_tx), Inflater::new(reset_rx)));
+    }
+
+    /// Send one message compressed, split into frames of at most `frame` compressed bytes.
+    pub fn send_compressed(&mut self, op: Opcode, payload: &[u8], frame: usize) {
+        let mut packed = Vec::new();
+        let (tx, _) = self.deflate.as_mut().expect("enable_deflate first");
+        tx.deflate(payload, &mut packed);
+        self.send_packed(op, &packed, frame);
+    }
+
+    /// Send `packed` as an already compressed message (RSV1 on the first frame), split into
+    /// frames of at most `frame` bytes.
+    pub fn send_packed(&mut self, op: Opcode, packed: &[u8], frame: usize) {
+        let mut out = Vec::new();
+        let pieces: Vec<&[u8]> = if packed.is_empty() {
+            vec![&[][..]]
+        } else {
+            packed.chunks(frame.max(1)).collect()
+        };
+        for (i, piece) in pieces.iter().enumerate() {
+            let fin = i + 1 == pieces.len();
+            let (rsv, opcode) = if i == 0 {
+                (0b100, op)
+            } else {
+                (0, Opcode::Continuation)
+            };
+            encode_frame_rsv(
+                &mut out,
+                fin,
+                rsv,
+                opcode,
+                piece,
+                Some([0x12, 0x34, 0x56, 0x78]),
+            );
+        }
+        self.s.write_all(&out).unwrap();
     }
 
     /// Send one frame, masked.
@@ -102,12 +166,28 @@ impl Client {
                     .dec
                     .decode(&mut self.buf)
                     .expect("server broke the protocol");
+                let deflate = &mut self.deflate;
+                let compressed_in = &mut self.compressed_in;
+                let last_packed_len = &mut self.last_packed_len;
                 let got = msg.map(|m| match m {
                     Message::Text(t) => Got::Text(t.into()),
                     Message::Binary(b) => Got::Binary(b.to_vec()),
                     Message::Ping(b) => Got::Ping(b.to_vec()),
                     Message::Pong(b) => Got::Pong(b.to_vec()),
                     Message::Close(c) => Got::Close(c.map(|(code, _)| code)),
+                    Message::Compressed { text, data } => {
+                        let (_, rx) = deflate.as_mut().expect("RSV1 without the extension");
+                        let mut plain = Vec::new();
+                        rx.inflate(data, u64::MAX, &mut plain)
+                            .expect("the server's deflate data");
+                        *compressed_in += 1;
+                        *last_packed_len = data.len();
+                        if text {
+                            Got::Text(String::from_utf8(plain).expect("compressed text is UTF-8"))
+                        } else {
+                            Got::Binary(plain)
+                        }
+                    }
                 });
                 self.buf.drain(..used);
                 if got.is_some() {

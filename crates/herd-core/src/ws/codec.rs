@@ -17,6 +17,11 @@
 //! frame that waits is unmasked and checked as far as it has arrived on every call, so bad
 //! UTF-8 fails the connection as soon as its bytes are read, not when the frame is complete.
 //!
+//! With permessage-deflate negotiated, a compressed message (RSV1) always takes the proto
+//! decoder's path and is inflated into an owned item, its size checked against
+//! `max_message` while inflating (1009), its UTF-8 after (1007); uncompressed messages of such
+//! a connection keep the paths above.
+//!
 //! It never writes (Pong and Close replies are the server's job), reads no clock and buffers
 //! nothing of its own. Its caller is the event loop, for [`WsProtocol`](super::WsProtocol).
 
@@ -28,6 +33,7 @@ use herd_proto::ws::{
     self, apply_mask, parse_header, Message, Opcode, Role, Utf8Validator, WsError,
 };
 
+use super::deflate::RxDeflate;
 use crate::codec::Decoder;
 use crate::http::{Event, HttpCodec};
 
@@ -60,6 +66,8 @@ impl WsEvent<'_> {
             Message::Ping(b) => WsEvent::Ping(Cow::Owned(b.to_vec())),
             Message::Pong(b) => WsEvent::Pong(Cow::Owned(b.to_vec())),
             Message::Close(c) => WsEvent::Close(c.map(|(code, r)| (code, Cow::Owned(r.into())))),
+            // Inflated by the codec before it gets here; kept as its bytes if ever reached.
+            Message::Compressed { data, .. } => WsEvent::Binary(Cow::Owned(data.to_vec())),
         }
     }
 }
@@ -78,7 +86,7 @@ impl WsEvent<'_> {
 /// assert_eq!(used, 8);
 /// assert_eq!(ev, Some(WsEvent::Text("hi".into())));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WsCodec {
     dec: ws::Decoder,
     max_frame: u64,
@@ -92,6 +100,8 @@ pub struct WsCodec {
     checked: usize,
     /// UTF-8 state after the first `checked` payload bytes of the waiting text frame.
     utf8: Utf8Validator,
+    /// permessage-deflate, once negotiated.
+    deflate: Option<Box<RxDeflate>>,
 }
 
 impl WsCodec {
@@ -106,7 +116,15 @@ impl WsCodec {
             failed: None,
             checked: 0,
             utf8: Utf8Validator::new(),
+            deflate: None,
         }
+    }
+
+    /// Accept permessage-deflate compressed messages with the negotiated `params`.
+    pub fn with_deflate(mut self, params: &herd_proto::ws::deflate::DeflateParams) -> Self {
+        self.dec.set_permessage_deflate(true);
+        self.deflate = Some(Box::new(RxDeflate::new(params)));
+        self
     }
 
     /// Where the no-copy path applies: a whole, final, masked Text/Binary frame at a frame
@@ -211,6 +229,22 @@ impl Decoder for WsCodec {
                 }
             }
             Plan::Proto => match self.dec.decode(src) {
+                Ok((used, Some(Message::Compressed { text, data }))) => {
+                    let Some(rx) = self.deflate.as_mut() else {
+                        return Err(self.fail(WsError::protocol("RSV1 without the extension")));
+                    };
+                    let plain = match rx.inflate(data, self.max_message) {
+                        Ok(plain) => plain,
+                        Err(e) => return Err(self.fail(e)),
+                    };
+                    if !text {
+                        return Ok((used, Some(WsEvent::Binary(Cow::Owned(plain)))));
+                    }
+                    match String::from_utf8(plain) {
+                        Ok(t) => Ok((used, Some(WsEvent::Text(Cow::Owned(t))))),
+                        Err(_) => Err(self.fail(WsError::invalid_payload("text is not UTF-8"))),
+                    }
+                }
                 Ok((used, Some(msg))) => {
                     if matches!(msg, Message::Close(_)) {
                         self.closed = true;

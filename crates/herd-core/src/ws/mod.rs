@@ -22,8 +22,13 @@
 //! - Heartbeat: one coarse periodic timer per connection (never a timer per message) pings a
 //!   peer that has been silent for `ping_interval` and closes one silent for `idle_timeout`.
 //!
+//! - permessage-deflate (RFC 7692), when [`WsOptions::deflate`] is set: negotiated in the
+//!   upgrade, messages at or above its threshold sent compressed, compressed messages inflated
+//!   within `max_message`; contexts are shared per loop unless a connection keeps its window
+//!   (see [`DeflateConfig`]). Broadcasts through a [`Room`] go out uncompressed.
+//!
 //! What this module does not do: parse frames (that is [`herd_proto::ws`], sans-IO), negotiate
-//! extensions (permessage-deflate is declined by not answering it), or mask server frames.
+//! any other extension, or mask server frames.
 //!
 //! ```no_run
 //! use herd_core::ws::{WsConn, WsHandler, WsRequest, WsService};
@@ -50,6 +55,7 @@
 
 mod broadcast;
 mod codec;
+mod deflate;
 mod server;
 
 use std::net::SocketAddr;
@@ -61,6 +67,7 @@ use bytes::Bytes;
 pub use broadcast::{binary_frame, text_frame, Room};
 pub use codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent, WAIT_MAX};
 pub use herd_proto::ws::close as codes;
+pub use herd_proto::ws::deflate::DeflateConfig;
 pub use server::{WsConn, WsConnState, WsProtocol, WsService};
 
 /// The `Handle::notify` token under which [`Room`] delivers pre-encoded frames; a handler's
@@ -100,6 +107,9 @@ pub struct WsOptions {
     /// If set, an upgrade whose `Origin` is not in this list is refused with 403. Browsers
     /// always send `Origin`; a request without one is let through.
     pub allowed_origins: Option<Vec<String>>,
+    /// permessage-deflate (RFC 7692): `None` (the default) declines every offer; `Some`
+    /// accepts the first offer it can honour, with these limits and this threshold.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Default for WsOptions {
@@ -112,6 +122,7 @@ impl Default for WsOptions {
             close_timeout: Duration::from_secs(5),
             protocols: Vec::new(),
             allowed_origins: None,
+            deflate: None,
         }
     }
 }

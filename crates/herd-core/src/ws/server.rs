@@ -21,11 +21,14 @@ use ::http::header::{ORIGIN, UPGRADE};
 use ::http::StatusCode;
 use bytes::Bytes;
 use herd_proto::http1::{BodyKind, RequestHead};
+use herd_proto::ws::deflate::negotiate;
 use herd_proto::ws::{
-    check_upgrade, encode_accept_response, encode_frame, CloseAction, CloseState, Opcode,
+    check_upgrade, encode_accept_response_with, encode_frame, encode_frame_rsv, CloseAction,
+    CloseState, Opcode,
 };
 
 use super::codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent};
+use super::deflate::TxDeflate;
 use super::{WsHandler, WsOptions, WsRequest, BROADCAST_TOKEN};
 use crate::http::{Event, HttpConnState, HttpProtocol, HttpService, Router};
 use crate::{CloseReason, Conn, ConnId, Handle, Handler, LoopCx, Server, ServerHandle, Timer};
@@ -155,6 +158,8 @@ struct Link {
     last_rx: u64,
     heartbeat: Option<Timer>,
     close_timer: Option<Timer>,
+    /// permessage-deflate's send side, once negotiated.
+    deflate: Option<Box<TxDeflate>>,
 }
 
 impl Link {
@@ -188,6 +193,18 @@ impl<'a, W: WsHandler> WsConn<'a, W> {
         }
         if matches!(opcode, Opcode::Text | Opcode::Binary) {
             crate::stats::count(|p| p.ws.messages_out += 1);
+            if let Some(tx) = self
+                .link
+                .deflate
+                .as_mut()
+                .filter(|t| t.wants(payload.len()))
+            {
+                let conn = &mut self.conn;
+                return tx.with_compressed(payload, |packed| {
+                    conn.with_output(|dst| encode_frame_rsv(dst, true, 0b100, opcode, packed, None))
+                        .is_some()
+                });
+            }
         }
         self.conn
             .with_output(|dst| encode_frame(dst, true, opcode, payload, None))
@@ -385,15 +402,27 @@ impl<W: WsHandler> WsProtocol<W> {
             return refuse_upgrade(cx, hs, status, "refused by the handler");
         }
         let accept = up.accept_key();
-        cx.with_output(|dst| encode_accept_response(dst, &accept, req.protocol.as_deref()));
+        let deflate = opts.deflate.as_ref().and_then(|cfg| {
+            let params = negotiate(up.extensions.iter().map(String::as_str), cfg)?;
+            Some((params, cfg))
+        });
+        let ext = deflate.as_ref().map(|(p, _)| p.response_value());
+        cx.with_output(|dst| {
+            encode_accept_response_with(dst, &accept, req.protocol.as_deref(), ext.as_deref())
+        });
         hs.detach(cx);
-        *cx.codec_mut() = UpgradeCodec::Ws(WsCodec::new(opts.max_frame, opts.max_message));
+        let mut codec = WsCodec::new(opts.max_frame, opts.max_message);
+        if let Some((params, _)) = &deflate {
+            codec = codec.with_deflate(params);
+        }
+        *cx.codec_mut() = UpgradeCodec::Ws(codec);
         let mut link = Link {
             close: CloseState::Open,
             code: None,
             last_rx: cx.now_ms(),
             heartbeat: None,
             close_timer: None,
+            deflate: deflate.map(|(params, cfg)| Box::new(TxDeflate::new(&params, cfg))),
         };
         let period = match (opts.ping_interval, opts.idle_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),

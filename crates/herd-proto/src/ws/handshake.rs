@@ -246,7 +246,8 @@ pub fn check_upgrade_parts(parts: &http::request::Parts) -> Result<Upgrade, Hand
 /// `accept` is [`Upgrade::accept_key`]. `protocol` is the chosen subprotocol, which must be
 /// one the client offered (see [`Upgrade::select_protocol`]); a value that is not an RFC 7230
 /// token is left out rather than written, so it can never inject a header. No
-/// `Sec-WebSocket-Extensions` header is written: every offered extension is declined.
+/// `Sec-WebSocket-Extensions` header is written: every offered extension is declined (see
+/// [`encode_accept_response_with`] to accept one).
 ///
 /// ```
 /// use herd_proto::ws::{accept_key, encode_accept_response};
@@ -260,6 +261,19 @@ pub fn check_upgrade_parts(parts: &http::request::Parts) -> Result<Upgrade, Hand
 /// );
 /// ```
 pub fn encode_accept_response(dst: &mut Vec<u8>, accept: &str, protocol: Option<&str>) {
+    encode_accept_response_with(dst, accept, protocol, None);
+}
+
+/// [`encode_accept_response`] that also accepts an extension: `extensions` is the value of the
+/// `Sec-WebSocket-Extensions` response header (such as
+/// [`DeflateParams::response_value`](super::deflate::DeflateParams::response_value)); a value
+/// with a byte that may not appear in a header line (CR, LF, other controls) is left out.
+pub fn encode_accept_response_with(
+    dst: &mut Vec<u8>,
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     dst.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Accept: ",
@@ -269,6 +283,13 @@ pub fn encode_accept_response(dst: &mut Vec<u8>, accept: &str, protocol: Option<
     if let Some(protocol) = protocol.filter(|p| is_token(p.as_bytes())) {
         dst.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         dst.extend_from_slice(protocol.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    if let Some(ext) =
+        extensions.filter(|e| e.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b)))
+    {
+        dst.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        dst.extend_from_slice(ext.as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"\r\n");

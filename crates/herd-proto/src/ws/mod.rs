@@ -77,7 +77,8 @@ pub use frame::{
     FrameHeader, Opcode,
 };
 pub use handshake::{
-    accept_key, check_upgrade, check_upgrade_parts, encode_accept_response, HandshakeError, Upgrade,
+    accept_key, check_upgrade, check_upgrade_parts, encode_accept_response,
+    encode_accept_response_with, HandshakeError, Upgrade,
 };
 pub use mask::apply_mask;
 pub use utf8::Utf8Validator;
