@@ -2,7 +2,9 @@
 # WebSocket interop: python's `websockets` client (in a venv this script creates) checks herd's
 # ws_echo example over loopback: echo of text and binary, a fragmented message, ping/pong, the
 # close handshake with a code, invalid UTF-8 (1007), an oversized message (1009), an unmasked
-# frame (1002) and a bad handshake version (426) (interop/ws/check.py).
+# frame (1002) and a bad handshake version (426) (interop/ws/check.py); and permessage-deflate
+# in each of ws_echo's modes (off, shared contexts, context takeover), with the 1007/1009
+# checks sent compressed.
 #
 # Idempotent: the venv lives under the cargo target directory and is reused; packages are
 # installed only when missing. Bounded: the server start waits at most 30 s, the Python checks
@@ -28,11 +30,17 @@ say "building the ws_echo example"
 cargo build -q --example ws_echo
 BIN=$TARGET/debug/examples/ws_echo
 
-PORT=${PORT:-19400}
-start_server "$WORK/ws_echo.log" "$BIN" --loops 2 --max-message "$MAX_MESSAGE"
-
-# --- the checks ------------------------------------------------------------------------------
-status=0
-timeout 120 "$VENV/bin/python" "$ROOT/interop/ws/check.py" --port "$PORT" \
-    --max-message "$MAX_MESSAGE" || status=$?
-finish_checks "$status" "$WORK/ws_echo.log"
+# --- the checks, once per compression mode ----------------------------------------------------
+# off: the client's permessage-deflate offer is declined; shared: contexts reset per message
+# and shared by the loop's connections; takeover: each connection keeps its own.
+for mode in off shared takeover; do
+    PORT=${PORT:-19400}
+    start_server "$WORK/ws_echo-$mode.log" "$BIN" --loops 2 --max-message "$MAX_MESSAGE" \
+        --deflate "$mode"
+    status=0
+    timeout 120 "$VENV/bin/python" "$ROOT/interop/ws/check.py" --port "$PORT" \
+        --max-message "$MAX_MESSAGE" --deflate "$mode" || status=$?
+    finish_checks "$status" "$WORK/ws_echo-$mode.log" || exit 1
+    cleanup
+    SERVER_PID=""
+done

@@ -3,12 +3,14 @@
 //! `cargo run --release --example ws_echo -- --port 9002 --loops 1`
 //! then e.g. `python3 -m websockets ws://127.0.0.1:9002/`. Used by `.ci/interop-ws.sh` and
 //! `bench/ws.sh`. Options: `--max-message BYTES` (default 16 MiB; larger messages close with
-//! 1009), `--idle-ms MS` (close peers silent that long; default 60000).
+//! 1009), `--idle-ms MS` (close peers silent that long; default 60000), `--deflate MODE`
+//! (`off`, the default; `shared`: permessage-deflate with contexts reset per message and
+//! shared per loop; `takeover`: with each connection's own contexts kept between messages).
 
 use std::time::Duration;
 
 use herd::args::ServeArgs;
-use herd::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
+use herd::ws::{DeflateConfig, WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd::Server;
 
 struct Echo;
@@ -39,6 +41,17 @@ fn main() -> std::io::Result<()> {
     if let Some(ms) = args.get::<u64>("idle-ms") {
         opts.idle_timeout = Some(Duration::from_millis(ms));
         opts.ping_interval = Some(Duration::from_millis(ms / 2));
+    }
+    match args.get::<String>("deflate").as_deref() {
+        None | Some("off") => {}
+        Some(mode) => {
+            let takeover = mode == "takeover";
+            opts.deflate = Some(DeflateConfig {
+                server_no_context_takeover: !takeover,
+                client_no_context_takeover: !takeover,
+                ..DeflateConfig::default()
+            });
+        }
     }
     let server = WsService::new(|| Echo)
         .options(opts)

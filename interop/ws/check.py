@@ -1,7 +1,11 @@
 """WebSocket interop checks against herd's ws_echo example, with python's `websockets`.
 
-Run by .ci/interop-ws.sh: `check.py --port P --max-message N`. Every check has a timeout;
-the script exits non-zero on the first failure, naming it.
+Run by .ci/interop-ws.sh: `check.py --port P --max-message N [--deflate off|shared|takeover]`,
+once per ws_echo `--deflate` mode. The client offers permessage-deflate (websockets does by
+default); `--deflate` says what the server must have answered. With compression on, the
+invalid-UTF-8 and oversized frames go out compressed, so the server's inflate limit and its
+UTF-8 check after inflating are what answer 1009 and 1007. Every check has a timeout; the
+script exits non-zero if any fails, naming each.
 """
 
 import argparse
@@ -74,6 +78,45 @@ async def oversized(uri, max_message):
     await expect_close(uri, Frame(Opcode.BINARY, b"x" * (max_message + 1)), 1009)
 
 
+async def deflate_negotiated(uri, mode):
+    async with connect(uri) as ws:
+        exts = ws.protocol.extensions
+        if mode == "off":
+            assert exts == [], f"server accepted {exts} with compression off"
+            return
+        assert len(exts) == 1 and exts[0].name == "permessage-deflate", exts
+        pmd = exts[0]
+        reset = mode == "shared"
+        # remote = the server's compressor, local = ours; both reset per message when shared.
+        assert pmd.remote_no_context_takeover == reset, vars(pmd)
+        assert pmd.local_no_context_takeover == reset, vars(pmd)
+        # Watch the RSV1 bit of what arrives, below the extension's decoder.
+        seen = []
+        decode = pmd.decode
+
+        def spy(frame, *, max_size=None):
+            seen.append((frame.opcode, frame.rsv1, len(frame.data)))
+            return decode(frame, max_size=max_size)
+
+        pmd.decode = spy
+        text = "herd compresses this line of text. " * 400  # 14000 bytes, very compressible
+        for _ in range(5):
+            await ws.send(text)
+            assert await ws.recv() == text
+        binary = bytes(range(256)) * 64
+        await ws.send(binary)
+        assert await ws.recv() == binary
+        await ws.send("short")  # below the threshold: sent back uncompressed
+        assert await ws.recv() == "short"
+        parts = ["frag", "mented " * 100, "✓"]  # compressed as one message, sent in 3 frames
+        await ws.send(parts)
+        assert await ws.recv() == "".join(parts)
+        compressed = [s for s in seen if s[1]]
+        assert len(compressed) >= 7, seen
+        assert all(n < 1000 for (_, rsv1, n) in seen[:5]), seen[:5]
+        assert not seen[6][1], f"a 5-byte message came back compressed: {seen[6]}"
+
+
 def raw_bad_version(port):
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
         s.sendall(
@@ -110,10 +153,13 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--max-message", type=int, required=True)
+    ap.add_argument("--deflate", choices=["off", "shared", "takeover"], default="off")
     args = ap.parse_args()
+    print(f"--- ws_echo with --deflate {args.deflate}")
     uri = f"ws://127.0.0.1:{args.port}/interop"
     checks = [
         ("echo", echo(uri)),
+        (f"permessage-deflate {args.deflate}", deflate_negotiated(uri, args.deflate)),
         ("fragmentation", fragmentation(uri)),
         ("ping", ping(uri)),
         ("close code", close_code(uri)),

@@ -70,6 +70,16 @@ pub fn ws_options(l: &ListenerConfig) -> WsOptions {
         o.idle_timeout = Some(t.0);
         o.ping_interval = Some((t.0 / 3).max(Duration::from_millis(1)));
     }
+    if let Some(d) = &l.ws_deflate {
+        o.deflate = Some(herd_core::ws::DeflateConfig {
+            server_no_context_takeover: !d.context_takeover,
+            client_no_context_takeover: !d.context_takeover,
+            server_max_window_bits: d.window_bits,
+            client_max_window_bits: 15,
+            level: d.level,
+            threshold: d.threshold,
+        });
+    }
     o
 }
 
