@@ -15,7 +15,10 @@
 //! - Handlers see [`Request<Body>`] and return [`Response<Body>`] (the `http` crate's types,
 //!   re-exported here); [`Body`] is bytes, a chunk stream, or a file region. They get no
 //!   connection object (no `HttpConn`, unlike frames and WebSocket): the request is all.
-//! - [`StaticDir`] serves a directory (MIME, ETag/304, Range, index, no escape from the root).
+//! - [`StaticDir`] serves a directory (MIME, ETag/304, Range, index, no escape from the root,
+//!   pre-compressed `.br`/`.gz` files beside the originals).
+//! - [`Compression`] (in [`HttpOptions`]) compresses responses on the fly: gzip and Brotli by
+//!   `Accept-Encoding`, for compressible types above a size.
 //!
 //! What this module does not do: parse bytes (that is [`herd_proto::http1`], sans-IO), read
 //! configuration, write log files (the access-log hook hands entries to the caller), HTTP/2
@@ -33,6 +36,7 @@
 
 mod body;
 mod codec;
+mod compress;
 mod router;
 mod server;
 mod service;
@@ -50,6 +54,7 @@ pub use herd_proto::http1::Limits;
 
 pub use body::{Body, ChunkSource, Trailers};
 pub use codec::{Event, HttpCodec};
+pub use compress::Compression;
 pub use router::{Endpoint, HandlerFn, Params, Route, Router};
 pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
@@ -86,6 +91,9 @@ pub struct HttpOptions {
     /// Headers added to every response that does not set them itself (e.g.
     /// `Strict-Transport-Security` on a TLS listener). Default: none.
     pub response_headers: http::HeaderMap,
+    /// Compress responses on the fly (gzip, Brotli) for clients that accept it. Default:
+    /// off, as nginx's `gzip`.
+    pub compression: Option<Compression>,
 }
 
 impl Default for HttpOptions {
@@ -96,6 +104,7 @@ impl Default for HttpOptions {
             keepalive_timeout: Duration::from_secs(75),
             max_requests: None,
             response_headers: http::HeaderMap::new(),
+            compression: None,
         }
     }
 }

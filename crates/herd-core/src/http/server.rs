@@ -26,6 +26,7 @@ use ::http::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use ::http::request::Parts;
 use ::http::{Method, Request, Response, StatusCode, Uri, Version};
 use bytes::Bytes;
+use herd_proto::http1::encoding::AcceptEncoding;
 use herd_proto::http1::{
     continue_100, encode_chunk, encode_head, encode_last_chunk, error_response, BodyFraming,
     BodyKind, BodyLen, DateCache, HttpError, ResponseContext,
@@ -127,6 +128,8 @@ struct Meta {
     method: u8,
     /// Method, URI, `Referer` and `User-Agent`, kept only when there is an access log.
     log: Option<Box<LogMeta>>,
+    /// The request's `Accept-Encoding`, read only when compression is on.
+    accept: AcceptEncoding,
 }
 
 /// What the access log needs from a request head.
@@ -300,6 +303,14 @@ impl HttpProtocol {
                             user_agent: h.get(::http::header::USER_AGENT).cloned(),
                         })
                     }),
+                    accept: match config.opts.compression {
+                        Some(_) => AcceptEncoding::parse(
+                            head.request
+                                .headers
+                                .get_all(::http::header::ACCEPT_ENCODING),
+                        ),
+                        None => AcceptEncoding::default(),
+                    },
                 };
                 if head.body == BodyKind::None {
                     let req = Request::from_parts(head.request, Body::empty());
@@ -686,9 +697,26 @@ fn respond<H: Handler>(
     meta: Meta,
     resp: Response<Body>,
 ) {
-    let (mut parts, body) = resp.into_parts();
+    let (mut parts, mut body) = resp.into_parts();
     if !config.opts.response_headers.is_empty() {
         add_headers(&mut parts.headers, &config.opts.response_headers);
+    }
+    if let Some(c) = &config.opts.compression {
+        body = match super::compress::encode_response(
+            c,
+            &meta.accept,
+            parts.status,
+            &mut parts.headers,
+            body,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("http: reading a body to compress: {e}");
+                let (p, b) = text_response(StatusCode::INTERNAL_SERVER_ERROR).into_parts();
+                parts = p;
+                b
+            }
+        };
     }
     let len = match &body.kind {
         Kind::Empty => BodyLen::Empty,

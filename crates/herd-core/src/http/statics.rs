@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use ::http::header::{
-    HeaderValue, ACCEPT_RANGES, ALLOW, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
-    RANGE,
+    HeaderValue, ACCEPT_ENCODING, ACCEPT_RANGES, ALLOW, CONTENT_ENCODING, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, RANGE,
 };
 use ::http::{Method, Request, Response, StatusCode};
+use herd_proto::http1::encoding::{is_compressible, AcceptEncoding, Coding};
 use herd_proto::http1::statics::{
     etag, evaluate_conditional, if_range_allows, mime_for, parse_range, resolve_path, Conditional,
     PathError, RangeResult,
@@ -31,6 +32,7 @@ use herd_proto::http1::statics::{
 use herd_proto::http1::DateCache;
 
 use super::body::Kind;
+use super::compress::set_vary;
 use super::router::{Endpoint, Params, Router};
 use super::{text_response, Body};
 
@@ -51,6 +53,7 @@ pub struct StaticDir {
     root_dir: Arc<File>,
     index: String,
     inline_max: u64,
+    precompressed: bool,
 }
 
 /// Default for [`StaticDir::inline_max`].
@@ -76,6 +79,7 @@ impl StaticDir {
             root_dir: Arc::new(root_dir),
             index: "index.html".into(),
             inline_max: INLINE_MAX,
+            precompressed: false,
         })
     }
 
@@ -91,6 +95,17 @@ impl StaticDir {
     /// sends everything with `sendfile`.
     pub fn inline_max(mut self, bytes: u64) -> StaticDir {
         self.inline_max = bytes;
+        self
+    }
+
+    /// Serve `file.br` or `file.gz` from beside `file`, when the request accepts that coding
+    /// and the file exists, as nginx's `gzip_static` (and `brotli_static`): no compression
+    /// work per request. The variant is sent with the original's `Content-Type`,
+    /// `Content-Encoding`, `Vary: Accept-Encoding` and its own validators (ETag and
+    /// Last-Modified of the compressed file); Brotli is preferred when the client rates both
+    /// the same. Range requests always get the original. Default: off.
+    pub fn precompressed(mut self, on: bool) -> StaticDir {
+        self.precompressed = on;
         self
     }
 
@@ -146,7 +161,60 @@ impl StaticDir {
         if !meta.is_file() {
             return text_response(StatusCode::NOT_FOUND);
         }
-        file_response(req, file, &meta, &path, self.inline_max)
+        if self.precompressed {
+            return self.serve_precompressed(req, file, &meta, &path);
+        }
+        file_response(req, file, &meta, &path, &path, self.inline_max)
+    }
+
+    /// [`StaticDir::precompressed`]: the `.br`/`.gz` variant of `path` the request accepts, if
+    /// one exists, else the original; `Vary: Accept-Encoding` on both for compressible types.
+    fn serve_precompressed(
+        &self,
+        req: &Request<Body>,
+        file: File,
+        meta: &Metadata,
+        path: &Path,
+    ) -> Response<Body> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !is_compressible(mime_for(ext)) {
+            return file_response(req, file, meta, path, path, self.inline_max);
+        }
+        if !req.headers().contains_key(RANGE) {
+            let accept = AcceptEncoding::parse(req.headers().get_all(ACCEPT_ENCODING));
+            let first = accept.choose(&[Coding::Brotli, Coding::Gzip]);
+            let second = first.and_then(|f| {
+                let other = if f == Coding::Brotli {
+                    Coding::Gzip
+                } else {
+                    Coding::Brotli
+                };
+                accept.choose(&[other])
+            });
+            for coding in [first, second].into_iter().flatten() {
+                let mut name = path.as_os_str().to_owned();
+                name.push(coding.file_suffix());
+                let variant = PathBuf::from(name);
+                let Ok((vfile, vmeta)) = self.open_inside(&variant) else {
+                    continue;
+                };
+                if !vmeta.is_file() {
+                    continue;
+                }
+                let mut resp = file_response(req, vfile, &vmeta, &variant, path, self.inline_max);
+                let not_modified = resp.status() == StatusCode::NOT_MODIFIED;
+                let h = resp.headers_mut();
+                h.remove(ACCEPT_RANGES);
+                if !not_modified {
+                    h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.as_str()));
+                }
+                set_vary(resp.headers_mut());
+                return resp;
+            }
+        }
+        let mut resp = file_response(req, file, meta, path, path, self.inline_max);
+        set_vary(resp.headers_mut());
+        resp
     }
 
     /// Opens `path` (below the root) without blocking on FIFOs, making sure that what opens
@@ -248,12 +316,14 @@ fn redirect_to_dir(req: &Request<Body>) -> Response<Body> {
     resp
 }
 
-/// The 200/206/304/416 response for an opened regular file.
+/// The 200/206/304/416 response for an opened regular file (`path`), typed by `type_path`'s
+/// extension (the original's, for a pre-compressed variant).
 fn file_response(
     req: &Request<Body>,
     file: File,
     meta: &Metadata,
     path: &Path,
+    type_path: &Path,
     inline_max: u64,
 ) -> Response<Body> {
     let len = meta.len();
@@ -314,7 +384,7 @@ fn file_response(
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     if status != StatusCode::RANGE_NOT_SATISFIABLE {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let ext = type_path.extension().and_then(|e| e.to_str()).unwrap_or("");
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(mime_for(ext)));
         validators(&mut resp);

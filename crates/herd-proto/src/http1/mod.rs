@@ -3,7 +3,8 @@
 //! This module is the protocol half of herd's HTTP/1.1 server. [`RequestDecoder`] turns bytes
 //! read from a connection into request heads, body pieces and end-of-request events;
 //! [`encode_head`], [`encode_chunk`] and friends write responses into an output buffer;
-//! [`DateCache`] keeps the `Date` header value; [`statics`] holds the pure decisions of a
+//! [`DateCache`] keeps the `Date` header value; [`encoding`] negotiates content codings
+//! (`Accept-Encoding`); [`statics`] holds the pure decisions of a
 //! static-file server (path resolution, MIME types, ETags, conditional and range requests).
 //!
 //! It must not touch sockets, files, threads or clocks (time comes in as an argument), keeps no
@@ -37,6 +38,7 @@
 
 mod chunked;
 mod date;
+pub mod encoding;
 mod error;
 mod request;
 mod response;
