@@ -5,8 +5,9 @@
 # directory on 127.0.0.1 (a free port each), and checks with curl and python's http.client:
 # bodies byte for byte, MIME types, keep-alive reuse, HEAD, ETag/304, If-Modified-Since,
 # Range 206/416, index.html and the directory redirect, traversal attempts (plain, encoded,
-# symlink) refused, HTTP/1.0, Expect: 100-continue and chunked uploads, the access log, and the
-# hello example's exact answer. Installs curl and python3 through apt only when missing (CI
+# symlink) refused, HTTP/1.0, Expect: 100-continue and chunked uploads, the access log, gzip and
+# Brotli responses and pre-compressed files (decoded by curl, gzip and python), and the hello
+# example's exact answer. Installs curl and python3 through apt only when missing (CI
 # runs it as root), so it is idempotent; every client call is bounded by a timeout and the
 # servers it started are stopped by PID on exit. Prints "N passed, M failed" and exits 1 on any
 # failure.
@@ -179,6 +180,65 @@ done <<<"$PY_OUT"
 [ -n "$PY_OUT" ] || check "python ran" "output" ""
 
 check "access log" "yes" "$(grep -q '"GET /a.txt" 200' "$WORK/static_site.log" && echo yes || echo no)"
+
+# --- compression: curl, gzip and python decode what herd encodes ---------------------------
+python3 -c 'import sys; sys.stdout.write("<p>herd compresses this line.</p>\n" * 3000)' >"$SITE/big.html"
+printf 'console.log("original");\n' >"$SITE/app.js"
+printf 'console.log("gzip variant");\n' | gzip -9 -n >"$SITE/app.js.gz"
+start static_site --root "$SITE" --compress 1 --quiet 1
+Z=http://$ADDR
+say "static_site --compress 1 on $Z"
+GZ=(-H 'Accept-Encoding: gzip')
+check "gzip body" "same" "$("${C[@]}" "${GZ[@]}" "$Z/big.html" | gzip -dc | cmp -s - "$SITE/big.html" && echo same || echo differ)"
+check "gzip headers" "gzip Accept-Encoding" \
+    "$("${C[@]}" "${GZ[@]}" -o /dev/null -w '%header{content-encoding} %header{vary}' "$Z/big.html")"
+n=$("${C[@]}" "${GZ[@]}" -o /dev/null -w '%{size_download}' "$Z/big.html")
+check "gzip smaller than 10000 of 105000 bytes" "yes" "$([ "$n" -lt 10000 ] && echo yes || echo "no ($n bytes)")"
+if curl -V | grep -qi brotli; then
+    enc=$("${C[@]}" --compressed -o "$WORK/br.out" -w '%header{content-encoding}' "$Z/big.html")
+    check "br (curl --compressed)" "br same" "$enc $(cmp -s "$WORK/br.out" "$SITE/big.html" && echo same || echo differ)"
+fi
+enc=$("${C[@]}" -o "$WORK/id.out" -w '%header{content-encoding}' "$Z/big.html")
+check "identity without Accept-Encoding" " same" "$enc $(cmp -s "$WORK/id.out" "$SITE/big.html" && echo same || echo differ)"
+check "q-values: gzip;q=0.5, br;q=0" "gzip" \
+    "$("${C[@]}" -H 'Accept-Encoding: gzip;q=0.5, identity;q=0.1, br;q=0' -o /dev/null -w '%header{content-encoding}' "$Z/big.html")"
+check "small file untouched" " 16" \
+    "$("${C[@]}" "${GZ[@]}" -o /dev/null -w '%header{content-encoding} %header{content-length}' "$Z/a.txt")"
+check "binary not compressed" "" \
+    "$("${C[@]}" "${GZ[@]}" -o /dev/null -w '%header{content-encoding}' "$Z/data.bin")"
+enc=$("${C[@]}" "${GZ[@]}" -o "$WORK/app.gz" -w '%header{content-encoding}' "$Z/app.js")
+check "pre-compressed variant" 'gzip console.log("gzip variant");' "$enc $(gzip -dc "$WORK/app.gz")"
+check "pre-compressed original" 'console.log("original");' "$("${C[@]}" "$Z/app.js")"
+check "Range gets identity" "206 " \
+    "$("${C[@]}" "${GZ[@]}" -r 0-99 -o /dev/null -w '%{http_code} %header{content-encoding}' "$Z/big.html")"
+PY_OUT=$(timeout 60 python3 - "$ADDR" "$SITE" <<'EOF'
+import gzip, http.client, sys
+host, port = sys.argv[1].rsplit(":", 1)
+want = open(sys.argv[2] + "/big.html", "rb").read()
+c = http.client.HTTPConnection(host, int(port), timeout=10)
+res = []
+c.request("GET", "/big.html", headers={"Accept-Encoding": "gzip"})
+r = c.getresponse(); b = r.read()
+res.append(("gzip", r.getheader("Content-Encoding") == "gzip" and gzip.decompress(b) == want))
+etag = r.getheader("ETag") or ""
+res.append(("weak etag", etag.startswith('W/"')))
+c.request("GET", "/big.html", headers={"Accept-Encoding": "gzip", "If-None-Match": etag})
+r = c.getresponse(); b = r.read()
+res.append(("304 on the weak etag", r.status == 304 and b == b""))
+c.request("HEAD", "/big.html", headers={"Accept-Encoding": "gzip"})
+r = c.getresponse(); b = r.read()
+res.append(("head", r.status == 200 and b == b"" and r.getheader("Content-Encoding") == "gzip"))
+c.request("GET", "/big.html")
+r = c.getresponse(); b = r.read()
+res.append(("identity on the same connection", b == want and r.getheader("Vary") == "Accept-Encoding"))
+for name, ok in res:
+    print(("ok " if ok else "FAIL ") + name)
+EOF
+)
+while read -r status name; do
+    check "python compression: $name" ok "$status"
+done <<<"$PY_OUT"
+[ -n "$PY_OUT" ] || check "python compression ran" "output" ""
 
 # --- the hello example ---------------------------------------------------------------------
 start hello

@@ -2,10 +2,11 @@
 //! sendfile bodies, no escape from the root), with an access log on stderr.
 //!
 //! `cargo run --release --example static_site -- --root ./public --port 8080 --loops 2`
-//! (`--mount /prefix` serves it below a prefix; `--quiet 1` turns the access log off).
+//! (`--mount /prefix` serves it below a prefix; `--quiet 1` turns the access log off;
+//! `--compress 1` turns on gzip/Brotli responses and pre-compressed `.br`/`.gz` files).
 
 use herd::args::ServeArgs;
-use herd::http::{HttpService, Router, StaticDir};
+use herd::http::{Compression, HttpOptions, HttpService, Router, StaticDir};
 use herd::Server;
 
 fn main() -> std::io::Result<()> {
@@ -13,9 +14,14 @@ fn main() -> std::io::Result<()> {
     let root: String = args.get("root").unwrap_or_else(|| ".".into());
     let mount: String = args.get("mount").unwrap_or_else(|| "/".into());
     let quiet = args.get::<u8>("quiet").unwrap_or(0) != 0;
-    let dir = StaticDir::new(&root)?;
+    let compress = args.get::<u8>("compress").unwrap_or(0) != 0;
+    let dir = StaticDir::new(&root)?.precompressed(compress);
     eprintln!("static_site: serving {} at {mount}", dir.root().display());
-    let mut service = HttpService::new(Router::new().statics(&mount, dir));
+    let opts = HttpOptions {
+        compression: compress.then(Compression::default),
+        ..HttpOptions::default()
+    };
+    let mut service = HttpService::new(Router::new().statics(&mount, dir)).options(opts);
     if !quiet {
         service = service.access_log(|e| {
             eprintln!(

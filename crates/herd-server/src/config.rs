@@ -308,6 +308,35 @@ pub struct ListenerConfig {
     pub allow_remote: bool,
     /// http, ws: offer WebSocket permessage-deflate (RFC 7692) to clients that ask.
     pub ws_deflate: Option<WsDeflateConfig>,
+    /// http: gzip/Brotli response compression (nginx's `gzip on` and `gzip_static on`).
+    pub compression: Option<CompressionConfig>,
+}
+
+/// `compression = { ... }`: HTTP response compression on a listener. Present (even as `{}`)
+/// means on, with these defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompressionConfig {
+    /// gzip level, 1 to 9 (0: no gzip on the fly); default 1.
+    pub gzip_level: u32,
+    /// Brotli quality, 1 to 11 (0: no Brotli on the fly); default 4.
+    pub brotli_level: u32,
+    /// Bodies shorter than this many bytes go out as they are; default 256.
+    pub min_length: u64,
+    /// Serve `name.br` / `name.gz` beside a static file to clients that accept them;
+    /// default true.
+    pub precompressed: bool,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            gzip_level: 1,
+            brotli_level: 4,
+            min_length: 256,
+            precompressed: true,
+        }
+    }
 }
 
 /// `ws_deflate = { ... }`: WebSocket compression on a listener. Present (even as `{}`)
@@ -364,6 +393,7 @@ impl Default for ListenerConfig {
             access_log_format: AccessFormat::Combined,
             allow_remote: false,
             ws_deflate: None,
+            compression: None,
         }
     }
 }
@@ -700,6 +730,21 @@ impl Config {
         )?;
         only("max_frame", l.max_frame.is_some(), &[Frame, Ws, Echo])?;
         only("ws_deflate", l.ws_deflate.is_some(), &[Http, Ws])?;
+        only("compression", l.compression.is_some(), &[Http])?;
+        if let Some(c) = &l.compression {
+            if c.gzip_level > 9 {
+                return Err(ConfigError::new(
+                    at("compression.gzip_level"),
+                    "must be 0 to 9",
+                ));
+            }
+            if c.brotli_level > 11 {
+                return Err(ConfigError::new(
+                    at("compression.brotli_level"),
+                    "must be 0 to 11",
+                ));
+            }
+        }
         if let Some(d) = &l.ws_deflate {
             if d.level > 9 {
                 return Err(ConfigError::new(at("ws_deflate.level"), "must be 0 to 9"));
@@ -876,6 +921,34 @@ mod tests {
         assert_eq!(e.at, "listener[0].ws_deflate");
         let http = "[[listener]]\nbind = \"127.0.0.1:7002\"\nprotocol = \"http\"\n";
         assert!(p(&format!("{http}ws_deflate = {{}}\n")).is_ok());
+    }
+
+    #[test]
+    fn compression_is_a_table_for_http_listeners() {
+        let http = "[[listener]]\nbind = \"127.0.0.1:7002\"\nprotocol = \"http\"\n";
+        let c = p(&format!("{http}compression = {{}}\n")).unwrap().config;
+        let l = &c.listeners[0];
+        assert_eq!(l.compression, Some(CompressionConfig::default()));
+        let o = crate::protocols::compression(l).unwrap();
+        assert_eq!((o.gzip_level, o.brotli_level, o.min_length), (1, 4, 256));
+        assert!(crate::protocols::compression(&ListenerConfig::default()).is_none());
+        let c = p(&format!(
+            "{http}compression = {{ gzip_level = 6, brotli_level = 0, min_length = 1000, precompressed = false }}\n"
+        ))
+        .unwrap()
+        .config;
+        let o = crate::protocols::compression(&c.listeners[0]).unwrap();
+        assert_eq!((o.gzip_level, o.brotli_level, o.min_length), (6, 0, 1000));
+        assert!(!c.listeners[0].compression.as_ref().unwrap().precompressed);
+        for (bad, key) in [
+            ("gzip_level = 10", "listener[0].compression.gzip_level"),
+            ("brotli_level = 12", "listener[0].compression.brotli_level"),
+        ] {
+            let e = p(&format!("{http}compression = {{ {bad} }}\n")).unwrap_err();
+            assert_eq!(e.at, key, "{bad}: {e}");
+        }
+        let e = p(&format!("{ECHO}compression = {{}}\n")).unwrap_err();
+        assert_eq!(e.at, "listener[0].compression");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use herd_core::frame::{FloodLimits, FrameService, HandlerError};
 use herd_core::http::{
-    header, Body, HeaderValue, HttpOptions, HttpService, Limits, Response, Router, StaticDir,
+    header, Body, Compression, HeaderValue, HttpOptions, HttpService, Limits, Response, Router,
+    StaticDir,
 };
 use herd_core::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd_core::{Options, Server, ServerHandle};
@@ -169,7 +170,11 @@ pub fn start(
 pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService> {
     let router = match (&l.root, l.https_redirect) {
         (_, Some(port)) => redirect_router(port),
-        (Some(root), None) => Router::new().statics("/", StaticDir::new(root)?),
+        (Some(root), None) => Router::new().statics(
+            "/",
+            StaticDir::new(root)?
+                .precompressed(l.compression.as_ref().is_some_and(|c| c.precompressed)),
+        ),
         (None, None) => site_router(
             cx.status.clone(),
             l.metrics || l.protocol == Protocol::Admin,
@@ -198,6 +203,7 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
         opts.response_headers
             .insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
+    opts.compression = compression(l);
     let mut service = HttpService::new(router).options(opts);
     if cx.logs.has_access_log() {
         let logs = cx.logs.clone();
@@ -213,6 +219,16 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
         });
     }
     Ok(service)
+}
+
+/// herd-core compression settings of a listener's `compression` table, if it has one.
+pub fn compression(l: &ListenerConfig) -> Option<Compression> {
+    l.compression.as_ref().map(|c| Compression {
+        gzip_level: c.gzip_level,
+        brotli_level: c.brotli_level,
+        min_length: c.min_length,
+        ..Compression::default()
+    })
 }
 
 /// Every request answered with a `301` to the same host and path over https on `port`
