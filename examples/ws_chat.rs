@@ -12,8 +12,10 @@
 //! member cannot speak under another name inside a message. Messages are at most 4 KiB (a
 //! larger one closes with 1009); binary messages close with 1003.
 //!
-//! One [`Room`] is shared by the handlers of every loop: each line is encoded once and queued to
-//! every member through its handle. The service is built by [`service`] so that
+//! One [`Room`] is shared by the handlers of every loop: each line is encoded once (and, for
+//! members whose browser negotiated permessage-deflate, compressed once when it is at least
+//! 256 bytes) and queued to every member through its handle. `selftest.html` beside the page is
+//! what `.ci/interop-ws-browser.sh` opens in headless Chromium. The service is built by [`service`] so that
 //! `tests/ws_chat.rs` runs the same code in-process.
 
 use std::io;
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use herd::args::ServeArgs;
 use herd::http::{HttpService, Router, StaticDir};
-use herd::ws::{codes, Room, WsConn, WsHandler, WsOptions, WsRequest, WsService};
+use herd::ws::{codes, DeflateConfig, Room, WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd::Server;
 
 /// Longest name kept, in characters.
@@ -40,7 +42,7 @@ impl WsHandler for Chat {
 
     fn on_open(&mut self, cx: &mut WsConn<'_, Self>, req: &WsRequest) -> Option<String> {
         let name = name_from_query(req.query().unwrap_or(""));
-        self.room.join(cx.handle());
+        self.room.join(cx.member());
         let online = self.room.len();
         self.room
             .send_text(&format!("* {name} joined ({online} online)"));
@@ -76,6 +78,7 @@ pub fn service(pages: &Path, room: Room) -> io::Result<WsService<Chat>> {
     let opts = WsOptions {
         max_frame: MAX_TEXT,
         max_message: MAX_TEXT,
+        deflate: Some(DeflateConfig::default()),
         ..WsOptions::default()
     };
     Ok(WsService::new(move || Chat { room: room.clone() })

@@ -9,7 +9,7 @@ mod ws_support;
 use std::time::Duration;
 
 use herd::proto::ws::Opcode;
-use herd::ws::{DeflateConfig, WsConn, WsHandler, WsOptions, WsService};
+use herd::ws::{DeflateConfig, Room, WsConn, WsHandler, WsOptions, WsService};
 use herd::{CloseReason, Server, ServerHandle};
 use ws_support::{send_request, upgrade_request, Client, Got};
 
@@ -330,5 +330,124 @@ fn the_upgrade_request_may_offer_with_other_extensions_and_case() {
         ),
         "{head}"
     );
+    server.stop(Duration::ZERO);
+}
+
+/// Joins every connection to one room; `all:<text>` broadcasts the rest, anything else echoes.
+struct RoomEcho {
+    room: Room,
+}
+
+impl WsHandler for RoomEcho {
+    type State = ();
+
+    fn on_open(&mut self, cx: &mut WsConn<'_, Self>, _req: &herd::ws::WsRequest) -> Option<()> {
+        self.room.join(cx.member());
+        Some(())
+    }
+
+    fn on_text(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), text: &str) {
+        match text.strip_prefix("all:") {
+            Some(rest) => {
+                self.room.send_text(rest);
+            }
+            None => {
+                cx.send_text(text);
+            }
+        }
+    }
+
+    fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, _st: &mut (), data: &[u8]) {
+        cx.send_binary(data);
+    }
+
+    fn on_close(&mut self, cx: &mut WsConn<'_, Self>, _st: (), _code: u16, _reason: &str) {
+        self.room.leave(cx.id());
+    }
+}
+
+fn serve_room(deflate: DeflateConfig) -> (ServerHandle, Room) {
+    let room = Room::new();
+    let r = room.clone();
+    let server = WsService::new(move || RoomEcho { room: r.clone() })
+        .options(WsOptions {
+            deflate: Some(deflate),
+            ..WsOptions::default()
+        })
+        .path("/ws")
+        .serve(Server::new().bind("127.0.0.1:0").unwrap().loops(2))
+        .unwrap();
+    (server, room)
+}
+
+#[test]
+fn room_broadcasts_go_compressed_to_members_that_negotiated_it() {
+    let (server, room) = serve_room(DeflateConfig::default());
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let (mut c, ext) = offer(&server, "permessage-deflate; client_max_window_bits");
+        assert!(ext.is_some());
+        c.enable_deflate(true, true);
+        members.push(c);
+    }
+    let mut plain = Client::connect(server.local_addr(), "/ws");
+    herd_testkit::wait_until("4 members", || room.len() == 4);
+
+    // One long broadcast: every deflate member gets it compressed (and small), the member
+    // without the extension plain, all with the same text.
+    let t = long_text(7);
+    members[0].text(&format!("all:{t}"));
+    for c in &mut members {
+        assert_eq!(c.recv(), Some(Got::Text(t.clone())));
+        assert_eq!(c.compressed_in, 1);
+        assert!(c.last_packed_len * 5 < t.len(), "{}", c.last_packed_len);
+    }
+    assert_eq!(plain.recv(), Some(Got::Text(t.clone())));
+    // Below the threshold a broadcast is plain for everyone.
+    assert_eq!(room.send_text("hi all"), 4);
+    for c in &mut members {
+        assert_eq!(c.recv(), Some(Got::Text("hi all".into())));
+        assert_eq!(c.compressed_in, 1);
+    }
+    assert_eq!(plain.recv(), Some(Got::Text("hi all".into())));
+    // Binary, from outside any loop; then each connection's own messages still decode.
+    let b: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
+    assert_eq!(room.send_binary(&b), 4);
+    for (i, c) in members.iter_mut().enumerate() {
+        assert_eq!(c.recv(), Some(Got::Binary(b.clone())));
+        assert_eq!(c.compressed_in, 2);
+        c.send_compressed(Opcode::Text, long_text(i).as_bytes(), usize::MAX);
+        assert_eq!(c.recv(), Some(Got::Text(long_text(i))));
+    }
+    assert_eq!(plain.recv(), Some(Got::Binary(b)));
+    server.stop(Duration::ZERO);
+}
+
+#[test]
+fn room_broadcasts_go_plain_to_members_with_context_takeover() {
+    // A compressed broadcast would enter the client's window without entering the server's
+    // compressor for that connection: the next message it compresses would refer to the wrong
+    // bytes. So these members get plain broadcasts, and their own stream stays in step.
+    let (server, room) = serve_room(DeflateConfig {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        ..DeflateConfig::default()
+    });
+    let (mut c, ext) = offer(&server, "permessage-deflate");
+    assert_eq!(ext.as_deref(), Some("permessage-deflate"));
+    c.enable_deflate(false, false);
+    herd_testkit::wait_until("1 member", || room.len() == 1);
+    let (a, b) = (noisy_text(1), noisy_text(2));
+    c.text(&a);
+    assert_eq!(c.recv(), Some(Got::Text(a.clone())));
+    assert_eq!(room.send_text(&b), 1);
+    assert_eq!(c.recv(), Some(Got::Text(b.clone())));
+    assert_eq!(c.compressed_in, 1, "the broadcast came plain");
+    // The echo of `a` again refers back into the connection's own window: it is tiny, and it
+    // decodes to `a` because the broadcast did not shift that window.
+    c.text(&a);
+    assert_eq!(c.recv(), Some(Got::Text(a.clone())));
+    assert_eq!(c.compressed_in, 2);
+    assert!(c.last_packed_len * 10 < a.len(), "{}", c.last_packed_len);
     server.stop(Duration::ZERO);
 }

@@ -70,6 +70,32 @@ impl RxDeflate {
     }
 }
 
+/// Compresses `payload` as one whole message from an empty window with this thread's shared
+/// compressor for (`bits`, `level`), appending to `out`.
+pub(crate) fn deflate_shared(bits: u8, level: u32, payload: &[u8], out: &mut Vec<u8>) {
+    let key = (bits, level);
+    SHARED_DEFLATERS.with(|cell| {
+        let mut all = cell.borrow_mut();
+        let at = match all.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                all.push((key, Deflater::new(level, bits, true)));
+                all.len() - 1
+            }
+        };
+        all[at].1.deflate(payload, out);
+    });
+}
+
+/// The parameters under which one compressed broadcast frame suits a connection: members of a
+/// [`Room`](super::Room) with the same key share one compression of each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct BroadcastKey {
+    pub(crate) bits: u8,
+    pub(crate) level: u32,
+    pub(crate) threshold: usize,
+}
+
 /// The send side of a connection that negotiated permessage-deflate.
 #[derive(Debug)]
 pub(crate) struct TxDeflate {
@@ -92,6 +118,17 @@ impl TxDeflate {
         }
     }
 
+    /// How a broadcast reaches this connection compressed: its parameters when its compressor
+    /// resets per message (any such stream decodes on its side), `None` with context
+    /// takeover (a message compressed elsewhere would desynchronise the windows: send plain).
+    pub(crate) fn broadcast_key(&self) -> Option<BroadcastKey> {
+        self.shared.then_some(BroadcastKey {
+            bits: self.bits,
+            level: self.level,
+            threshold: self.threshold,
+        })
+    }
+
     /// Whether a message of `len` bytes is sent compressed.
     pub(crate) fn wants(&self, len: usize) -> bool {
         len >= self.threshold
@@ -103,18 +140,7 @@ impl TxDeflate {
             let mut buf = scratch.borrow_mut();
             buf.clear();
             if self.shared {
-                let key = (self.bits, self.level);
-                SHARED_DEFLATERS.with(|cell| {
-                    let mut all = cell.borrow_mut();
-                    let at = match all.iter().position(|(k, _)| *k == key) {
-                        Some(at) => at,
-                        None => {
-                            all.push((key, Deflater::new(self.level, self.bits, true)));
-                            all.len() - 1
-                        }
-                    };
-                    all[at].1.deflate(payload, &mut buf);
-                });
+                deflate_shared(self.bits, self.level, payload, &mut buf);
             } else {
                 let (level, bits) = (self.level, self.bits);
                 self.own

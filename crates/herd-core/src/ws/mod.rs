@@ -25,7 +25,7 @@
 //! - permessage-deflate (RFC 7692), when [`WsOptions::deflate`] is set: negotiated in the
 //!   upgrade, messages at or above its threshold sent compressed, compressed messages inflated
 //!   within `max_message`; contexts are shared per loop unless a connection keeps its window
-//!   (see [`DeflateConfig`]). Broadcasts through a [`Room`] go out uncompressed.
+//!   (see [`DeflateConfig`]). A [`Room`] compresses a broadcast once per parameter set.
 //!
 //! What this module does not do: parse frames (that is [`herd_proto::ws`], sans-IO), negotiate
 //! any other extension, or mask server frames.
@@ -64,7 +64,7 @@ use std::time::Duration;
 use ::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 
-pub use broadcast::{binary_frame, text_frame, Room};
+pub use broadcast::{binary_frame, text_frame, Member, Room};
 pub use codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent, WAIT_MAX};
 pub use herd_proto::ws::close as codes;
 pub use herd_proto::ws::deflate::DeflateConfig;

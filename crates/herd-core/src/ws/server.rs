@@ -263,6 +263,16 @@ impl<'a, W: WsHandler> WsConn<'a, W> {
         self.conn.handle()
     }
 
+    /// This connection as a [`Room`](super::Room) member: broadcasts reach it compressed
+    /// (one compression per message for the whole room) when it negotiated permessage-deflate
+    /// without context takeover on the server's side.
+    pub fn member(&self) -> super::Member {
+        super::Member::new(
+            self.conn.handle(),
+            self.link.deflate.as_ref().and_then(|t| t.broadcast_key()),
+        )
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> std::net::SocketAddr {
         self.conn.peer_addr()
