@@ -7,9 +7,11 @@
 //! - [`frame`]: herd's length-prefixed message protocol (header + body, message ids).
 //! - [`http1`]: a strict HTTP/1.1 request decoder and response encoder.
 //! - [`ws`]: RFC 6455 WebSocket framing, handshake and close rules.
+//! - [`proxy`]: the PROXY protocol header (v1 text, v2 binary) a load balancer sends first.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod frame;
 pub mod http1;
+pub mod proxy;
 pub mod ws;
