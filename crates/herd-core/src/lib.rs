@@ -40,6 +40,7 @@ mod id;
 mod inbox;
 pub mod os;
 pub mod pool;
+pub mod proxy;
 mod reason;
 mod server;
 pub mod stats;

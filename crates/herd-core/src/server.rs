@@ -89,6 +89,9 @@ pub struct Options {
     /// memory per slow reader. Small replies are not affected. `None` leaves the system
     /// default (no limit). Linux only. Default: 64 KiB.
     pub notsent_lowat: Option<u32>,
+    /// Expect a PROXY protocol header (v1 or v2) before each connection's first byte and take
+    /// the client address from it (see [`proxy`](crate::proxy)). Default: none.
+    pub proxy_protocol: Option<crate::proxy::ProxyProtocol>,
 }
 
 /// Default for [`Options::notsent_lowat`].
@@ -112,6 +115,7 @@ impl Default for Options {
             backlog: 1024,
             nodelay: true,
             notsent_lowat: Some(NOTSENT_LOWAT),
+            proxy_protocol: None,
         }
     }
 }
@@ -134,9 +138,38 @@ pub(crate) struct ServerShared {
 }
 
 impl ServerShared {
-    /// Count a new connection from `ip` on loop `i` if limits allow; false means refuse it.
-    /// Touched once per accept and once per close, never per message.
-    pub(crate) fn try_admit(&self, i: usize, ip: IpAddr) -> bool {
+    /// The address a new connection from `peer` counts against for `max_connections_per_ip`
+    /// at accept: none behind the PROXY protocol (the socket's peer is the balancer; the
+    /// client's address is counted once its header has been read, [`try_admit_ip`]).
+    ///
+    /// [`try_admit_ip`]: ServerShared::try_admit_ip
+    #[inline]
+    pub(crate) fn admit_key(&self, peer: SocketAddr) -> Option<IpAddr> {
+        match self.opts.proxy_protocol {
+            None => Some(peer.ip()),
+            Some(_) => None,
+        }
+    }
+
+    /// Count a new connection (from `ip`, if given) on loop `i` if limits allow; false means
+    /// refuse it. Touched once per accept and once per close, never per message.
+    pub(crate) fn try_admit(&self, i: usize, ip: Option<IpAddr>) -> bool {
+        if let Some(ip) = ip {
+            if !self.try_admit_ip(ip) {
+                return false;
+            }
+        }
+        if !self.admit_counts(i) {
+            if let Some(ip) = ip {
+                self.release_ip(ip);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Count a connection against `max_connections_per_ip` for `ip`; false means refuse it.
+    pub(crate) fn try_admit_ip(&self, ip: IpAddr) -> bool {
         if let Some(max) = self.opts.max_connections_per_ip {
             let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
             let n = map.entry(ip).or_insert(0);
@@ -148,10 +181,6 @@ impl ServerShared {
                 return false;
             }
             *n += 1;
-        }
-        if !self.admit_counts(i) {
-            self.release_ip(ip);
-            return false;
         }
         true
     }
@@ -184,8 +213,10 @@ impl ServerShared {
     }
 
     /// Undo `try_admit` when the connection is gone.
-    pub(crate) fn release(&self, i: usize, ip: IpAddr) {
-        self.release_ip(ip);
+    pub(crate) fn release(&self, i: usize, ip: Option<IpAddr>) {
+        if let Some(ip) = ip {
+            self.release_ip(ip);
+        }
         self.open_per_loop[i].fetch_sub(1, Ordering::AcqRel);
         self.open_total.fetch_sub(1, Ordering::AcqRel);
     }
@@ -298,6 +329,13 @@ impl Server {
     /// Per-IP concurrent connection limit.
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.opts.max_connections_per_ip = Some(n);
+        self
+    }
+
+    /// Expect a PROXY protocol header (v1 or v2) on every connection, from the sources
+    /// `proxy.trusted` allows; the peer address handlers see is the client's from the header.
+    pub fn proxy_protocol(mut self, proxy: crate::proxy::ProxyProtocol) -> Self {
+        self.opts.proxy_protocol = Some(proxy);
         self
     }
 
@@ -665,13 +703,15 @@ fn accept_thread(
                         let pick = match balance {
                             Balance::RoundRobin => (0..n)
                                 .map(|k| (next + k) % n)
-                                .find(|&i| shared.try_admit(i, peer.ip())),
+                                .find(|&i| shared.try_admit(i, shared.admit_key(peer))),
                             Balance::LeastConnections => {
                                 let mut order: Vec<usize> = (0..n).collect();
                                 order.sort_by_key(|&i| {
                                     shared.open_per_loop[i].load(Ordering::Relaxed)
                                 });
-                                order.into_iter().find(|&i| shared.try_admit(i, peer.ip()))
+                                order
+                                    .into_iter()
+                                    .find(|&i| shared.try_admit(i, shared.admit_key(peer)))
                             }
                         };
                         match pick {

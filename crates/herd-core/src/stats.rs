@@ -56,6 +56,13 @@ pub struct Stats {
     /// Connections refused because their client IP was at `max_connections_per_ip` (also
     /// counted in `closed` as [`CloseReason::Limit`]).
     pub refused_per_ip: u64,
+    /// PROXY protocol headers taken (listeners with
+    /// [`Options::proxy_protocol`](crate::Options::proxy_protocol)).
+    pub proxy_headers: u64,
+    /// Connections whose PROXY header was refused, indexed by
+    /// [`ProxyFailure::index`](crate::proxy::ProxyFailure::index) (`not_proxy`, `too_long`,
+    /// `bad_v1`, `bad_v2`, `untrusted`, `timeout`, `eof`).
+    pub proxy_failed: [u64; crate::proxy::PROXY_FAILURES],
     /// Protocol-level counters of this loop (HTTP, WebSocket, frame).
     pub proto: ProtoStats,
 }
@@ -321,6 +328,10 @@ impl Stats {
             *a += b;
         }
         self.refused_per_ip += o.refused_per_ip;
+        self.proxy_headers += o.proxy_headers;
+        for (a, b) in self.proxy_failed.iter_mut().zip(o.proxy_failed.iter()) {
+            *a += b;
+        }
         self.proto.add(&o.proto);
     }
 }

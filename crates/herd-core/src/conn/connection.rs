@@ -39,6 +39,19 @@ pub(crate) struct Connection<C> {
     idle_timer: Option<TimerId>,
     /// The loop's list membership (dirty, read-more): its bookkeeping, kept here for O(1).
     marks: Marks,
+    /// The PROXY protocol stage, on listeners that expect a header (boxed: one pointer on
+    /// connections without it).
+    proxy: Option<Box<ProxyState>>,
+}
+
+/// What the PROXY protocol stage knows about a connection.
+pub(crate) struct ProxyState {
+    /// The socket's peer (the balancer).
+    socket_peer: SocketAddr,
+    /// The header, once read.
+    header: Option<herd_proto::proxy::ProxyHeader>,
+    /// The header's client address was counted against `max_connections_per_ip`.
+    ip_admitted: bool,
 }
 
 /// The outcome of one read from the transport.
@@ -72,6 +85,61 @@ impl<C> Connection<C> {
             last_active: now,
             idle_timer: None,
             marks: Marks::default(),
+            proxy: None,
+        }
+    }
+
+    /// Wait for a PROXY protocol header before anything else is read.
+    #[cold]
+    pub(crate) fn expect_proxy(&mut self) {
+        self.proxy = Some(Box::new(ProxyState {
+            socket_peer: self.peer,
+            header: None,
+            ip_admitted: false,
+        }));
+    }
+
+    /// The PROXY header is expected and has not been read yet.
+    #[inline(always)]
+    pub(crate) fn awaiting_proxy(&self) -> bool {
+        matches!(&self.proxy, Some(p) if p.header.is_none())
+    }
+
+    /// The PROXY header was read: its client address becomes the peer (a `LOCAL` or
+    /// `UNKNOWN` header keeps the socket's); `ip_admitted` says whether that address was
+    /// counted against the per-IP limit (and must be released at close).
+    #[cold]
+    pub(crate) fn set_proxy_header(
+        &mut self,
+        header: herd_proto::proxy::ProxyHeader,
+        ip_admitted: bool,
+    ) {
+        if let Some(src) = header.source() {
+            self.peer = src;
+        }
+        if let Some(p) = self.proxy.as_mut() {
+            p.header = Some(header);
+            p.ip_admitted = ip_admitted;
+        }
+    }
+
+    /// The PROXY header, once read.
+    pub(crate) fn proxy_header(&self) -> Option<&herd_proto::proxy::ProxyHeader> {
+        self.proxy.as_ref().and_then(|p| p.header.as_ref())
+    }
+
+    /// The socket's own peer address (the balancer's, behind the PROXY protocol).
+    pub(crate) fn socket_peer(&self) -> SocketAddr {
+        self.proxy.as_ref().map_or(self.peer, |p| p.socket_peer)
+    }
+
+    /// The address counted against `max_connections_per_ip` for this connection, if any.
+    #[inline]
+    pub(crate) fn admitted_ip(&self) -> Option<std::net::IpAddr> {
+        match &self.proxy {
+            None => Some(self.peer.ip()),
+            Some(p) if p.ip_admitted => Some(self.peer.ip()),
+            Some(_) => None,
         }
     }
 

@@ -157,6 +157,20 @@ impl<'a, H: Handler> Conn<'a, H> {
         self.conn.peer()
     }
 
+    /// The address of the socket's own peer: the same as [`peer_addr`](Conn::peer_addr),
+    /// except behind the PROXY protocol, where this is the balancer's and `peer_addr` the
+    /// client's from the header.
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.conn.socket_peer()
+    }
+
+    /// The PROXY protocol header this connection began with (listeners with
+    /// [`Options::proxy_protocol`](crate::Options::proxy_protocol)), with its addresses and
+    /// TLVs (ALPN, authority, unique id, ...).
+    pub fn proxy_header(&self) -> Option<&herd_proto::proxy::ProxyHeader> {
+        self.conn.proxy_header()
+    }
+
     /// The connection is TLS (its bytes are decrypted below the codec).
     pub fn is_tls(&self) -> bool {
         #[cfg(feature = "tls")]

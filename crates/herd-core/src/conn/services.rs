@@ -47,21 +47,22 @@ pub(crate) enum TimerKind {
     },
     /// The TLS handshake of this connection must have finished by now.
     TlsHandshake(ConnId),
+    /// The PROXY protocol header of this connection must have arrived by now.
+    ProxyHeader(ConnId),
     AcceptResume,
     StopDeadline,
     /// Wake up to look again for connections that became idle during a stop.
     StopRecheck,
 }
 
-/// How many (peer, cause) pairs of logged TLS failures a loop remembers before forgetting all.
-#[cfg(feature = "tls")]
-const TLS_LOG_MEMORY: usize = 4096;
+/// How many (peer, cause) pairs of logged failures (TLS, PROXY header) a loop remembers
+/// before forgetting all.
+const FAILURE_LOG_MEMORY: usize = 4096;
 
 /// Loop services that callbacks may use while a connection is borrowed.
 pub(crate) struct Core {
-    /// (peer address, cause) pairs whose TLS failure was logged already.
-    #[cfg(feature = "tls")]
-    tls_logged: std::collections::HashSet<(std::net::IpAddr, crate::tls::TlsFailure)>,
+    /// (peer address, cause) pairs whose failure (TLS, PROXY header) was logged already.
+    failures_logged: std::collections::HashSet<(std::net::IpAddr, &'static str)>,
     pub(crate) loop_index: usize,
     pub(crate) now: u64,
     pub(crate) timers: TimerWheel<TimerKind>,
@@ -116,8 +117,7 @@ impl Core {
             },
             read_budget: opts.read_budget.max(1),
             idle_ms: opts.idle_timeout.map(crate::clock::millis),
-            #[cfg(feature = "tls")]
-            tls_logged: std::collections::HashSet::new(),
+            failures_logged: std::collections::HashSet::new(),
         }
     }
 
@@ -218,24 +218,37 @@ impl Core {
         e: &dyn std::fmt::Display,
     ) {
         self.stats.tls_failed[f.index()] += 1;
-        let ip = conn.peer().ip();
-        if self.tls_logged.len() >= TLS_LOG_MEMORY {
-            self.tls_logged.clear();
+        self.log_failure(Some(conn.id()), conn.peer(), "TLS failed", f.as_str(), e);
+        self.mark_close(conn, CloseReason::Tls);
+    }
+
+    /// Log a failure of kind `what` (`"TLS failed"`) and cause `cause` at info level the first
+    /// time this loop sees it from `peer`'s address, at debug level after that (bounded
+    /// memory), so a scanner cannot flood the log.
+    #[cold]
+    pub(crate) fn log_failure(
+        &mut self,
+        id: Option<ConnId>,
+        peer: std::net::SocketAddr,
+        what: &str,
+        cause: &'static str,
+        detail: &dyn std::fmt::Display,
+    ) {
+        let ip = peer.ip();
+        let who = match id {
+            Some(id) => format!("conn {id} ({peer})"),
+            None => format!("connection from {peer}"),
+        };
+        if self.failures_logged.len() >= FAILURE_LOG_MEMORY {
+            self.failures_logged.clear();
         }
-        if self.tls_logged.insert((ip, f)) {
+        if self.failures_logged.insert((ip, cause)) {
             tracing::info!(
-                "conn {} ({}): TLS failed ({f}): {e}; further `{f}` failures from {ip} are only counted",
-                conn.id(),
-                conn.peer()
+                "{who}: {what} ({cause}): {detail}; further `{cause}` failures from {ip} are only counted"
             );
         } else {
-            tracing::debug!(
-                "conn {} ({}): TLS failed ({f}): {e}",
-                conn.id(),
-                conn.peer()
-            );
+            tracing::debug!("{who}: {what} ({cause}): {detail}");
         }
-        self.mark_close(conn, CloseReason::Tls);
     }
 
     /// A read, write or sendfile failed for good: log it, close with [`CloseReason::Error`].

@@ -83,6 +83,43 @@ impl Transport {
         }
     }
 
+    /// Copy what waits on the socket into `buf` without consuming it (`MSG_PEEK`, below any
+    /// TLS session): the PROXY header stage looks at a connection's first bytes this way.
+    #[cold]
+    pub(crate) fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => crate::sys::peek(s, buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => crate::sys::peek(t.sock_ref(), buf),
+            #[cfg(test)]
+            Transport::Memory(m) => m.peek(buf),
+        }
+    }
+
+    /// Consume `n` bytes seen by [`peek`](Transport::peek) (they are on the socket, so one
+    /// read of exactly `n` takes them), using `scratch` (at least `n` long) as the sink.
+    #[cold]
+    pub(crate) fn consume(&mut self, n: usize, scratch: &mut [u8]) -> io::Result<()> {
+        let mut left = n;
+        while left > 0 {
+            let buf = &mut scratch[..left];
+            let got = match self {
+                Transport::Tcp(s) => crate::sys::recv(s, buf),
+                #[cfg(feature = "tls")]
+                Transport::Tls(t) => crate::sys::recv(t.sock_ref(), buf),
+                #[cfg(test)]
+                Transport::Memory(m) => m.recv(buf),
+            };
+            match got {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(k) => left -= k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Shut down the write side (the peer reads end of stream); reading goes on.
     pub(crate) fn shutdown_write(&mut self) {
         match self {
@@ -240,6 +277,20 @@ pub(crate) mod memory {
             let n = buf.len().min(self.input.len());
             for (d, s) in buf.iter_mut().zip(self.input.drain(..n)) {
                 *d = s;
+            }
+            Ok(n)
+        }
+
+        pub(crate) fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if let Some(kind) = self.fail {
+                return Err(kind.into());
+            }
+            if self.input.is_empty() && !self.input_closed {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len());
+            for (d, s) in buf.iter_mut().zip(self.input.iter()) {
+                *d = *s;
             }
             Ok(n)
         }

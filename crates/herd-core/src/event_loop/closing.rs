@@ -39,7 +39,7 @@ impl<H: Handler> EventLoop<H> {
             }
             let slot = self.slab.remove(idx);
             self.shared
-                .release(self.core.loop_index, slot.conn.peer().ip());
+                .release(self.core.loop_index, slot.conn.admitted_ip());
             // Dropping the transport closes the fd, which also removes it from epoll.
         }
     }

@@ -38,6 +38,7 @@ use crate::conn::transport::Transport;
 use crate::conn::{Conn, ConnId, Connection, Core, Flushed, LoopCx, Slot, TimerKind};
 use crate::handler::Handler;
 use crate::inbox::{Cmd, Inbox};
+use crate::proxy::ProxyFailure;
 use crate::reason::CloseReason;
 use crate::server::ServerShared;
 use crate::stats::Stats;
@@ -240,7 +241,8 @@ impl<H: Handler> EventLoop<H> {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     self.emfile_logged = false;
-                    let admitted = self.shared.try_admit(self.core.loop_index, peer.ip());
+                    let key = self.shared.admit_key(peer);
+                    let admitted = self.shared.try_admit(self.core.loop_index, key);
                     self.adopt(stream, peer, admitted);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -274,11 +276,25 @@ impl<H: Handler> EventLoop<H> {
         self.core.stats.accepted += 1;
         if !admitted || self.stopping {
             if admitted {
-                self.shared.release(self.core.loop_index, peer.ip());
+                self.shared
+                    .release(self.core.loop_index, self.shared.admit_key(peer));
             }
             self.core.stats.closed[CloseReason::Limit.index()] += 1;
             tracing::debug!("connection from {peer} refused: connection limit");
             return;
+        }
+        if let Some(pp) = &self.shared.opts.proxy_protocol {
+            if !pp.trusts(peer.ip()) {
+                // Anyone could claim any address in a header: only the balancers may.
+                self.shared.release(self.core.loop_index, None);
+                self.core.stats.proxy_failed[ProxyFailure::Untrusted.index()] += 1;
+                self.core.stats.closed[CloseReason::Refused.index()] += 1;
+                let why = ProxyFailure::Untrusted.as_str();
+                let detail = "not in the trusted networks";
+                self.core
+                    .log_failure(None, peer, "PROXY source refused", why, &detail);
+                return;
+            }
         }
         if self.shared.opts.nodelay && !crate::sys::ACCEPT_INHERITS_OPTIONS {
             // Elsewhere the listener's TCP_NODELAY is inherited (one syscall per accept saved).
@@ -290,7 +306,8 @@ impl<H: Handler> EventLoop<H> {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!("tls session for {peer}: {e}");
-                self.shared.release(self.core.loop_index, peer.ip());
+                self.shared
+                    .release(self.core.loop_index, self.shared.admit_key(peer));
                 self.core.stats.closed[CloseReason::Error.index()] += 1;
                 return;
             }
@@ -299,7 +316,8 @@ impl<H: Handler> EventLoop<H> {
         // connections that never fill their socket buffer never get writable events.
         if let Err(e) = transport.register(self.poll.registry(), Token(idx), Interest::READABLE) {
             tracing::warn!("register {peer}: {e}");
-            self.shared.release(self.core.loop_index, peer.ip());
+            self.shared
+                .release(self.core.loop_index, self.shared.admit_key(peer));
             self.core.stats.closed[CloseReason::Error.index()] += 1;
             return;
         }
@@ -316,6 +334,13 @@ impl<H: Handler> EventLoop<H> {
         if let Some(tls) = &self.shared.tls {
             let at = self.core.now + tls.timeout_ms();
             self.core.timers.insert(at, TimerKind::TlsHandshake(id));
+        }
+        if let Some(pp) = &self.shared.opts.proxy_protocol {
+            // The handler meets the connection once its header is read (`proxy_stage`).
+            slot.conn.expect_proxy();
+            let at = self.core.now + pp.timeout.as_millis() as u64;
+            self.core.timers.insert(at, TimerKind::ProxyHeader(id));
+            return;
         }
         open(&mut self.handler, slot, &mut self.core);
     }
@@ -422,6 +447,18 @@ impl<H: Handler> EventLoop<H> {
                 }
                 #[cfg(not(feature = "tls"))]
                 TimerKind::TlsHandshake(_) => {}
+                TimerKind::ProxyHeader(id) => {
+                    if let Some(slot) = live(&mut self.slab, id) {
+                        if slot.conn.awaiting_proxy() && slot.conn.accepts_output() {
+                            proxy_failed(
+                                &mut slot.conn,
+                                &mut self.core,
+                                ProxyFailure::Timeout,
+                                &"no header in time",
+                            );
+                        }
+                    }
+                }
                 TimerKind::AcceptResume => {
                     self.accept_paused = false;
                     for li in 0..self.listeners.len() {
@@ -438,6 +475,7 @@ impl<H: Handler> EventLoop<H> {
 
 /// The transport for a new connection: the socket itself, or a TLS session over it.
 #[inline]
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
 fn wrap(shared: &ServerShared, stream: TcpStream) -> io::Result<Transport> {
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.tls {
@@ -445,6 +483,105 @@ fn wrap(shared: &ServerShared, stream: TcpStream) -> io::Result<Transport> {
         return Ok(Transport::Tls(Box::new(s)));
     }
     Ok(Transport::Tcp(stream))
+}
+
+/// The PROXY header stage of a connection that awaits its header: peek at the socket, and
+/// once a whole header is there consume exactly its bytes, take the client's address as the
+/// peer, count it against the per-IP limit and run `on_open`. True when the connection is
+/// open and what follows the header should be read now (edge-triggered: no new event comes
+/// for bytes already waiting).
+#[cold]
+pub(super) fn proxy_stage<H: Handler>(
+    shared: &ServerShared,
+    handler: &mut H,
+    slot: &mut Slot<H>,
+    core: &mut Core,
+    scratch: &mut [u8],
+) -> bool {
+    let Some(pp) = &shared.opts.proxy_protocol else {
+        return true;
+    };
+    let conn = &mut slot.conn;
+    if !conn.accepts_output() {
+        return false;
+    }
+    let want = pp
+        .max_len
+        .clamp(herd_proto::proxy::V1_MAX_LEN, scratch.len());
+    let n = loop {
+        match conn.transport_mut().peek(&mut scratch[..want]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                core.read_failed(conn, &e);
+                return false;
+            }
+        }
+    };
+    core.stats.reads += 1;
+    if n == 0 {
+        proxy_failed(conn, core, ProxyFailure::Eof, &"closed before a header");
+        return false;
+    }
+    let (header, used) = match herd_proto::proxy::decode(&scratch[..n], pp.max_len) {
+        Ok(Some(done)) => done,
+        Ok(None) => return false,
+        Err(e) => {
+            proxy_failed(conn, core, ProxyFailure::of(&e), &e);
+            return false;
+        }
+    };
+    if let Err(e) = conn.transport_mut().consume(used, scratch) {
+        core.read_failed(conn, &e);
+        return false;
+    }
+    core.stats.bytes_in += used as u64;
+    core.stats.proxy_headers += 1;
+    let real = header.source();
+    let admitted = match real {
+        Some(src) if shared.opts.max_connections_per_ip.is_some() => {
+            if !shared.try_admit_ip(src.ip()) {
+                tracing::debug!(
+                    "connection from {src} (via {}) refused: per-IP limit",
+                    conn.peer()
+                );
+                conn.set_proxy_header(header, false);
+                core.mark_close(conn, CloseReason::Limit);
+                return false;
+            }
+            true
+        }
+        _ => false,
+    };
+    conn.set_proxy_header(header, admitted);
+    open(handler, slot, core);
+    slot.state.is_some() && slot.conn.life().is_open()
+}
+
+/// A PROXY header was refused (or never came): count it, log it (once per peer and cause at
+/// info level), close.
+#[cold]
+fn proxy_failed<C>(
+    conn: &mut Connection<C>,
+    core: &mut Core,
+    why: ProxyFailure,
+    detail: &dyn std::fmt::Display,
+) {
+    core.stats.proxy_failed[why.index()] += 1;
+    core.log_failure(
+        Some(conn.id()),
+        conn.peer(),
+        "PROXY header refused",
+        why.as_str(),
+        detail,
+    );
+    let reason = match why {
+        ProxyFailure::Timeout => CloseReason::Timeout,
+        ProxyFailure::Eof => CloseReason::PeerClosed,
+        _ => CloseReason::Decode,
+    };
+    core.mark_close(conn, reason);
 }
 
 /// Run `on_open` for a connection just put into `slot`, and arm its idle timer.

@@ -207,6 +207,17 @@ impl<H: Handler> EventLoop<H> {
     /// Readiness for connection `idx`.
     pub(super) fn on_readable(&mut self, idx: usize) {
         if let Some(slot) = self.slab.get_mut(idx) {
+            if slot.conn.awaiting_proxy()
+                && !proxy_stage(
+                    &self.shared,
+                    &mut self.handler,
+                    slot,
+                    &mut self.core,
+                    &mut self.scratch,
+                )
+            {
+                return;
+            }
             on_readable(
                 &mut self.handler,
                 slot,

@@ -186,6 +186,21 @@ pub fn is_escape_error(e: &io::Error) -> bool {
 /// path there is.
 #[inline]
 pub fn recv(sock: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv_flags(sock, buf, 0)
+}
+
+/// `recv` with `MSG_PEEK`: copies what waits in the socket without consuming it (the PROXY
+/// header stage looks at a connection's first bytes this way, once per connection).
+pub fn peek(sock: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv_flags(sock, buf, libc::MSG_PEEK as libc::c_long)
+}
+
+#[inline]
+fn recv_flags(
+    sock: &impl std::os::fd::AsRawFd,
+    buf: &mut [u8],
+    flags: libc::c_long,
+) -> io::Result<usize> {
     let fd = sock.as_raw_fd() as libc::c_long;
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call (exclusively
     // borrowed); recvfrom accepts null address and length pointers for a connected socket.
@@ -196,7 +211,7 @@ pub fn recv(sock: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> io::Result<usiz
             fd,
             buf.as_mut_ptr(),
             buf.len(),
-            0 as libc::c_long,
+            flags,
             std::ptr::null_mut::<libc::sockaddr>(),
             std::ptr::null_mut::<libc::socklen_t>(),
         )
