@@ -61,6 +61,7 @@ free_port() {
 TAKEN=""
 SITE=$(free_port 19500); ADMIN=$(free_port 19510); FRAMES=$(free_port 19520)
 WS=$(free_port 19530); LINES=$(free_port 19540); TLS_LINES=$(free_port 19550)
+PROXY_LINES=$(free_port 19560)
 PROM=$(free_port 19590)
 # A self-signed certificate for the TLS line listener (its handshake counters).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -94,6 +95,12 @@ name = "lines-tls"
 bind = "127.0.0.1:$TLS_LINES"
 protocol = "echo"
 tls = { cert = "$WORK/cert.pem", key = "$WORK/key.pem" }
+[[listener]]
+name = "lines-proxy"
+bind = "127.0.0.1:$PROXY_LINES"
+protocol = "echo"
+proxy_protocol = true
+proxy_trusted = ["127.0.0.0/8"]
 TOML
 "$BIN" -c "$WORK/herd.toml" >"$WORK/herd.log" 2>&1 &
 SERVER_PID=$!
@@ -130,6 +137,6 @@ say "prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') (pid $
 
 status=0
 timeout 180 python3 "$ROOT/.ci/prometheus_check.py" --prometheus "$PROM" --site "$SITE" \
-    --frames "$FRAMES" --ws "$WS" --lines "$LINES" --tls-lines "$TLS_LINES" --ca "$WORK/cert.pem" --docs "$ROOT/docs/metrics.md" || status=$?
+    --frames "$FRAMES" --ws "$WS" --lines "$LINES" --tls-lines "$TLS_LINES" --proxy-lines "$PROXY_LINES" --ca "$WORK/cert.pem" --docs "$ROOT/docs/metrics.md" || status=$?
 [ "$status" = 0 ] || tail -20 "$WORK/prometheus.log" >&2
 finish_checks "$status" "$WORK/herd.log"

@@ -215,6 +215,30 @@ def tls_line_load(port, ca, conns):
     return conns
 
 
+def proxy_line_load(port):
+    """Connections to a PROXY-protocol echo listener: two with a version 1 header, one with a
+    version 2 header (each then echoes a line), and one that skips the header (closed,
+    counted as not_proxy). Returns the number of headers sent."""
+    v1 = [b"PROXY TCP4 192.0.2.%d 127.0.0.1 4000%d %d\r\n" % (i, i, port) for i in (1, 2)]
+    addrs = bytes([192, 0, 2, 3, 127, 0, 0, 1]) + struct.pack(">HH", 40003, port)
+    v2 = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack(">H", len(addrs)) + addrs
+    for i, head in enumerate(v1 + [v2]):
+        s = connect(port)
+        s.sendall(head + b"proxied %d\n" % i)
+        assert s.makefile("rb").readline() == b"proxied %d\n" % i
+        s.close()
+    s = connect(port)
+    s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    s.settimeout(TIMEOUT)
+    try:
+        while s.recv(4096):
+            pass
+    except OSError:
+        pass
+    s.close()
+    return len(v1) + 1
+
+
 # --- the checks ----------------------------------------------------------------------------
 
 def documented_series(path):
@@ -234,6 +258,7 @@ def main():
     ap.add_argument("--ws", type=int, required=True)
     ap.add_argument("--lines", type=int, required=True)
     ap.add_argument("--tls-lines", type=int, required=True)
+    ap.add_argument("--proxy-lines", type=int, required=True)
     ap.add_argument("--ca", required=True)
     ap.add_argument("--docs", required=True)
     a = ap.parse_args()
@@ -271,6 +296,10 @@ def main():
         "lines accepted": total("herd_connections_accepted_total", listener="lines"),
         "tls handshakes": total("herd_tls_handshakes_total", listener="lines-tls"),
         "tls not_tls": total("herd_tls_failures_total", listener="lines-tls", reason="not_tls"),
+        "proxy headers": total("herd_proxy_headers_total", listener="lines-proxy"),
+        "proxy not_proxy": total("herd_proxy_failures_total", listener="lines-proxy",
+                                 reason="not_proxy"),
+        "proxy lines in": total("herd_messages_received_total", listener="lines-proxy"),
     }
     before = {k: prom.scalar(q) or 0.0 for k, q in checks.items()}
     say("before:", before)
@@ -282,6 +311,7 @@ def main():
     frame_load(a.frames, echo=30, upper=10, unknown=2)
     lines = line_load(a.lines, conns=5, lines=20)
     tls_conns = tls_line_load(a.tls_lines, a.ca, conns=3)
+    proxied = proxy_line_load(a.proxy_lines)
     say("load done:", h, f"site ws {site_ws}, ws {ws_msgs}, lines {lines}")
 
     expected = {
@@ -307,6 +337,9 @@ def main():
         "lines accepted": 5,
         "tls handshakes": tls_conns,
         "tls not_tls": 1,
+        "proxy headers": proxied,
+        "proxy not_proxy": 1,
+        "proxy lines in": proxied,
     }
     failures = []
     for k, q in checks.items():

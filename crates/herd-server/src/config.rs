@@ -310,6 +310,15 @@ pub struct ListenerConfig {
     pub ws_deflate: Option<WsDeflateConfig>,
     /// http: gzip/Brotli response compression (nginx's `gzip on` and `gzip_static on`).
     pub compression: Option<CompressionConfig>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
+    /// `send-proxy` / `send-proxy-v2`); the address it carries is the client's (docs/proxy.md).
+    pub proxy_protocol: bool,
+    /// With `proxy_protocol`: the networks (`10.0.0.0/8`, `::1`) allowed to connect and send
+    /// a header; a connection from anywhere else is refused. Required: write `0.0.0.0/0` and
+    /// `::/0` to trust every source.
+    pub proxy_trusted: Vec<String>,
+    /// With `proxy_protocol`: the header must be complete this long after accept (default 5 s).
+    pub proxy_timeout: Option<Dur>,
 }
 
 /// `compression = { ... }`: HTTP response compression on a listener. Present (even as `{}`)
@@ -394,6 +403,9 @@ impl Default for ListenerConfig {
             allow_remote: false,
             ws_deflate: None,
             compression: None,
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
+            proxy_timeout: None,
         }
     }
 }
@@ -756,6 +768,31 @@ impl Config {
                 ));
             }
         }
+        if !l.proxy_protocol {
+            for (key, set) in [
+                ("proxy_trusted", !l.proxy_trusted.is_empty()),
+                ("proxy_timeout", l.proxy_timeout.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(at(key), "needs proxy_protocol = true"));
+                }
+            }
+        } else if l.proxy_trusted.is_empty() {
+            return Err(ConfigError::new(
+                at("proxy_trusted"),
+                "proxy_protocol needs the networks of the load balancers that send the \
+                 header, e.g. proxy_trusted = [\"10.0.0.0/8\"] ([\"0.0.0.0/0\", \"::/0\"] \
+                 trusts every source)",
+            ));
+        }
+        for (i, n) in l.proxy_trusted.iter().enumerate() {
+            if let Err(e) = n.parse::<herd_core::proxy::Network>() {
+                return Err(ConfigError::new(at(&format!("proxy_trusted[{i}]")), e));
+            }
+        }
+        if l.proxy_timeout.is_some_and(|d| d.0.is_zero()) {
+            return Err(ConfigError::new(at("proxy_timeout"), "must be more than 0"));
+        }
         only(
             "flood_msgs_per_sec",
             l.flood_msgs_per_sec.is_some(),
@@ -880,6 +917,43 @@ mod tests {
             (c.config.log.format, c.config.log.burst),
             (LogFormat::Json, 3)
         );
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_networks() {
+        let with = |extra: &str| p(&format!("{ECHO}{extra}"));
+        let c = with("proxy_protocol = true\nproxy_trusted = [\"10.0.0.0/8\", \"::1\"]\nproxy_timeout = \"2s\"\n")
+            .unwrap()
+            .config;
+        let l = &c.listeners[0];
+        assert!(l.proxy_protocol);
+        assert_eq!(l.proxy_trusted, ["10.0.0.0/8", "::1"]);
+        assert_eq!(l.proxy_timeout, Some(Dur(Duration::from_secs(2))));
+        // On without a trust list: refused, with the way to trust everyone in the message.
+        let e = with("proxy_protocol = true\n").unwrap_err();
+        assert_eq!(e.at, "listener[0].proxy_trusted");
+        assert!(e.msg.contains("0.0.0.0/0"), "{e}");
+        for (extra, at) in [
+            (
+                "proxy_trusted = [\"10.0.0.0/8\"]\n",
+                "listener[0].proxy_trusted",
+            ),
+            ("proxy_timeout = \"1s\"\n", "listener[0].proxy_timeout"),
+            (
+                "proxy_protocol = true\nproxy_trusted = [\"::1\", \"10.0.0.0/33\"]\n",
+                "listener[0].proxy_trusted[1]",
+            ),
+            (
+                "proxy_protocol = true\nproxy_trusted = [\"lb.example\"]\n",
+                "listener[0].proxy_trusted[0]",
+            ),
+            (
+                "proxy_protocol = true\nproxy_trusted = [\"::/0\"]\nproxy_timeout = \"0s\"\n",
+                "listener[0].proxy_timeout",
+            ),
+        ] {
+            assert_eq!(with(extra).unwrap_err().at, at, "{extra}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 
+use herd_core::proxy::ProxyFailure;
 use herd_core::stats::{DURATION_BOUNDS_MS, FRAME_IDS, METHODS, STATUS_CLASSES, WS_CLOSE_CODES};
 use herd_core::tls::TlsFailure;
 use herd_core::CloseReason;
@@ -69,6 +70,8 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_frame_pool_queue_capacity", "gauge"),
     ("herd_tls_handshakes_total", "counter"),
     ("herd_tls_failures_total", "counter"),
+    ("herd_proxy_headers_total", "counter"),
+    ("herd_proxy_failures_total", "counter"),
 ];
 
 /// What one scrape reports: the sums over the running generation's workers.
@@ -628,6 +631,34 @@ impl Collector for Scrape {
                 })
             }),
         )?;
+
+        let proxy: Vec<_> = ls
+            .iter()
+            .filter_map(|x| Some((x, x.proxy.as_ref()?)))
+            .collect();
+        family(
+            e,
+            "herd_proxy_headers",
+            "PROXY protocol headers accepted (connections whose client address came from one).",
+            None,
+            proxy
+                .iter()
+                .map(|(x, p)| (listener_labels(x), Value::Counter(p.headers))),
+        )?;
+        family(
+            e,
+            "herd_proxy_failures",
+            "Connections closed for their PROXY header, by reason (not_proxy, timeout, ...).",
+            None,
+            proxy.iter().flat_map(|(x, p)| {
+                ProxyFailure::ALL.iter().map(move |r| {
+                    (
+                        with(listener_labels(x), &[l("reason", r.as_str())]),
+                        Value::Counter(p.failed.get(r.index()).copied().unwrap_or(0)),
+                    )
+                })
+            }),
+        )?;
         Ok(())
     }
 }
@@ -635,7 +666,8 @@ impl Collector for Scrape {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{FrameStatus, HttpStatus, TlsStatus, WsStatus};
+    use crate::status::{FrameStatus, HttpStatus, ProxyStatus, TlsStatus, WsStatus};
+    use herd_core::proxy::PROXY_FAILURES;
 
     fn listener(name: &str, protocol: &str, k: u64) -> ListenerStatus {
         ListenerStatus {
@@ -696,6 +728,14 @@ mod tests {
                 failed: {
                     let mut f = vec![0; TlsFailure::COUNT];
                     f[TlsFailure::NotTls.index()] = k;
+                    f
+                },
+            }),
+            proxy: (protocol == "frame").then(|| ProxyStatus {
+                headers: 4 * k,
+                failed: {
+                    let mut f = vec![0; PROXY_FAILURES];
+                    f[ProxyFailure::Timeout.index()] = k;
                     f
                 },
             }),
@@ -840,6 +880,26 @@ mod tests {
                 ),
                 0.0
             );
+            assert_eq!(
+                value(&text, &format!("herd_proxy_headers_total{fr}}}")),
+                8.0
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    &format!("herd_proxy_failures_total{fr},reason=\"timeout\"}}")
+                ),
+                2.0
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    &format!("herd_proxy_failures_total{fr},reason=\"not_proxy\"}}")
+                ),
+                0.0
+            );
+            // Listeners without the PROXY protocol export no PROXY series.
+            assert!(!text.contains(&format!("herd_proxy_headers_total{site}}}")));
             assert_eq!(value(&text, "herd_worker_restarts_total"), 4.0);
             assert_eq!(value(&text, "herd_reloads_total{result=\"ok\"}"), 2.0);
             assert_eq!(value(&text, "herd_workers_reporting"), 2.0);

@@ -16,6 +16,7 @@ use herd_core::http::{
     header, Body, Compression, HeaderValue, HttpOptions, HttpService, Limits, Response, Router,
     StaticDir,
 };
+use herd_core::proxy::ProxyProtocol;
 use herd_core::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd_core::{Options, Server, ServerHandle};
 
@@ -118,6 +119,19 @@ pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
     o.max_connections_per_ip = l.max_connections_per_ip;
     if let Some(n) = l.notsent_lowat {
         o.notsent_lowat = (n > 0).then_some(n);
+    }
+    if l.proxy_protocol {
+        let defaults = ProxyProtocol::default();
+        o.proxy_protocol = Some(ProxyProtocol {
+            // The configuration was validated: every entry parses.
+            trusted: l
+                .proxy_trusted
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            timeout: l.proxy_timeout.map_or(defaults.timeout, |d| d.0),
+            ..defaults
+        });
     }
     o
 }
@@ -414,6 +428,22 @@ mod tests {
             ..l.clone()
         };
         assert_eq!(options(&set, &cfg).notsent_lowat, Some(16384));
+        assert_eq!(o.proxy_protocol, None);
+        let proxied = ListenerConfig {
+            proxy_protocol: true,
+            proxy_trusted: vec!["127.0.0.0/8".into(), "::1".into()],
+            ..l.clone()
+        };
+        let pp = options(&proxied, &cfg).proxy_protocol.unwrap();
+        assert!(pp.trusts("127.0.0.3".parse().unwrap()));
+        assert!(!pp.trusts("10.0.0.1".parse().unwrap()));
+        assert_eq!(pp.timeout, Duration::from_secs(5));
+        let quick = ListenerConfig {
+            proxy_timeout: Some(Dur(Duration::from_millis(300))),
+            ..proxied
+        };
+        let pp = options(&quick, &cfg).proxy_protocol.unwrap();
+        assert_eq!(pp.timeout, Duration::from_millis(300));
         let o = options(
             &ListenerConfig {
                 loops: Some(1),

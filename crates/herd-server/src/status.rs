@@ -62,6 +62,18 @@ pub struct ListenerStatus {
     /// TLS counters (listeners with a `tls` table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
+    /// PROXY protocol counters (listeners with `proxy_protocol = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyStatus>,
+}
+
+/// PROXY protocol counters of a listener (see [`herd_core::Stats::proxy_failed`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProxyStatus {
+    /// Headers accepted.
+    pub headers: u64,
+    /// Connections closed for their header, in [`herd_core::proxy::ProxyFailure::ALL`] order.
+    pub failed: Vec<u64>,
 }
 
 /// TLS counters of a listener (see [`herd_core::Stats::tls_failed`]).
@@ -480,6 +492,11 @@ impl ListenerStatus {
             let t = self.tls.get_or_insert_with(Default::default);
             t.handshakes += o.handshakes;
             add_vec(&mut t.failed, &o.failed);
+        }
+        if let Some(o) = &l.proxy {
+            let p = self.proxy.get_or_insert_with(Default::default);
+            p.headers += o.headers;
+            add_vec(&mut p.failed, &o.failed);
         }
     }
 

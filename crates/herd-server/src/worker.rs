@@ -27,8 +27,8 @@ use crate::logging::Logs;
 use crate::protocols::{self, Context};
 use crate::signals::{Notifier, Signal, Waiter};
 use crate::status::{
-    unix_ms, FrameStatus, HttpStatus, ListenerStatus, ProcessStatus, SharedStatus, Status,
-    StatusBoard, TlsStatus, WsStatus,
+    unix_ms, FrameStatus, HttpStatus, ListenerStatus, ProcessStatus, ProxyStatus, SharedStatus,
+    Status, StatusBoard, TlsStatus, WsStatus,
 };
 
 /// The environment variable carrying the [`WorkerSpec`] as JSON.
@@ -359,6 +359,10 @@ pub fn listener_status(
         tls: l.tls.is_some().then(|| TlsStatus {
             handshakes: s.tls_handshakes,
             failed: s.tls_failed.to_vec(),
+        }),
+        proxy: l.proxy_protocol.then(|| ProxyStatus {
+            headers: s.proxy_headers,
+            failed: s.proxy_failed.to_vec(),
         }),
     }
 }
