@@ -11,8 +11,9 @@
 #          `deb --no-build --deb-version 0.1.0-2` (the upgrade test's N+1).
 #   image  the container image herd:<version> in podman's local storage, saved as
 #          target/dist/herd-image_<version>.tar (docker-archive: `podman load -i` or
-#          `docker load -i`). herd and herd-probe are linked statically
-#          (-C target-feature=+crt-static on x86_64-unknown-linux-gnu) for a FROM scratch image.
+#          `docker load -i`). herd is linked statically (-C target-feature=+crt-static on
+#          x86_64-unknown-linux-gnu, the dist profile) for a FROM scratch image; herd-probe
+#          is a link to it.
 #   all    both.
 #
 # Environment: CARGO_TARGET_DIR is honoured.
@@ -91,12 +92,12 @@ pm() { podman --runtime /usr/sbin/runc "$@"; }
 build_image() {
     apt_ensure podman runc binutils
     rustup target list --installed 2>/dev/null | grep -qx "$TRIPLE" || rustup target add "$TRIPLE"
-    say "static build: herd, herd-probe ($TRIPLE, +crt-static)"
+    say "static build: herd ($TRIPLE, +crt-static, profile dist)"
+    # The dist profile (Cargo.toml): fat LTO, one codegen unit, cold crates at opt-level z.
     RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked -q --target "$TRIPLE" \
-        -p herd --bin herd -p herd-dist --bin herd-probe
-    local bin=$TARGET_DIR/$TRIPLE/release
-    for b in herd herd-probe; do
+        cargo build --profile dist --locked -q --target "$TRIPLE" -p herd --bin herd
+    local bin=$TARGET_DIR/$TRIPLE/dist
+    for b in herd; do
         # A dynamic executable names an interpreter; a static one has no PT_INTERP.
         if readelf -l "$bin/$b" | grep -q 'Requesting program interpreter'; then
             say "$b is not statically linked"
@@ -108,7 +109,8 @@ build_image() {
     mkdir -p "$ctx/rootfs/usr/sbin" "$ctx/rootfs/etc/herd" "$ctx/rootfs/tmp"
     chmod 1777 "$ctx/rootfs/tmp"
     strip -o "$ctx/rootfs/usr/sbin/herd" "$bin/herd"
-    strip -o "$ctx/rootfs/usr/sbin/herd-probe" "$bin/herd-probe"
+    # The health probe is herd itself, called as herd-probe (src/main.rs).
+    ln -s herd "$ctx/rootfs/usr/sbin/herd-probe"
     install -m 644 packaging/container/herd.toml "$ctx/rootfs/etc/herd/herd.toml"
     printf 'root:x:0:0:root:/:/sbin/nologin\nherd:x:65532:65532:herd:/nonexistent:/sbin/nologin\n' \
         >"$ctx/rootfs/etc/passwd"

@@ -30,6 +30,7 @@ pub mod logging;
 pub mod master;
 pub mod metrics;
 pub mod pidfile;
+pub mod probe;
 pub mod protocols;
 pub mod signals;
 pub mod site;
