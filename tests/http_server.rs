@@ -14,7 +14,7 @@ use herd::http::{
     StatusCode, Trailers,
 };
 use herd::pool::WorkerPool;
-use herd::{Bytes, CloseReason};
+use herd::{Bytes, CloseReason, Server};
 use herd_testkit::wait_until;
 use http_support::{serve, serve_service, Client};
 
@@ -366,10 +366,61 @@ fn graceful_stop_waits_for_a_blocking_response() {
     server.shutdown(Duration::from_secs(30));
     idle.expect_close();
     release.send(()).unwrap();
-    assert_eq!(c.response().text(), "slow");
+    let slow = c.response();
+    assert_eq!(slow.text(), "slow");
+    // Its head was written after the stop began: it tells the client to reconnect.
+    assert_eq!(slow.header("connection"), Some("close"));
     c.expect_close();
     let report = server.join();
-    assert_eq!((report.closed_graceful, report.closed_forced), (2, 0));
+    // The idle connection was closed by the stop's sweep, the other after its response.
+    assert_eq!((report.closed_graceful, report.closed_forced), (1, 0));
+    assert_eq!(report.stats.closed_by(CloseReason::Stop), 2);
+}
+
+/// A drain with a grace: kept-alive connections stay open until they have been quiet for
+/// `drain_grace`, and every request that arrives meanwhile is answered with
+/// `Connection: close` (the client reconnects elsewhere instead of losing it).
+#[test]
+fn a_drain_answers_the_next_request_with_connection_close() {
+    let clock = FakeClock::new(1_000);
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .clock(Arc::new(clock.clone()))
+        .drain_grace(Duration::from_secs(2));
+    let server = HttpService::new(router()).serve(server).unwrap();
+    let addr = server.local_addr();
+    let mut busy = Client::connect(addr);
+    let mut quiet = Client::connect(addr);
+    for c in [&mut busy, &mut quiet] {
+        let r = c.get("/hello");
+        assert_eq!((r.status, r.header("connection")), (200, None));
+    }
+    server.shutdown(Duration::from_secs(30));
+    // The loop closes its listener when the stop begins.
+    wait_until("the listener is closed", || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
+    // The next request on a kept-alive connection is served, with Connection: close.
+    let r = busy.get("/hello");
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert_eq!(r.text(), "Hello, World!");
+    busy.expect_close();
+    // The quiet one stays open through the grace (its last request came at 1 000 ms)...
+    clock.advance(1_900);
+    server.tick();
+    assert!(!herd_testkit::is_closed_within(
+        &mut quiet.s,
+        Duration::from_millis(50)
+    ));
+    // ...and is closed once it has been quiet for 2 s.
+    clock.advance(200);
+    server.tick();
+    quiet.expect_close();
+    let report = server.join();
+    assert_eq!((report.closed_graceful, report.closed_forced), (1, 0));
+    assert_eq!(report.stats.closed_by(CloseReason::Stop), 2);
 }
 
 #[test]

@@ -117,6 +117,49 @@ fn hup_under_load_loses_nothing_and_applies_the_new_config() {
     assert_eq!(echo_once(addr2, "new listener").unwrap(), "new listener");
 }
 
+/// The drain that loses nothing: 20 keep-alive HTTP clients sending each request the moment
+/// the previous answer is in, through five reloads. A retiring worker answers each next
+/// request with `Connection: close` and closes a connection only once it has been quiet for
+/// `drain_grace`, so no client sees a request cut off (nginx loses one per connection here).
+#[test]
+fn five_hups_under_keep_alive_http_load_lose_no_request() {
+    let site = free_port();
+    let h = Herd::launch(TempDir::new("drain"), 2, "drain_grace = \"2s\"", |t| {
+        t.push_str(&format!(
+            "\n[[listener]]\nname = \"site\"\nbind = \"127.0.0.1:{site}\"\nprotocol = \"http\"\n"
+        ))
+    });
+    let master = h.pid();
+    let mut workers = h.wait_ready_workers(master, 2);
+    let addr = SocketAddr::from(([127, 0, 0, 1], site));
+    let load = HttpLoad::start(addr, 20, "/api/status");
+    load.wait_progress(200);
+    for generation in 2..=6 {
+        h.signal(Signal::Hup);
+        h.wait_log(
+            &format!("configuration reloaded: generation {generation}"),
+            |l| l.pid == master,
+        );
+        let old = workers.clone();
+        wait_until("old workers retired", || {
+            let kids = children(master);
+            kids.len() == 2 && kids.iter().all(|k| !old.contains(k))
+        });
+        workers = h.wait_ready_workers(master, 2);
+        load.wait_progress(200);
+    }
+    let (ok, closes, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok >= 1200, "only {ok} requests");
+    // Each retiring worker told its kept-alive clients to reconnect.
+    assert!(closes >= 5, "only {closes} Connection: close answers");
+}
+
 /// A reload to fewer workers must not reset connections waiting in the accept queue of a
 /// slot that no longer has a worker: worker 1 is held stopped (SIGSTOP) while 32 clients
 /// connect and send a line, so the ones the kernel routed to slot 1's socket wait there; after

@@ -484,3 +484,148 @@ impl Persistent {
         Ok(got)
     }
 }
+
+/// Keep-alive HTTP load: `clients` threads, each on its own connection sending `GET path`
+/// again the moment the previous response is complete (no pause, as wrk does), reconnecting
+/// only when a response said `Connection: close`. A request that gets no complete response
+/// (end of stream, reset, refused connect) is a failure.
+pub struct HttpLoad {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub ok: Arc<AtomicU64>,
+    /// Responses that said `Connection: close`.
+    pub closes: Arc<AtomicU64>,
+    pub failures: Arc<Mutex<Vec<String>>>,
+}
+
+/// One response on `reader`: (status, body length, `Connection: close`).
+fn read_http_response(reader: &mut BufReader<TcpStream>) -> io::Result<(u16, usize, bool)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "closed before a response",
+        ));
+    }
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+    let (mut len, mut close) = (0usize, false);
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed inside a head",
+            ));
+        }
+        let l = line.trim_end().to_ascii_lowercase();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(v) = l.strip_prefix("content-length:") {
+            len = v.trim().parse().map_err(io::Error::other)?;
+        } else if l == "connection: close" {
+            close = true;
+        }
+    }
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(reader, &mut body)?;
+    Ok((status, len, close))
+}
+
+impl HttpLoad {
+    pub fn start(addr: SocketAddr, clients: usize, path: &str) -> HttpLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let closes = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let request = format!("GET {path} HTTP/1.1\r\nHost: herd\r\n\r\n");
+        let threads = (0..clients)
+            .map(|c| {
+                let (stop, ok, closes, failures) =
+                    (stop.clone(), ok.clone(), closes.clone(), failures.clone());
+                let request = request.clone();
+                std::thread::spawn(move || {
+                    let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let fail = |what: String| {
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("client {c} request {i}: {what}"))
+                        };
+                        if conn.is_none() {
+                            match TcpStream::connect(addr) {
+                                Ok(s) => {
+                                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                                    let r = BufReader::new(s.try_clone().unwrap());
+                                    conn = Some((s, r));
+                                }
+                                Err(e) => {
+                                    fail(format!("connect: {e}"));
+                                    std::thread::sleep(Duration::from_millis(10));
+                                    continue;
+                                }
+                            }
+                        }
+                        let (s, r) = conn.as_mut().unwrap();
+                        let got = s
+                            .write_all(request.as_bytes())
+                            .and_then(|()| read_http_response(r));
+                        match got {
+                            Ok((200, _, close)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                if close {
+                                    closes.fetch_add(1, Ordering::Relaxed);
+                                    conn = None;
+                                }
+                            }
+                            Ok((status, _, _)) => {
+                                fail(format!("status {status}"));
+                                conn = None;
+                            }
+                            Err(e) => {
+                                fail(e.to_string());
+                                conn = None;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        HttpLoad {
+            stop,
+            threads,
+            ok,
+            closes,
+            failures,
+        }
+    }
+
+    /// Wait until at least `n` more requests have succeeded.
+    pub fn wait_progress(&self, n: u64) {
+        let start = self.ok.load(Ordering::Relaxed);
+        wait_until(&format!("{n} more successful requests"), || {
+            self.ok.load(Ordering::Relaxed) >= start + n
+        });
+    }
+
+    /// Stop the clients: (successful requests, `Connection: close` answers, failures).
+    pub fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.closes.load(Ordering::Relaxed),
+            failures,
+        )
+    }
+}

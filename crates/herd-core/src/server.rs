@@ -92,6 +92,12 @@ pub struct Options {
     /// Expect a PROXY protocol header (v1 or v2) before each connection's first byte and take
     /// the client address from it (see [`proxy`](crate::proxy)). Default: none.
     pub proxy_protocol: Option<crate::proxy::ProxyProtocol>,
+    /// During a graceful stop, a connection with nothing in flight is closed only once it has
+    /// received nothing for this long (Envoy's drain, not nginx's close-at-once): a kept-alive
+    /// client's next request is usually already on its way, and HTTP answers it with
+    /// `Connection: close` instead of losing it. Zero closes idle connections at once.
+    /// Default: zero.
+    pub drain_grace: Duration,
 }
 
 /// Default for [`Options::notsent_lowat`].
@@ -116,6 +122,7 @@ impl Default for Options {
             nodelay: true,
             notsent_lowat: Some(NOTSENT_LOWAT),
             proxy_protocol: None,
+            drain_grace: Duration::ZERO,
         }
     }
 }
@@ -336,6 +343,13 @@ impl Server {
     /// `proxy.trusted` allows; the peer address handlers see is the client's from the header.
     pub fn proxy_protocol(mut self, proxy: crate::proxy::ProxyProtocol) -> Self {
         self.opts.proxy_protocol = Some(proxy);
+        self
+    }
+
+    /// During a graceful stop, close a connection with nothing in flight only after it has
+    /// been quiet for `grace` ([`Options::drain_grace`]).
+    pub fn drain_grace(mut self, grace: Duration) -> Self {
+        self.opts.drain_grace = grace;
         self
     }
 

@@ -441,6 +441,10 @@ pub struct Config {
     /// Graceful stop (QUIT, and old workers after a reload): how long in-flight work may take
     /// before connections are closed by force.
     pub shutdown_timeout: Dur,
+    /// Graceful stop: a kept-alive connection with nothing in flight is closed only after it
+    /// has been quiet this long; meanwhile each request on it is answered with
+    /// `Connection: close` (so a client's next request is served, not cut off).
+    pub drain_grace: Dur,
     /// Fast stop (TERM/INT): how long workers get before SIGKILL.
     pub stop_timeout: Dur,
     /// Logging.
@@ -459,6 +463,7 @@ impl Default for Config {
             user: None,
             group: None,
             shutdown_timeout: Dur(Duration::from_secs(10)),
+            drain_grace: Dur(Duration::from_secs(2)),
             stop_timeout: Dur(Duration::from_secs(5)),
             log: LogConfig::default(),
             listeners: Vec::new(),
@@ -849,6 +854,7 @@ mod tests {
         assert_eq!(c.workers, Count::Auto);
         assert!(c.worker_count() >= 1);
         assert_eq!(c.shutdown_timeout.0, Duration::from_secs(10));
+        assert_eq!(c.drain_grace.0, Duration::from_secs(2));
         assert_eq!(c.log.level, "info");
         assert_eq!(c.listeners[0].name, "echo@127.0.0.1:7000");
         assert!(c.listeners[0].reuseport);

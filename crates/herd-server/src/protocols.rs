@@ -106,6 +106,7 @@ pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
     let mut o = Options {
         loops: l.loops.unwrap_or(cfg.loops).max(1),
         backlog: l.backlog,
+        drain_grace: cfg.drain_grace.0,
         ..Options::default()
     };
     // HTTP applies its own keep-alive timeout (a long download receives nothing for a while

@@ -57,7 +57,7 @@ impl<H: Handler> EventLoop<H> {
             .insert(self.core.now + grace_ms, TimerKind::StopDeadline);
         self.core
             .timers
-            .insert(self.core.now + FRESH_GRACE_MS, TimerKind::StopRecheck);
+            .insert(self.core.now + STOP_RECHECK_MS, TimerKind::StopRecheck);
         let open: Vec<usize> = self
             .slab
             .iter()
@@ -78,9 +78,11 @@ impl<H: Handler> EventLoop<H> {
         self.close_idle_for_stop();
     }
 
-    /// During a stop: close every connection with nothing in flight.
+    /// During a stop: close every connection with nothing in flight that has been quiet for
+    /// the drain grace.
     pub(super) fn close_idle_for_stop(&mut self) {
         let now = self.core.now;
+        let grace = crate::clock::millis(self.shared.opts.drain_grace);
         for (_, slot) in self.slab.iter_mut() {
             let conn = &mut slot.conn;
             if !conn.life().is_open() {
@@ -89,6 +91,9 @@ impl<H: Handler> EventLoop<H> {
             // A connection accepted moments ago that has sent nothing yet is most likely
             // about to send its first request: give it FRESH_GRACE_MS before calling it idle.
             if !conn.rx().got_data() && now < conn.opened_at() + FRESH_GRACE_MS {
+                continue;
+            }
+            if now < conn.last_active().saturating_add(grace) {
                 continue;
             }
             let busy = slot.state.as_ref().is_some_and(|s| self.handler.is_busy(s));

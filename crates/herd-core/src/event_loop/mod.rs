@@ -49,6 +49,9 @@ const LISTENER_BASE: usize = usize::MAX / 2;
 /// During a graceful stop, how long a just-accepted connection that has sent nothing yet is
 /// given before it counts as idle.
 const FRESH_GRACE_MS: u64 = 1_000;
+/// During a graceful stop, how often idle connections are looked at again (for the drain
+/// grace and the fresh-connection grace).
+const STOP_RECHECK_MS: u64 = 100;
 /// How long accepting pauses after EMFILE/ENFILE.
 const ACCEPT_BACKOFF_MS: u64 = 500;
 
@@ -466,7 +469,11 @@ impl<H: Handler> EventLoop<H> {
                     }
                 }
                 TimerKind::StopDeadline => self.force_close_all(),
-                TimerKind::StopRecheck => {}
+                // Idle connections are closed once quiet for the drain grace: look again.
+                TimerKind::StopRecheck => {
+                    let at = self.core.now + STOP_RECHECK_MS;
+                    self.core.timers.insert(at, TimerKind::StopRecheck);
+                }
             }
         }
         self.fired = fired;

@@ -99,6 +99,8 @@ pub struct HttpConnState {
     pending_error: Option<HttpError>,
     /// A response said `Connection: close`; nothing more is served.
     closing: bool,
+    /// A graceful stop began: every response from now on says `Connection: close`.
+    stopping: bool,
     /// Reading is paused by this handler.
     read_paused: bool,
     /// When a head started arriving while a response was outstanding (its header timeout
@@ -216,6 +218,10 @@ impl Handler for HttpProtocol {
         self.timer(cx, st, token);
     }
 
+    fn on_stop(&mut self, _cx: &mut Conn<'_, Self>, st: &mut HttpConnState) {
+        st.stop();
+    }
+
     fn is_busy(&self, st: &HttpConnState) -> bool {
         st.is_busy()
     }
@@ -251,6 +257,7 @@ impl HttpProtocol {
             busy: Busy::None,
             pending_error: None,
             closing: false,
+            stopping: false,
             read_paused: false,
             partial_since: None,
             next_token: 1,
@@ -460,6 +467,13 @@ impl HttpConnState {
             || !self.queue.is_empty()
             || self.incoming.is_some()
             || self.pending_error.is_some()
+    }
+
+    /// A graceful stop began: the response in progress (if its head is not out yet) and the
+    /// next one say `Connection: close`, and the connection closes after it, so a kept-alive
+    /// client learns to reconnect instead of having its next request cut off.
+    pub(crate) fn stop(&mut self) {
+        self.stopping = true;
     }
 
     /// Whether nothing more may be served (a response said `Connection: close`).
@@ -726,7 +740,7 @@ fn respond<H: Handler>(
     };
     let ctx = ResponseContext {
         version: meta.version,
-        keep_alive: meta.keep_alive,
+        keep_alive: meta.keep_alive && !st.stopping,
         head_request: meta.head,
         date: out.date(cx.now_ms()),
     };
@@ -853,7 +867,12 @@ fn finish<H: Handler>(
     if !keep_alive {
         st.closing = true;
         st.queue.clear();
-        cx.close_with(CloseReason::Local, true);
+        let why = if st.stopping {
+            CloseReason::Stop
+        } else {
+            CloseReason::Local
+        };
+        cx.close_with(why, true);
     }
 }
 

@@ -652,9 +652,12 @@ impl<W: WsHandler> Handler for WsProtocol<W> {
     }
 
     fn on_stop(&mut self, cx: &mut Conn<'_, Self>, st: &mut Self::State) {
-        if let Inner::Ws { link, .. } = &mut st.inner {
-            let timeout = self.shared.opts.close_timeout;
-            start_close(cx, link, timeout, GOING_AWAY, "server stopping");
+        match &mut st.inner {
+            Inner::Ws { link, .. } => {
+                let timeout = self.shared.opts.close_timeout;
+                start_close(cx, link, timeout, GOING_AWAY, "server stopping");
+            }
+            Inner::Http(hs) => hs.stop(),
         }
     }
 
