@@ -194,6 +194,24 @@ impl Window {
     }
 }
 
+#[cfg(test)]
+impl Window {
+    /// A window open for the next hour with no warm-up, for unit tests of the clients.
+    pub(crate) fn for_test() -> Window {
+        let now = Instant::now();
+        Window {
+            warm_end: now,
+            end: now + Duration::from_secs(3600),
+            stats: ThreadStats::default(),
+        }
+    }
+
+    /// Messages completed so far.
+    pub(crate) fn completed(&self) -> u64 {
+        self.stats.messages_total
+    }
+}
+
 enum Fate {
     Keep,
     Close,

@@ -4,8 +4,11 @@
 //! herd-bench echo --addr 127.0.0.1:9000 --connections 100 --size 64 --depth 1 \
 //!                 --duration 10s --warmup 1s --threads 1 [--json]
 //! herd-bench frame --addr 127.0.0.1:9200 --msg-id 1 [echo's options]
-//! herd-bench ws --addr 127.0.0.1:9002 [--path /] [echo's options]
+//! herd-bench ws --addr 127.0.0.1:9002 [--path /] [--deflate shared|takeover]
+//!                 [--payload pattern|json] [echo's options]
 //! herd-bench hold --addr 127.0.0.1:9000 --connections 10000 --size 64 --hold 10s [--json]
+//!                 [--ws [--path /] [--deflate shared|takeover] [--payload json]
+//!                  [--pause 1s] [--ws-messages 0|1]]
 //! ```
 //!
 //! Exit status: 0 when the run went through with no error, 1 when it ran but counted errors
@@ -56,6 +59,15 @@ struct WsArgs {
     /// Request path of the upgrade.
     #[arg(long, default_value = "/")]
     path: String,
+    /// Offer permessage-deflate and send every message compressed (RSV1): `shared` offers
+    /// both no_context_takeover parameters, `takeover` offers plain context takeover. The
+    /// server must accept, or the run fails.
+    #[arg(long, value_parser = ws::Deflate::parse)]
+    deflate: Option<ws::Deflate>,
+    /// Message contents: `pattern` (binary frames of the byte stream, the default) or `json`
+    /// (text frames of `size` bytes of JSON-like text, compressible about 3-5x).
+    #[arg(long, default_value = "pattern", value_parser = ws::Payload::parse)]
+    payload: ws::Payload,
 }
 
 #[derive(Args)]
@@ -118,6 +130,26 @@ struct HoldArgs {
     /// Print one JSON object as the final line instead of text.
     #[arg(long)]
     json: bool,
+    /// WebSocket: upgrade each connection (request path `--path`) instead of echoing raw
+    /// bytes; prints `upgraded connections=N` once all are upgraded, waits `--pause`, then
+    /// echoes one message on each (unless `--ws-messages 0`) before `ready`.
+    #[arg(long)]
+    ws: bool,
+    /// Request path of the upgrades (with --ws).
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// With --ws: offer permessage-deflate (`shared` or `takeover`, as for `ws`).
+    #[arg(long, value_parser = ws::Deflate::parse)]
+    deflate: Option<ws::Deflate>,
+    /// With --ws: message contents (`pattern` or `json`).
+    #[arg(long, default_value = "pattern", value_parser = ws::Payload::parse)]
+    payload: ws::Payload,
+    /// With --ws: how long to wait between `upgraded` and the echoes (for sampling).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pause: Duration,
+    /// With --ws: messages echoed per connection after the pause (0 or 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    ws_messages: u8,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -148,6 +180,8 @@ fn run_ws(a: WsArgs) -> ExitCode {
         warmup: c.warmup,
         threads: c.threads,
         connect_attempts: c.connect_attempts,
+        deflate: a.deflate,
+        payload: a.payload,
     };
     finish(ws::run(&opts), c.json)
 }
@@ -204,7 +238,52 @@ fn run_frame(a: FrameArgs) -> ExitCode {
     finish(frame::run(&opts), c.json)
 }
 
+/// `hold --ws`: upgrade all, `upgraded`, pause, one echo each, `ready`, hold, report.
+fn run_ws_hold(a: HoldArgs) -> ExitCode {
+    let opts = ws::WsHoldOpts {
+        addr: a.addr,
+        path: a.path.clone(),
+        connections: a.connections,
+        size: a.size,
+        deflate: a.deflate,
+        payload: a.payload,
+        connect_attempts: a.connect_attempts,
+    };
+    let started = Instant::now();
+    let mut held = match ws::hold_open(&opts) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("herd-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let deflate = held.first().and_then(|(_, a)| *a);
+    // Scripts wait for this line, then sample the server.
+    println!(
+        "upgraded connections={} open_s={:.3} deflate={}",
+        held.len(),
+        started.elapsed().as_secs_f64(),
+        deflate.map_or("none".to_string(), |d| format!("{d:?}"))
+    );
+    std::thread::sleep(a.pause);
+    if a.ws_messages > 0 {
+        if let Err(e) = ws::hold_echo(&opts, &mut held) {
+            eprintln!("herd-bench: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let streams: Vec<_> = held.into_iter().map(|(s, _)| s).collect();
+    hold_report(&a, &streams, started.elapsed().as_secs_f64())
+}
+
 fn run_hold(a: HoldArgs) -> ExitCode {
+    if a.ws {
+        return run_ws_hold(a);
+    }
+    if a.deflate.is_some() || a.payload != ws::Payload::Pattern || a.ws_messages != 1 {
+        eprintln!("herd-bench: --deflate, --payload and --ws-messages need --ws");
+        return ExitCode::from(2);
+    }
     let opts = HoldOpts {
         addr: a.addr,
         connections: a.connections,
@@ -219,11 +298,15 @@ fn run_hold(a: HoldArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let open_secs = started.elapsed().as_secs_f64();
+    hold_report(&a, &held, started.elapsed().as_secs_f64())
+}
+
+/// Prints `ready`, holds the connections, counts the ones the server closed meanwhile.
+fn hold_report(a: &HoldArgs, held: &[std::net::TcpStream], open_secs: f64) -> ExitCode {
     // Scripts wait for this line, then sample the server.
     println!("ready connections={} open_s={open_secs:.3}", held.len());
     std::thread::sleep(a.hold);
-    let closed = hold::check_still_open(&held);
+    let closed = hold::check_still_open(held);
     if a.json {
         println!(
             "{{\"mode\":\"hold\",\"connections\":{},\"size\":{},\"open_s\":{open_secs:.3},\
