@@ -121,17 +121,37 @@ fn hup_under_load_loses_nothing_and_applies_the_new_config() {
 /// the previous answer is in, through five reloads. A retiring worker answers each next
 /// request with `Connection: close` and closes a connection only once it has been quiet for
 /// `drain_grace`, so no client sees a request cut off (nginx loses one per connection here).
-#[test]
-fn five_hups_under_keep_alive_http_load_lose_no_request() {
+/// A herd with the echo listener and an HTTP one (the bundled site), `workers` workers, all
+/// ready; the HTTP listener's address.
+fn http_herd(tag: &str, workers: usize) -> (Herd, SocketAddr) {
     let site = free_port();
-    let h = Herd::launch(TempDir::new("drain"), 2, "drain_grace = \"2s\"", |t| {
+    let h = Herd::launch(TempDir::new(tag), workers, "drain_grace = \"2s\"", |t| {
         t.push_str(&format!(
             "\n[[listener]]\nname = \"site\"\nbind = \"127.0.0.1:{site}\"\nprotocol = \"http\"\n"
         ))
     });
+    h.wait_ready_workers(h.pid(), workers);
+    (h, SocketAddr::from(([127, 0, 0, 1], site)))
+}
+
+/// Stop `load` and assert that every request got its answer.
+fn assert_nothing_lost(load: HttpLoad, at_least: u64) -> u64 {
+    let (ok, closes, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok >= at_least, "only {ok} requests");
+    closes
+}
+
+#[test]
+fn five_hups_under_keep_alive_http_load_lose_no_request() {
+    let (h, addr) = http_herd("drain", 2);
     let master = h.pid();
     let mut workers = h.wait_ready_workers(master, 2);
-    let addr = SocketAddr::from(([127, 0, 0, 1], site));
     let load = HttpLoad::start(addr, 20, "/api/status");
     load.wait_progress(200);
     for generation in 2..=6 {
@@ -148,16 +168,55 @@ fn five_hups_under_keep_alive_http_load_lose_no_request() {
         workers = h.wait_ready_workers(master, 2);
         load.wait_progress(200);
     }
-    let (ok, closes, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(ok >= 1200, "only {ok} requests");
+    let closes = assert_nothing_lost(load, 1200);
     // Each retiring worker told its kept-alive clients to reconnect.
     assert!(closes >= 5, "only {closes} Connection: close answers");
+}
+
+/// A binary upgrade (USR2, then QUIT to the old master) under the same load.
+#[test]
+fn usr2_and_quit_under_keep_alive_http_load_lose_no_request() {
+    let (mut h, addr) = http_herd("drain-upgrade", 2);
+    let old_master = h.pid();
+    let load = HttpLoad::start(addr, 20, "/api/status");
+    load.wait_progress(200);
+    h.signal(Signal::Usr2);
+    let mut new_master = 0;
+    wait_until("the new master's pid file", || {
+        new_master = h.pid_in_file(&h.pid_file).unwrap_or(0);
+        new_master != 0 && new_master != old_master
+    });
+    h.also_kill.push(new_master);
+    h.wait_ready_workers(new_master, 2);
+    load.wait_progress(200);
+    h.signal(Signal::Quit);
+    assert!(h.wait_exit().success());
+    load.wait_progress(200);
+    assert_nothing_lost(load, 600);
+    kill(new_master, Signal::Term).unwrap();
+    wait_until("new master exit", || !alive(new_master));
+}
+
+/// A reload to fewer workers under the same load: the dropped slot's worker drains too.
+#[test]
+fn a_shrinking_reload_under_keep_alive_http_load_loses_no_request() {
+    let (h, addr) = http_herd("drain-shrink", 2);
+    let master = h.pid();
+    let old = h.wait_ready_workers(master, 2);
+    let load = HttpLoad::start(addr, 20, "/api/status");
+    load.wait_progress(200);
+    let text = std::fs::read_to_string(&h.config)
+        .unwrap()
+        .replace("workers = 2", "workers = 1");
+    std::fs::write(&h.config, text).unwrap();
+    h.signal(Signal::Hup);
+    h.wait_log("configuration reloaded: generation 2", |l| l.pid == master);
+    wait_until("old workers retired", || {
+        let kids = children(master);
+        kids.len() == 1 && !old.contains(&kids[0])
+    });
+    load.wait_progress(200);
+    assert_nothing_lost(load, 400);
 }
 
 /// A reload to fewer workers must not reset connections waiting in the accept queue of a
