@@ -3,7 +3,7 @@
 # PROXY protocol to it: `send-proxy` (version 1) and `send-proxy-v2` to an HTTP listener,
 # `send-proxy-v2` in front of a TLS listener (HAProxy passes TLS through; the header comes
 # before the ClientHello) and in front of an echo listener, with HAProxy's own health checks
-# (`check-send-proxy`) against /api/status. Checks, with curl and python clients bound to
+# (`check-send-proxy`) against /healthz. Checks, with curl and python clients bound to
 # distinct loopback addresses (127.0.0.3 ...):
 #   - herd's access log names the client's address, not HAProxy's, for v1, v2 and TLS;
 #   - the per-IP limit counts the client behind HAProxy: a third connection from one client
@@ -92,7 +92,7 @@ frontend fe_v1
     bind 127.0.0.1:$FE_V1
     default_backend be_v1
 backend be_v1
-    option httpchk GET /api/status
+    option httpchk GET /healthz
     server herd 127.0.0.1:$SITE send-proxy check check-send-proxy inter 300ms
 frontend fe_v2
     bind 127.0.0.1:$FE_V2
@@ -204,7 +204,7 @@ code = curl("--interface", "127.0.0.5", "--cacert", f"{work}/cert.pem",
 check(code == "404" and wait(lambda: logged_from("127.0.0.5", "/tls-probe")),
       f"send-proxy-v2 before TLS: answer {code}, access log names 127.0.0.5")
 # Only HAProxy's health checks (and the direct /metrics scrapes) come from 127.0.0.1.
-own = [l for l in access_lines() if l.startswith("127.0.0.1 ") and "/api/status" not in l
+own = [l for l in access_lines() if l.startswith("127.0.0.1 ") and "/healthz" not in l
        and not l.endswith(" admin")]
 check(not own, f"no client request is logged with HAProxy's address: {own[:2]}")
 

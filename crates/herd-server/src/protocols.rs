@@ -286,7 +286,8 @@ fn strip_port(h: &str) -> &str {
     h.rsplit_once(':').map_or(h, |(a, _)| a)
 }
 
-/// The bundled site: `/` (the page), [`site::STATUS_PATH`] (this worker's status as JSON),
+/// The bundled site: `/` (the page), [`site::HEALTH_PATH`] (the health check),
+/// [`site::STATUS_PATH`] (this worker's status as JSON),
 /// [`site::HISTORY_PATH`] (the last 15 minutes) and, if `metrics`,
 /// [`crate::metrics::METRICS_PATH`]. WebSocket on `/ws` is added around it by [`start`] (see
 /// [`ws_path`]).
@@ -301,26 +302,43 @@ pub fn site_router(status: StatusBoard, metrics: bool, ws_path: Option<String>) 
         r
     };
     let history = status.clone();
-    let mut router =
-        Router::new()
-            .get("/", page)
-            .get("/index.html", page)
-            .get(site::HISTORY_PATH, move |req| {
-                let since = req
-                    .uri()
-                    .query()
-                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let mut r = Response::new(Body::from(history.history_json(since)));
-                let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
-            });
+    let health = status.clone();
+    let mut router = Router::new()
+        .get(site::HEALTH_PATH, move |_req| {
+            // 503 once this worker drains: a balancer stops sending it new requests.
+            let (status, text) = if health.is_draining() {
+                (
+                    herd_core::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "draining\n",
+                )
+            } else {
+                (herd_core::http::StatusCode::OK, "ok\n")
+            };
+            let mut r = Response::new(Body::from_static(text.as_bytes()));
+            *r.status_mut() = status;
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        })
+        .get("/", page)
+        .get("/index.html", page)
+        .get(site::HISTORY_PATH, move |req| {
+            let since = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut r = Response::new(Body::from(history.history_json(since)));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        });
     if metrics {
         let board = status.clone();
         router = router.get(crate::metrics::METRICS_PATH, move |req| {
@@ -534,6 +552,30 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["worker_slot"], 5);
         assert!(http_get(addr, "/nope").starts_with("HTTP/1.1 404"));
+        server.stop(Duration::ZERO);
+    }
+
+    #[test]
+    fn healthz_turns_503_when_the_worker_drains() {
+        let sock = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        let l = ListenerConfig {
+            loops: Some(1),
+            ..ListenerConfig::default()
+        };
+        let cx = cx();
+        let server = start(&l, &Config::default(), vec![sock], &cx).unwrap();
+        let ok = http_get(addr, site::HEALTH_PATH);
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("ok\n"),
+            "{ok}"
+        );
+        cx.status.set_draining();
+        let no = http_get(addr, site::HEALTH_PATH);
+        assert!(
+            no.starts_with("HTTP/1.1 503") && no.ends_with("draining\n"),
+            "{no}"
+        );
         server.stop(Duration::ZERO);
     }
 

@@ -12,6 +12,9 @@ pub const INDEX_HTML: &str = include_str!("../site/index.html");
 
 /// The JSON status endpoint the page polls.
 pub const STATUS_PATH: &str = "/api/status";
+/// The health check: `200 ok` while the worker serves, `503 draining` once its graceful stop
+/// began (for a load balancer's HTTP check).
+pub const HEALTH_PATH: &str = "/healthz";
 
 /// The JSON history endpoint the page's charts read (`?since=<ms>` for newer points only).
 pub const HISTORY_PATH: &str = "/api/history";

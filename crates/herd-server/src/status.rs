@@ -566,6 +566,8 @@ pub fn unix_ms() -> u64 {
 pub struct StatusBoard {
     snapshot: Arc<Mutex<Status>>,
     shared: Option<Arc<SharedStatus>>,
+    /// The worker began a graceful stop (`/healthz` answers 503 from then on).
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StatusBoard {
@@ -574,7 +576,20 @@ impl StatusBoard {
         StatusBoard {
             snapshot: Arc::new(Mutex::new(s)),
             shared: None,
+            draining: Default::default(),
         }
+    }
+
+    /// The worker began a graceful stop: from now on its `/healthz` says 503, so a balancer's
+    /// health check on a kept-alive connection to it takes it out of rotation.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the worker is draining (see [`set_draining`](Self::set_draining)).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This board also publishes every update to `shared` and reads the others' from it.

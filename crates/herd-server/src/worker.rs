@@ -239,6 +239,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
                 Signal::Quit if !draining => {
                     tracing::info!("{sig}: graceful stop (up to {grace:?})");
                     draining = true;
+                    board.set_draining();
                     for (_, h) in &servers {
                         h.shutdown(grace);
                     }
