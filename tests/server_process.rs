@@ -310,6 +310,75 @@ fn hup_with_a_broken_config_keeps_serving_the_old_one() {
     assert_eq!(echo_once(h.addr(), "old config").unwrap(), "old config");
 }
 
+/// systemd's `Type=notify`, against a fake notification socket: `READY=1` with the master's
+/// pid once its workers are ready, `RELOADING=1` then `READY=1` around a HUP, the new
+/// master's `READY=1` with its own `MAINPID` after USR2, nothing from the old master that QUIT
+/// then retires, and `STOPPING=1` when the new master stops. Workers do not see the socket.
+#[test]
+fn systemd_notify_follows_start_reload_upgrade_and_stop() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("notify");
+    let sock_path = dir.path("notify.sock");
+    let rx = UnixDatagram::bind(&sock_path).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let next = || {
+        let mut b = [0u8; 512];
+        let n = rx.recv(&mut b).expect("a notification within 20 s");
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    };
+    let env = [("NOTIFY_SOCKET", sock_path.to_str().unwrap())];
+    let mut h = Herd::launch_env(dir, 2, "", |_| {}, &env);
+    let master = h.pid();
+    let ready = next();
+    assert!(
+        ready.starts_with(&format!("READY=1\nMAINPID={master}\n")),
+        "{ready:?}"
+    );
+    let workers = h.wait_ready_workers(master, 2);
+    let environ = std::fs::read(format!("/proc/{}/environ", workers[0])).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("NOTIFY_SOCKET="),
+        "a worker inherited NOTIFY_SOCKET"
+    );
+
+    h.signal(Signal::Hup);
+    assert_eq!(next(), "RELOADING=1\nSTATUS=reloading\n");
+    let again = next();
+    assert!(
+        again.starts_with(&format!("READY=1\nMAINPID={master}\n"))
+            && again.contains("generation 2"),
+        "{again:?}"
+    );
+
+    h.signal(Signal::Usr2);
+    let mut new_master = 0;
+    wait_until("the new master's pid file", || {
+        new_master = h.pid_in_file(&h.pid_file).unwrap_or(0);
+        new_master != 0 && new_master != master
+    });
+    h.also_kill.push(new_master);
+    let upgraded = next();
+    assert!(
+        upgraded.starts_with(&format!("READY=1\nMAINPID={new_master}\n")),
+        "{upgraded:?}"
+    );
+    h.signal(Signal::Quit);
+    assert!(h.wait_exit().success());
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 512];
+    if let Ok(n) = rx.recv(&mut b) {
+        panic!(
+            "the retired master sent {:?}",
+            String::from_utf8_lossy(&b[..n])
+        );
+    }
+    rx.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    kill(new_master, Signal::Term).unwrap();
+    assert_eq!(next(), "STOPPING=1\n");
+    wait_until("new master exit", || !alive(new_master));
+}
+
 #[test]
 fn usr2_then_quit_to_the_old_master_hands_over_without_failures() {
     let mut h = Herd::start("upgrade", 2);

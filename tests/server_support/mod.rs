@@ -193,6 +193,17 @@ impl Herd {
         extra: &str,
         adjust: impl FnOnce(&mut String),
     ) -> Herd {
+        Self::launch_env(dir, workers, extra, adjust, &[])
+    }
+
+    /// Like [`launch`](Self::launch), with extra environment variables for the master.
+    pub fn launch_env(
+        dir: TempDir,
+        workers: usize,
+        extra: &str,
+        adjust: impl FnOnce(&mut String),
+        env: &[(&str, &str)],
+    ) -> Herd {
         let port = free_port();
         let (log, pid_file, config) = (
             dir.path("error.log"),
@@ -206,6 +217,7 @@ impl Herd {
         let child = Command::new(herd_bin())
             .arg("-c")
             .arg(&config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

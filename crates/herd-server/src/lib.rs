@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod pidfile;
 pub mod probe;
 pub mod protocols;
+pub mod sd_notify;
 pub mod signals;
 pub mod site;
 pub mod status;

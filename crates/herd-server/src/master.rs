@@ -104,6 +104,11 @@ pub struct Master {
     history: History,
     /// Points published so far, and when the last one was taken.
     points: (u64, Option<Instant>),
+    /// systemd's notification socket (`Type=notify`), if herd was started with one.
+    sd: Option<crate::sd_notify::SdNotify>,
+    /// `READY=1` is due once every worker of the current generation is ready (at start and
+    /// after a reload).
+    sd_ready_due: bool,
 }
 
 /// The back-off before respawning a worker that failed at start-up `fails` times in a row:
@@ -167,6 +172,8 @@ impl Master {
             record: MasterStatus::default(),
             history: History::default(),
             points: (0, None),
+            sd: crate::sd_notify::SdNotify::from_env(),
+            sd_ready_due: true,
         })
     }
 
@@ -310,6 +317,7 @@ impl Master {
             .arg("--worker")
             .env(WORKER_ENV, json)
             .env_remove(INHERIT_ENV)
+            .env_remove(crate::sd_notify::NOTIFY_SOCKET_ENV)
             .stdin(Stdio::null());
         if let Err(e) = self.apply_user(&mut cmd) {
             tracing::error!("worker {slot}: {e}");
@@ -394,6 +402,31 @@ impl Master {
             );
         }
         self.retire_replaced();
+        self.notify_ready_if_due();
+    }
+
+    /// Tell systemd `READY=1` once every slot of the current generation has a ready worker
+    /// (or failed fatally), if that is due.
+    fn notify_ready_if_due(&mut self) {
+        if !self.sd_ready_due || self.stop.is_some() {
+            return;
+        }
+        let generation = self.generation;
+        let all_ready = self.slots.iter().enumerate().all(|(s, st)| {
+            st.fatal
+                || self
+                    .workers
+                    .iter()
+                    .any(|w| w.slot == s && w.generation == generation && w.ready)
+        });
+        if all_ready {
+            self.sd_ready_due = false;
+            let msg =
+                crate::sd_notify::ready_message(std::process::id(), generation, self.slots.len());
+            if let Some(sd) = &mut self.sd {
+                sd.send(&msg);
+            }
+        }
     }
 
     /// Retire (QUIT) old-generation workers whose slot's new worker is ready; old workers of
@@ -550,6 +583,13 @@ impl Master {
             sig,
             self.workers.len()
         );
+        // After a binary upgrade the new master has told systemd it is the main process: the
+        // old one leaving is not the service stopping.
+        if self.upgrade.is_none() {
+            if let Some(sd) = &mut self.sd {
+                sd.send("STOPPING=1\n");
+            }
+        }
         for w in &self.workers {
             let _ = kill(w.pid as i32, sig);
         }
@@ -567,6 +607,11 @@ impl Master {
         if self.stop.is_some() {
             return;
         }
+        if let Some(sd) = &mut self.sd {
+            sd.send("RELOADING=1\nSTATUS=reloading\n");
+        }
+        // READY=1 again once the new generation is ready, or at once if the old one stays.
+        self.sd_ready_due = true;
         if self.try_reload() {
             self.record.reloads_ok += 1;
             self.record.event("reload", self.generation);
@@ -574,6 +619,7 @@ impl Master {
             self.record.reloads_failed += 1;
             self.record.event("reload_failed", self.generation);
         }
+        self.notify_ready_if_due();
         self.publish();
     }
 
