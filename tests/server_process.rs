@@ -379,6 +379,63 @@ fn systemd_notify_follows_start_reload_upgrade_and_stop() {
     wait_until("new master exit", || !alive(new_master));
 }
 
+/// Socket activation through systemd's own test launcher, `systemd-socket-activate`: it
+/// binds the port, waits for the first connection and only then starts herd with the socket
+/// as `LISTEN_FDS`; herd serves on that socket (two workers sharing it, `reuseport = false`),
+/// so the connection that woke it is answered, not lost.
+#[test]
+fn socket_activation_serves_the_connection_that_started_herd() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        eprintln!("skipped: systemd-socket-activate is not installed");
+        return;
+    };
+    let dir = TempDir::new("activate");
+    let port = free_port();
+    let (log, pid_file, config) = (
+        dir.path("error.log"),
+        dir.path("herd.pid"),
+        dir.path("herd.toml"),
+    );
+    let text = echo_config(port, 2, &log, &pid_file, "") + "reuseport = false\n";
+    std::fs::write(&config, text).unwrap();
+    let out = std::fs::File::create(dir.path("stderr.txt")).unwrap();
+    let mut child = std::process::Command::new(activate)
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(herd_bin())
+        .arg("-c")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let master = child.id() as i32;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_until("the activator listens", || TcpStream::connect(addr).is_ok());
+    // That probe was the first connection: herd is starting now. The next one waits in the
+    // activated socket's queue until a worker takes it.
+    let got = echo_once(addr, "woke herd up");
+    let lines = read_log(&log);
+    let _ = kill(master, Signal::Quit);
+    let _ = child.wait();
+    assert_eq!(got.unwrap(), "woke herd up");
+    assert!(
+        lines.iter().any(|l| l
+            .msg
+            .contains(&format!("socket activation: 127.0.0.1:{port} for listener"))),
+        "no socket-activation line in {lines:?}"
+    );
+}
+
+fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
 #[test]
 fn usr2_then_quit_to_the_old_master_hands_over_without_failures() {
     let mut h = Herd::start("upgrade", 2);

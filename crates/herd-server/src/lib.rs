@@ -201,7 +201,13 @@ fn start_master(
             tracing::info!("binary upgrade: inherited {} listening sockets", set.len());
             set
         }
-        None => ListenerSet::new(),
+        None => match ListenerSet::from_systemd(&config) {
+            Some(set) => {
+                tracing::info!("socket activation: {} listening sockets", set.len());
+                set
+            }
+            None => ListenerSet::new(),
+        },
     };
     let result = listeners
         .prepare(&config)

@@ -94,6 +94,62 @@ impl ListenerSet {
         set
     }
 
+    /// Adopt the sockets systemd passed by socket activation (`LISTEN_PID` is this process,
+    /// `LISTEN_FDS` descriptors from 3), each as the socket of the configured listener bound
+    /// to the same address: slot 0 of a `reuseport` listener (the other slots bind beside it,
+    /// which needs `ReusePort=yes` in the `.socket` unit) or the shared socket of one with
+    /// `reuseport = false`. A socket no listener is configured for is closed with a warning.
+    /// `None` when herd was not socket-activated. The `LISTEN_*` variables are removed, so
+    /// neither workers nor a new binary take them again.
+    pub fn from_systemd(cfg: &Config) -> Option<ListenerSet> {
+        let pid = std::env::var("LISTEN_PID").ok()?;
+        let fds = std::env::var("LISTEN_FDS").ok();
+        for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(v);
+        }
+        if pid.parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+        let n: RawFd = fds.and_then(|f| f.parse().ok()).unwrap_or(0);
+        let mut set = ListenerSet::new();
+        for fd in 3..3 + n {
+            if !crate::sys::is_listening_socket(fd) {
+                tracing::warn!("LISTEN_FDS: descriptor {fd} is not a listening TCP socket");
+                continue;
+            }
+            let sock = match crate::sys::take_inherited_fd(fd) {
+                Ok(owned) => TcpListener::from(owned),
+                Err(e) => {
+                    tracing::warn!("LISTEN_FDS: descriptor {fd}: {e}");
+                    continue;
+                }
+            };
+            let Ok(local) = sock.local_addr() else {
+                continue;
+            };
+            let listener = cfg
+                .listeners
+                .iter()
+                .find(|l| l.addr().is_ok_and(|a| a == local));
+            match listener {
+                Some(l) => {
+                    tracing::info!("socket activation: {local} for listener {}", l.name);
+                    set.entries.push(Entry {
+                        key: Key {
+                            addr: local,
+                            slot: l.reuseport.then_some(0),
+                        },
+                        sock,
+                    });
+                }
+                None => tracing::warn!(
+                    "socket activation: no listener is configured for {local}; closing it"
+                ),
+            }
+        }
+        Some(set)
+    }
+
     /// The keys `cfg` needs.
     fn wanted(cfg: &Config) -> Vec<(Key, i32)> {
         let n = cfg.worker_count();
@@ -166,8 +222,15 @@ impl ListenerSet {
                 }
                 drop(probe);
             }
-            let sock = herd_core::os::listen(addr, reuse, backlog)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let sock = herd_core::os::listen(addr, reuse, backlog).map_err(|e| {
+                let hint = if known_addr && reuse {
+                    " (a socket-activated reuseport listener needs ReusePort=yes in the \
+                     .socket unit, or reuseport = false)"
+                } else {
+                    ""
+                };
+                format!("cannot listen on {addr}: {e}{hint}")
+            })?;
             tracing::debug!("bound {} (slot {:?})", addr, key.slot);
             self.entries.push(Entry { key, sock });
         }
