@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use frame_common::*;
 use herd::frame::{encode_frame, ClientError, FrameHandle, FrameService, HandlerError, Router};
-use herd::proto::frame::{ErrorCode, ErrorPayload, Flags, ERROR_ID, PING_ID, PONG_ID};
+use herd::proto::frame::{ErrorCode, ErrorPayload, Flags, ERROR_ID, GOAWAY_ID, PING_ID, PONG_ID};
 use herd::{AcceptMode, Balance, CloseReason, Server};
 use herd_testkit::*;
 
@@ -385,3 +385,59 @@ fn a_peer_closing_mid_frame_is_closed_cleanly() {
 }
 
 const SHORT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A graceful stop sends GOAWAY on every connection; the request already on its way is still
+/// answered, and the client's next call moves to a new connection, which the kernel gives to
+/// the server that stays (two servers share the port with SO_REUSEPORT, as two workers do).
+#[test]
+fn a_stopping_server_says_goaway_and_the_client_moves_to_one_that_stays() {
+    let leaving = FrameService::new(router(Arc::default(), Arc::default()));
+    let f = leaving.clone();
+    let old = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .drain_grace(std::time::Duration::from_secs(30))
+        .serve(move || f.protocol())
+        .unwrap();
+    let addr = old.local_addr();
+    let mut c = client(addr);
+    assert_eq!(c.call_raw(WHOAMI, b"").unwrap(), b"0");
+    // A raw connection to watch for the stop (connected before the second server exists).
+    let mut watch = std::net::TcpStream::connect(addr).unwrap();
+    watch.set_read_timeout(Some(WAIT)).unwrap();
+    wait_until("the watcher is accepted", || old.stats().accepted == 2);
+    // The server that stays answers ECHO its own way, so the test sees who answered.
+    let staying = FrameService::new(
+        Router::new().route_raw(ECHO, |_cx, body| Ok(Some([b"new:", body].concat()))),
+    );
+    let f = staying.clone();
+    let new = Server::new()
+        .bind(addr)
+        .unwrap()
+        .loops(1)
+        .serve(move || f.protocol())
+        .unwrap();
+    old.shutdown(std::time::Duration::from_secs(30));
+    // The GOAWAY comes once the stop began, and a stop closes the listener first: once the
+    // watcher has it, `c` has one queued too and new connections can only reach `new`.
+    let (goaway, body) = read_frame(&mut watch);
+    assert_eq!(
+        (goaway.msg_id, goaway.request_id, body.len()),
+        (GOAWAY_ID, 0, 0)
+    );
+    assert!(goaway.flags.is_push());
+    drop(watch);
+    // This call was sent on the old connection: answered there, after the GOAWAY.
+    assert_eq!(c.call_raw(ECHO, b"in flight").unwrap(), b"in flight");
+    assert!(c.going_away(), "no GOAWAY seen");
+    assert_eq!(c.reconnects(), 0);
+    // The next one goes on a new connection, to the server that stays.
+    assert_eq!(c.call_raw(ECHO, b"moved").unwrap(), b"new:moved");
+    assert_eq!(c.reconnects(), 1);
+    assert!(!c.going_away());
+    // The old connection is quiet now; a stop with no grace left closes it.
+    drop(c);
+    old.join();
+    new.stop(std::time::Duration::ZERO);
+}

@@ -14,8 +14,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use herd_proto::frame::{
-    self as wire, ErrorCode, ErrorPayload, Flags, FrameDecoder, FrameError, Header, PING_ID,
-    PONG_ID,
+    self as wire, ErrorCode, ErrorPayload, Flags, FrameDecoder, FrameError, Header, GOAWAY_ID,
+    PING_ID, PONG_ID,
 };
 use prost::Message;
 
@@ -133,6 +133,13 @@ pub struct Client {
     queued: VecDeque<OwnedFrame>,
     next_id: u32,
     out: Vec<u8>,
+    /// The server sent GOAWAY: the next request goes on a new connection.
+    going_away: bool,
+    /// Where a new connection goes (the first server address).
+    addr: Option<SocketAddr>,
+    timeout: std::cell::Cell<Option<Duration>>,
+    max_frame: Option<u32>,
+    reconnects: u64,
 }
 
 impl Client {
@@ -145,6 +152,7 @@ impl Client {
 
     /// Use an already connected stream.
     pub fn from_stream(stream: TcpStream) -> Client {
+        let addr = stream.peer_addr().ok();
         Client {
             stream,
             decoder: FrameDecoder::default(),
@@ -153,18 +161,60 @@ impl Client {
             queued: VecDeque::new(),
             next_id: 1,
             out: Vec::new(),
+            going_away: false,
+            addr,
+            timeout: std::cell::Cell::new(None),
+            max_frame: None,
+            reconnects: 0,
         }
+    }
+
+    /// Whether the server said GOAWAY (it is draining). The next call reconnects first: to the
+    /// same address, where the listening socket now belongs to a worker that stays.
+    pub fn going_away(&self) -> bool {
+        self.going_away
+    }
+
+    /// How many times a GOAWAY made this client reconnect.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
+    }
+
+    /// Before a new request: after a GOAWAY, move to a new connection (same address, same
+    /// timeouts and limits). Frames still queued from the old one stay queued.
+    fn before_request(&mut self) -> io::Result<()> {
+        if !self.going_away {
+            return Ok(());
+        }
+        let addr = self.addr.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "no address to reconnect to")
+        })?;
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(self.timeout.get())?;
+        stream.set_write_timeout(self.timeout.get())?;
+        self.stream = stream;
+        self.decoder = self
+            .max_frame
+            .map_or_else(FrameDecoder::default, FrameDecoder::new);
+        self.buf.clear();
+        self.start = 0;
+        self.going_away = false;
+        self.reconnects += 1;
+        Ok(())
     }
 
     /// Bound every read and write by `timeout` (`None`: wait forever). A timed-out call fails
     /// with [`ClientError::Io`].
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.timeout.set(timeout);
         self.stream.set_read_timeout(timeout)?;
         self.stream.set_write_timeout(timeout)
     }
 
     /// Refuse frames from the server with bodies over `max_frame` bytes.
     pub fn set_max_frame(&mut self, max_frame: u32) {
+        self.max_frame = Some(max_frame);
         self.decoder = FrameDecoder::new(max_frame);
     }
 
@@ -213,6 +263,7 @@ impl Client {
     /// One request with a raw body; waits for its reply body. An error frame answering it
     /// becomes [`ClientError::Server`].
     pub fn call_raw(&mut self, msg_id: u16, body: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.before_request()?;
         let rid = self.next_request_id();
         self.send_frame(msg_id, Flags::EMPTY, rid, body)?;
         reply_body(self.wait_reply(rid)?)
@@ -224,6 +275,7 @@ impl Client {
         msg_id: u16,
         req: &Req,
     ) -> Result<Resp, ClientError> {
+        self.before_request()?;
         let rid = self.next_request_id();
         self.out.clear();
         wire::encode_with(&mut self.out, msg_id, Flags::EMPTY, rid, |b| {
@@ -242,6 +294,7 @@ impl Client {
         &mut self,
         calls: &[(u16, &[u8])],
     ) -> Result<Vec<Result<Vec<u8>, ClientError>>, ClientError> {
+        self.before_request()?;
         self.out.clear();
         let mut ids = Vec::with_capacity(calls.len());
         for (msg_id, body) in calls {
@@ -260,6 +313,7 @@ impl Client {
 
     /// Send a ping and wait for its pong.
     pub fn ping(&mut self) -> Result<(), ClientError> {
+        self.before_request()?;
         let rid = self.next_request_id();
         self.out.clear();
         wire::encode_ping(&mut self.out, rid);
@@ -323,6 +377,10 @@ impl Client {
                     self.out.clear();
                     wire::encode_pong(&mut self.out, f.header.request_id);
                     self.stream.write_all(&self.out)?;
+                    continue;
+                }
+                if f.header.msg_id == GOAWAY_ID {
+                    self.going_away = true;
                     continue;
                 }
                 return Ok(f);

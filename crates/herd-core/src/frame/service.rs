@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herd_proto::frame::{self as wire, ErrorCode, Frame, FrameError, PING_ID, PONG_ID};
+use herd_proto::frame::{self as wire, ErrorCode, Frame, FrameError, GOAWAY_ID, PING_ID, PONG_ID};
 
 use super::codec::FrameCodec;
 use super::guard::{Flood, FloodGuard, FloodLimits};
@@ -413,7 +413,7 @@ impl<U: 'static> Handler for FrameProtocol<U> {
                 cx.with_output(|b| wire::encode_pong(b, h.request_id));
                 return;
             }
-            PONG_ID => return,
+            PONG_ID | GOAWAY_ID => return,
             _ => {}
         }
         crate::stats::frame_request(h.msg_id);
@@ -507,6 +507,13 @@ impl<U: 'static> Handler for FrameProtocol<U> {
         if token == SWEEP {
             self.sweep(lp);
         }
+    }
+
+    /// A graceful stop: tell the client to send new requests elsewhere (GOAWAY); replies to
+    /// requests in flight still go out, and the connection closes once quiet for the drain
+    /// grace.
+    fn on_stop(&mut self, cx: &mut Conn<'_, Self>, _st: &mut FrameConnState<U>) {
+        cx.with_output(wire::encode_goaway);
     }
 
     fn is_busy(&self, st: &FrameConnState<U>) -> bool {

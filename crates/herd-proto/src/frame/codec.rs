@@ -303,6 +303,20 @@ pub fn encode_pong(dst: &mut Vec<u8>, request_id: u32) {
     push_empty(dst, PONG_ID, Flags::RESPONSE, request_id);
 }
 
+/// Appends a "going away" frame (id [`GOAWAY_ID`](super::GOAWAY_ID), flag PUSH, request id 0,
+/// empty body): the sender is draining and new requests belong on a new connection.
+///
+/// ```
+/// use herd_proto::frame::encode_goaway;
+///
+/// let mut out = Vec::new();
+/// encode_goaway(&mut out);
+/// assert_eq!(out, [0, 0, 0, 0, 0xFF, 0xFC, 0, 4, 0, 0, 0, 0]);
+/// ```
+pub fn encode_goaway(dst: &mut Vec<u8>) {
+    push_empty(dst, super::GOAWAY_ID, Flags::PUSH, 0);
+}
+
 fn push_empty(dst: &mut Vec<u8>, msg_id: u16, flags: Flags, request_id: u32) {
     let header = Header {
         len: 0,

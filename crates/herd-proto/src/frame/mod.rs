@@ -34,7 +34,13 @@
 //! | `0xFFFF`            | [`ERROR_ID`] | [`ErrorPayload`]                       | RESPONSE+ERROR |
 //! | `0xFFFE`            | [`PING_ID`]  | empty                                  | none           |
 //! | `0xFFFD`            | [`PONG_ID`]  | empty, request id echoed from the ping | RESPONSE       |
-//! | `0xFFF0..=0xFFFC`   | —            | reserved for future use                |                |
+//! | `0xFFFC`            | [`GOAWAY_ID`]| empty, request id 0                    | PUSH           |
+//! | `0xFFF0..=0xFFFB`   | —            | reserved for future use                |                |
+//!
+//! A server that begins a graceful stop sends GOAWAY once on every connection: the replies
+//! to requests already sent still come, but new requests belong on a new connection (to a
+//! worker that is not leaving). The server closes the connection once it has been quiet for
+//! its drain grace.
 //!
 //! An error payload is a big-endian u16 [`ErrorCode`] followed by UTF-8 text (decoded lossily).
 //! A handler may also answer with its own message id and the ERROR flag; the body is then an
@@ -75,7 +81,9 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use codec::{encode, encode_error, encode_ping, encode_pong, encode_with, Frame, FrameDecoder};
+pub use codec::{
+    encode, encode_error, encode_goaway, encode_ping, encode_pong, encode_with, Frame, FrameDecoder,
+};
 pub use error::FrameError;
 pub use payload::{ErrorCode, ErrorPayload};
 pub use wire::{Flags, FrameView, Header};
@@ -94,6 +102,9 @@ pub const PING_ID: u16 = 0xFFFE;
 
 /// Message id of a heartbeat pong, the answer to a [`PING_ID`] frame.
 pub const PONG_ID: u16 = 0xFFFD;
+
+/// Message id of "going away": the server is draining; send new requests on a new connection.
+pub const GOAWAY_ID: u16 = 0xFFFC;
 
 /// Lowest message id reserved for the protocol itself; ids at or above it are not for users.
 pub const FIRST_RESERVED_ID: u16 = 0xFFF0;
