@@ -533,6 +533,32 @@ fn usr1_reopens_a_moved_log_in_master_and_workers() {
     assert!(new.iter().all(|w| alive(*w)));
 }
 
+/// What a graceful stop cuts at its deadline is counted and logged: a connection holding half
+/// a line when `shutdown_timeout` (here 300 ms) passes is closed, and the worker says so.
+#[test]
+fn a_stop_deadline_cuts_what_is_still_busy_and_says_so() {
+    let mut h = Herd::launch(TempDir::new("cut"), 1, "", |t| {
+        *t = t.replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"300ms\"");
+    });
+    let master = h.pid();
+    let worker = h.wait_ready_workers(master, 1)[0];
+    let mut busy = Persistent::connect(h.addr());
+    busy.send_raw(b"half a line");
+    wait_until("the worker holds the busy connection", || {
+        owner_of(&busy.stream, h.port, &[worker]).is_some()
+    });
+    h.signal(Signal::Quit);
+    assert_eq!(busy.read_line().unwrap_or_default(), "", "not cut");
+    let cut = h.wait_log("were cut", |l| l.pid == worker);
+    assert!(
+        cut.msg
+            .contains("listener echo: 1 connections still busy at the stop deadline"),
+        "{}",
+        cut.msg
+    );
+    assert!(h.wait_exit().success());
+}
+
 #[test]
 fn quit_lets_a_slow_request_finish_then_exits() {
     let mut h = Herd::start("slow", 1);

@@ -130,6 +130,21 @@ pub fn backoff(fails: u32) -> Duration {
 }
 
 /// The executable workers run: this very binary, even if the file was replaced since.
+/// For the log line of a worker killed at its deadline: how many sockets it still held
+/// (connections, plus its listening sockets), from `/proc/PID/fd`; empty where unknown.
+fn held_by(pid: u32) -> String {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return String::new();
+    };
+    let sockets = dir
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+        })
+        .count();
+    format!(" (it held {sockets} sockets, its listening ones included)")
+}
+
 fn self_exe() -> PathBuf {
     if cfg!(target_os = "linux") {
         PathBuf::from("/proc/self/exe")
@@ -543,21 +558,29 @@ impl Master {
         for w in &mut self.workers {
             if !w.killed && w.retire_deadline.is_some_and(|t| t <= now) {
                 tracing::warn!(
-                    "worker {} (pid {}) did not retire in time; killing",
+                    "worker {} (pid {}) did not retire in time; killing{}",
                     w.slot,
-                    w.pid
+                    w.pid,
+                    held_by(w.pid)
                 );
                 let _ = kill(w.pid as i32, Signal::Kill);
                 w.killed = true;
+                self.record.workers_killed += 1;
             }
         }
         if let Some((_, deadline, killed)) = self.stop.as_mut() {
             if !*killed && *deadline <= now {
                 *killed = true;
                 for w in &mut self.workers {
-                    tracing::warn!("worker {} (pid {}) still running; killing", w.slot, w.pid);
+                    tracing::warn!(
+                        "worker {} (pid {}) still running; killing{}",
+                        w.slot,
+                        w.pid,
+                        held_by(w.pid)
+                    );
                     let _ = kill(w.pid as i32, Signal::Kill);
                     w.killed = true;
+                    self.record.workers_killed += 1;
                 }
             }
         }

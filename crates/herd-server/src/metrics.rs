@@ -42,6 +42,7 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_workers_reporting", "gauge"),
     ("herd_uptime_seconds", "gauge"),
     ("herd_worker_restarts_total", "counter"),
+    ("herd_worker_kills_total", "counter"),
     ("herd_reloads_total", "counter"),
     ("herd_upgrades_total", "counter"),
     ("herd_process_resident_memory_bytes", "gauge"),
@@ -300,6 +301,13 @@ impl Collector for Scrape {
             "Workers the master respawned after they died.",
             None,
             [(vec![], Value::Counter(m.worker_restarts))],
+        )?;
+        family(
+            e,
+            "herd_worker_kills",
+            "Workers killed (SIGKILL) for outliving their stop deadline; what they still held was cut.",
+            None,
+            [(vec![], Value::Counter(m.workers_killed))],
         )?;
         family(
             e,
@@ -761,6 +769,7 @@ mod tests {
             reporting: workers,
             master: Some(MasterStatus {
                 worker_restarts: 4,
+                workers_killed: 1,
                 reloads_ok: 2,
                 ..Default::default()
             }),
@@ -901,6 +910,7 @@ mod tests {
             // Listeners without the PROXY protocol export no PROXY series.
             assert!(!text.contains(&format!("herd_proxy_headers_total{site}}}")));
             assert_eq!(value(&text, "herd_worker_restarts_total"), 4.0);
+            assert_eq!(value(&text, "herd_worker_kills_total"), 1.0);
             assert_eq!(value(&text, "herd_reloads_total{result=\"ok\"}"), 2.0);
             assert_eq!(value(&text, "herd_workers_reporting"), 2.0);
         }

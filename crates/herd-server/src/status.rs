@@ -193,6 +193,9 @@ pub struct MasterStatus {
     pub workers: usize,
     /// Workers respawned after dying.
     pub worker_restarts: u64,
+    /// Workers killed (SIGKILL) for outliving their stop deadline.
+    #[serde(default)]
+    pub workers_killed: u64,
     /// Reloads that started a new generation.
     pub reloads_ok: u64,
     /// Reloads refused (bad configuration, cannot bind, cannot open logs).

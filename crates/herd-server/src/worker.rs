@@ -243,15 +243,31 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
                     for (_, h) in &servers {
                         h.shutdown(grace);
                     }
-                    let handles: Vec<ServerHandle> = servers.drain(..).map(|(_, h)| h).collect();
+                    let handles: Vec<(String, ServerHandle)> = servers
+                        .drain(..)
+                        .map(|(i, h)| (spec.config.listeners[i].name.clone(), h))
+                        .collect();
                     let done = self_notify
                         .try_clone()
                         .map_err(|e| (1, format!("notifier: {e}")))?;
                     std::thread::Builder::new()
                         .name("herd-drain".into())
                         .spawn(move || {
-                            for h in handles {
-                                h.join();
+                            for (name, h) in handles {
+                                let r = h.join();
+                                if r.closed_forced > 0 {
+                                    tracing::warn!(
+                                        "listener {name}: {} connections still busy at the stop \
+                                         deadline ({grace:?}) were cut; {} closed when quiet",
+                                        r.closed_forced,
+                                        r.closed_graceful
+                                    );
+                                } else if r.closed_graceful > 0 {
+                                    tracing::info!(
+                                        "listener {name}: {} connections closed when quiet",
+                                        r.closed_graceful
+                                    );
+                                }
                             }
                             let _ = done.send("drained");
                         })
