@@ -636,3 +636,51 @@ fn slow_head_on_a_kept_alive_connection_gets_408() {
     assert_eq!(c.response().status, 408);
     c.expect_close();
 }
+
+/// Lingering close: after a `Connection: close` response the server shuts down its write
+/// side (the client reads the response and end of stream) but keeps reading and dropping
+/// what the client still sends (here a pipelined request), so the close is never a reset;
+/// the connection goes when the client closes, or when the linger time passes.
+#[test]
+fn a_close_after_a_response_lingers_until_the_client_closes_or_time_passes() {
+    let clock = FakeClock::new(1_000);
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .clock(Arc::new(clock.clone()))
+        .lingering_close(Duration::from_secs(2));
+    let server = HttpService::new(router()).serve(server).unwrap();
+    let addr = server.local_addr();
+    let close_then_more = b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    // The client closes after reading: the linger ends with its FIN.
+    let mut c = Client::connect(addr);
+    c.send(close_then_more);
+    let r = c.response();
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    c.expect_close();
+    assert_eq!(server.stats().open, 1, "closed before the client did");
+    c.s.shutdown(std::net::Shutdown::Write).unwrap();
+    wait_until("the lingering connection is closed", || {
+        server.stats().open == 0
+    });
+    assert_eq!(server.stats().closed_by(CloseReason::Local), 1);
+
+    // A client that keeps its socket: the linger ends after 2 s of loop time.
+    let mut d = Client::connect(addr);
+    d.send(close_then_more);
+    assert_eq!(d.response().status, 200);
+    d.expect_close();
+    d.send(b"more bytes the server reads and drops");
+    clock.advance(1_900);
+    server.tick();
+    // (The client reads end of stream from the start; the server side is what lingers.)
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(server.stats().open, 1, "the linger ended early");
+    clock.advance(200);
+    server.tick();
+    wait_until("the linger timer closes it", || server.stats().open == 0);
+    assert_eq!(server.stats().closed_by(CloseReason::Local), 2);
+    server.stop(Duration::ZERO);
+}

@@ -98,6 +98,12 @@ pub struct Options {
     /// `Connection: close` instead of losing it. Zero closes idle connections at once.
     /// Default: zero.
     pub drain_grace: Duration,
+    /// Lingering close, nginx's `lingering_close`: a connection that closes after its output
+    /// (a response with `Connection: close`, an error reply, a drain) shuts down its write
+    /// side first and reads and drops what the peer still sends, for at most this long, so
+    /// a request the peer pipelined behind does not turn the close into a reset that can
+    /// destroy the last response before the peer reads it. Zero closes at once. Default: zero.
+    pub lingering_close: Duration,
 }
 
 /// Default for [`Options::notsent_lowat`].
@@ -123,6 +129,7 @@ impl Default for Options {
             notsent_lowat: Some(NOTSENT_LOWAT),
             proxy_protocol: None,
             drain_grace: Duration::ZERO,
+            lingering_close: Duration::ZERO,
         }
     }
 }
@@ -350,6 +357,12 @@ impl Server {
     /// been quiet for `grace` ([`Options::drain_grace`]).
     pub fn drain_grace(mut self, grace: Duration) -> Self {
         self.opts.drain_grace = grace;
+        self
+    }
+
+    /// Linger this long after a close that follows output ([`Options::lingering_close`]).
+    pub fn lingering_close(mut self, linger: Duration) -> Self {
+        self.opts.lingering_close = linger;
         self
     }
 

@@ -445,6 +445,9 @@ pub struct Config {
     /// has been quiet this long; meanwhile each request on it is answered with
     /// `Connection: close` (so a client's next request is served, not cut off).
     pub drain_grace: Dur,
+    /// Lingering close: after a close that follows output, read and drop what the peer still
+    /// sends for at most this long (nginx's `lingering_close`); `0s` closes at once.
+    pub lingering_close: Dur,
     /// Fast stop (TERM/INT): how long workers get before SIGKILL.
     pub stop_timeout: Dur,
     /// Logging.
@@ -464,6 +467,7 @@ impl Default for Config {
             group: None,
             shutdown_timeout: Dur(Duration::from_secs(10)),
             drain_grace: Dur(Duration::from_secs(2)),
+            lingering_close: Dur(Duration::from_secs(2)),
             stop_timeout: Dur(Duration::from_secs(5)),
             log: LogConfig::default(),
             listeners: Vec::new(),

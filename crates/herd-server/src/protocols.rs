@@ -107,6 +107,7 @@ pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
         loops: l.loops.unwrap_or(cfg.loops).max(1),
         backlog: l.backlog,
         drain_grace: cfg.drain_grace.0,
+        lingering_close: cfg.lingering_close.0,
         ..Options::default()
     };
     // HTTP applies its own keep-alive timeout (a long download receives nothing for a while

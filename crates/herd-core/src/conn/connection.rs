@@ -194,6 +194,16 @@ impl<C> Connection<C> {
         self.life.drain(reason)
     }
 
+    /// A drain's output is written: shut down the write side and linger (see
+    /// [`Lifecycle::Lingering`]). False if the connection was not draining.
+    pub(crate) fn linger(&mut self) -> bool {
+        if !self.life.linger() {
+            return false;
+        }
+        self.transport.shutdown_write();
+        true
+    }
+
     /// The codec.
     #[inline]
     pub(crate) fn codec(&self) -> &C {

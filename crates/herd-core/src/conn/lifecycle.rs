@@ -1,5 +1,7 @@
-//! Where a connection is in its life: open, draining (close once the output is written), or
-//! closing (reaped at the end of the loop iteration).
+//! Where a connection is in its life: open, draining (close once the output is written),
+//! lingering (output written and the write side shut down; what the peer still sends is read
+//! and dropped until it closes or a timer fires), or closing (reaped at the end of the loop
+//! iteration).
 //!
 //! One enum instead of two independent options, so "closing and also waiting to close after
 //! a flush" cannot be written. Transitions only go forward (open → draining → closing, or open
@@ -16,6 +18,11 @@ pub(crate) enum Lifecycle {
     Open,
     /// No more input is dispatched; close with this reason once the output is written.
     Draining(CloseReason),
+    /// The output is written and our side shut down (FIN sent); input is read and dropped
+    /// until the peer closes or the linger timer fires, then close with this reason. A
+    /// close with unread input would answer the peer with a reset, which can destroy the
+    /// last response before the peer has read it.
+    Lingering(CloseReason),
     /// Closed: output is dropped, the slot is reaped at the end of the iteration.
     Closing(CloseReason),
 }
@@ -30,7 +37,32 @@ impl Lifecycle {
     /// Output is still taken (open or draining).
     #[inline]
     pub(crate) fn accepts_output(self) -> bool {
+        matches!(self, Lifecycle::Open | Lifecycle::Draining(_))
+    }
+
+    /// The socket is still read (open, draining or lingering).
+    #[inline]
+    pub(crate) fn reads(self) -> bool {
         !matches!(self, Lifecycle::Closing(_))
+    }
+
+    /// The reason a lingering connection closes with.
+    #[inline]
+    pub(crate) fn lingering(self) -> Option<CloseReason> {
+        match self {
+            Lifecycle::Lingering(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A drain's output is written and the write side shut down: linger. Only from draining.
+    pub(crate) fn linger(&mut self) -> bool {
+        if let Lifecycle::Draining(r) = *self {
+            *self = Lifecycle::Lingering(r);
+            true
+        } else {
+            false
+        }
     }
 
     /// The reason, once closing.
@@ -55,7 +87,7 @@ impl Lifecycle {
 
     /// Close now. Returns true if this started the close (false if already closing).
     pub(crate) fn close(&mut self, reason: CloseReason) -> bool {
-        if self.accepts_output() {
+        if self.reads() {
             *self = Lifecycle::Closing(reason);
             true
         } else {
@@ -110,6 +142,21 @@ mod tests {
             "a closed connection does not drain again"
         );
         assert_eq!(l.closing(), Some(CloseReason::Error));
+    }
+
+    #[test]
+    fn a_drain_lingers_reading_but_taking_no_output_then_closes() {
+        let mut l = Lifecycle::default();
+        assert!(!l.linger(), "only a drain lingers");
+        l.drain(CloseReason::Local);
+        assert!(l.linger());
+        assert_eq!(l.lingering(), Some(CloseReason::Local));
+        assert!(l.reads() && !l.accepts_output() && !l.is_open());
+        assert_eq!((l.draining(), l.closing()), (None, None));
+        assert!(!l.drain(CloseReason::Decode) && !l.linger());
+        assert!(l.close(CloseReason::Local), "the linger ends in a close");
+        assert_eq!(l.closing(), Some(CloseReason::Local));
+        assert!(!l.reads());
     }
 
     #[test]

@@ -80,6 +80,12 @@ impl Rx {
         !self.eof && self.pause.is_reading()
     }
 
+    /// A read returned 0 (see [`set_eof`](Self::set_eof)).
+    #[inline]
+    pub(crate) fn at_eof(&self) -> bool {
+        self.eof
+    }
+
     /// A read returned 0: the peer will send nothing more.
     pub(crate) fn set_eof(&mut self) {
         self.eof = true;

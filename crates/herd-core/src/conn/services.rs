@@ -49,6 +49,8 @@ pub(crate) enum TimerKind {
     TlsHandshake(ConnId),
     /// The PROXY protocol header of this connection must have arrived by now.
     ProxyHeader(ConnId),
+    /// This lingering connection closes now, whatever the peer still sends.
+    Linger(ConnId),
     AcceptResume,
     StopDeadline,
     /// Wake up to look again for connections that became idle during a stop.
@@ -86,6 +88,8 @@ pub(crate) struct Core {
     pub(crate) read_budget: usize,
     /// `Options::idle_timeout` in ms.
     pub(crate) idle_ms: Option<u64>,
+    /// How long a drained connection lingers ([`Options::lingering_close`]); 0: close at once.
+    pub(crate) linger_ms: u64,
 }
 
 impl Core {
@@ -117,6 +121,7 @@ impl Core {
             },
             read_budget: opts.read_budget.max(1),
             idle_ms: opts.idle_timeout.map(crate::clock::millis),
+            linger_ms: crate::clock::millis(opts.lingering_close),
             failures_logged: std::collections::HashSet::new(),
         }
     }

@@ -462,6 +462,13 @@ impl<H: Handler> EventLoop<H> {
                         }
                     }
                 }
+                TimerKind::Linger(id) => {
+                    if let Some(slot) = live(&mut self.slab, id) {
+                        if let Some(why) = slot.conn.life().lingering() {
+                            self.core.mark_close(&mut slot.conn, why);
+                        }
+                    }
+                }
                 TimerKind::AcceptResume => {
                     self.accept_paused = false;
                     for li in 0..self.listeners.len() {

@@ -30,6 +30,9 @@ fn read_and_dispatch<H: Handler>(
     scratch: &mut [u8],
     registry: &Registry,
 ) {
+    if let Some(reason) = slot.conn.life().lingering() {
+        return linger_read(&mut slot.conn, core, scratch, reason);
+    }
     let mut budget = core.read_budget;
     loop {
         let conn = &mut slot.conn;
@@ -74,6 +77,25 @@ fn read_and_dispatch<H: Handler>(
             }
         }
     }
+}
+
+/// A lingering connection is readable: read and drop what the peer sent (bounded by the read
+/// budget per event); its end of stream, or any error (a reset), ends the linger.
+#[cold]
+fn linger_read<C>(conn: &mut Connection<C>, core: &mut Core, scratch: &mut [u8], why: CloseReason) {
+    for _ in 0..core.read_budget {
+        match conn.transport_mut().recv(scratch, &mut core.stats) {
+            Ok(0) => break,
+            Ok(n) => {
+                core.stats.bytes_in += n as u64;
+                core.stats.reads += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    core.mark_close(conn, why);
 }
 
 /// Decode and dispatch the bytes just read into the scratch buffer; keep any partial tail in
@@ -122,7 +144,13 @@ pub(super) fn flush<H: Handler>(
     match tx.flush(transport, &mut core.pool, &mut core.stats) {
         Flushed::Empty => {
             if let Some(reason) = conn.life().draining() {
-                core.mark_close(conn, reason);
+                // Linger unless the peer is gone already (its FIN read) or lingering is off.
+                if core.linger_ms > 0 && !conn.rx().at_eof() && conn.linger() {
+                    let at = core.now + core.linger_ms;
+                    core.timers.insert(at, TimerKind::Linger(conn.id()));
+                } else {
+                    core.mark_close(conn, reason);
+                }
                 return;
             }
             let (tx, transport) = conn.tx_and_transport();
