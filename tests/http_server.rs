@@ -559,6 +559,45 @@ fn header_timeout_answers_408() {
     assert_eq!(stats.closed_by(CloseReason::Timeout), 1);
 }
 
+/// A request body that stalls: each gap between two reads may be up to `body_timeout` (here
+/// 5 s); a longer one gets 408 and a close. Progress restarts the gap, so a slow but steady
+/// body is served.
+#[test]
+fn a_stalled_request_body_gets_408_after_the_body_timeout() {
+    let clock = FakeClock::new(1_000_000);
+    let opts = HttpOptions {
+        body_timeout: Duration::from_secs(5),
+        ..HttpOptions::default()
+    };
+    let server = serve_service(HttpService::new(router()).options(opts), Some(&clock));
+    let mut c = Client::connect(server.local_addr());
+    let head = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc";
+    c.send(head);
+    let read = |n: usize| wait_until("the bytes are read", || server.stats().bytes_in >= n as u64);
+    read(head.len());
+    clock.advance(4_900);
+    server.tick();
+    c.send(b"def");
+    read(head.len() + 3);
+    // 4.9 s + 4.9 s since the head: each gap is under 5 s.
+    clock.advance(4_900);
+    server.tick();
+    c.send(b"ghij");
+    let r = c.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "abcdefghij"));
+    // A second body stalls past the limit.
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab");
+    read(2 * head.len() + 7 - 1);
+    clock.advance(5_100);
+    server.tick();
+    let r = c.response();
+    assert_eq!(r.status, 408);
+    assert!(r.says_close());
+    c.expect_close();
+    let stats = server.stop(Duration::from_secs(5)).stats;
+    assert_eq!(stats.closed_by(CloseReason::Timeout), 1);
+}
+
 #[test]
 fn silent_connection_is_closed_without_a_response() {
     let clock = FakeClock::new(5_000);

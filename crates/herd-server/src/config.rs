@@ -284,6 +284,8 @@ pub struct ListenerConfig {
     pub idle_timeout: Option<Dur>,
     /// http: a request head must arrive within this (408 otherwise).
     pub header_timeout: Option<Dur>,
+    /// http: the longest gap between two reads of a request body (408 otherwise).
+    pub body_timeout: Option<Dur>,
     /// frame, ws: close a peer silent for this long.
     pub heartbeat_timeout: Option<Dur>,
     /// frame, ws, echo: largest frame / message / line in bytes.
@@ -390,6 +392,7 @@ impl Default for ListenerConfig {
             max_connections_per_ip: None,
             idle_timeout: None,
             header_timeout: None,
+            body_timeout: None,
             heartbeat_timeout: None,
             max_frame: None,
             max_body: None,
@@ -713,6 +716,7 @@ impl Config {
         only("root", l.root.is_some(), &[Http])?;
         only("ws_path", l.ws_path.is_some(), &[Http])?;
         only("header_timeout", l.header_timeout.is_some(), &[Http, Admin])?;
+        only("body_timeout", l.body_timeout.is_some(), &[Http, Admin])?;
         only("max_body", l.max_body.is_some(), &[Http, Admin])?;
         only("metrics", l.metrics, &[Http])?;
         only(

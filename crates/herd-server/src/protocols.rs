@@ -211,6 +211,9 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
     if let Some(t) = l.header_timeout {
         opts.header_timeout = t.0;
     }
+    if let Some(t) = l.body_timeout {
+        opts.body_timeout = t.0;
+    }
     if let Some(t) = l.idle_timeout {
         opts.keepalive_timeout = t.0;
     }

@@ -85,6 +85,10 @@ pub struct HttpOptions {
     /// A kept-alive connection with no request in progress is closed after this long.
     /// Default: 75 s.
     pub keepalive_timeout: Duration,
+    /// The longest gap between two reads of a request body (nginx's `client_body_timeout`):
+    /// past it the server answers 408 and closes. A gap while reading is paused by the server
+    /// (its own output backlog) does not count. Default: 60 s.
+    pub body_timeout: Duration,
     /// Close a connection (with `Connection: close` on the last response) after this many
     /// requests. Default: no limit.
     pub max_requests: Option<u64>,
@@ -102,6 +106,7 @@ impl Default for HttpOptions {
             limits: Limits::default(),
             header_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
             max_requests: None,
             response_headers: http::HeaderMap::new(),
             compression: None,

@@ -116,7 +116,9 @@ enum Phase {
     Idle { since: u64, first: bool },
     /// Part of a head has arrived.
     Head { since: u64 },
-    /// A request is being received or answered.
+    /// A request body is arriving; its last bytes came at `last`.
+    Body { last: u64 },
+    /// A request is being answered.
     Active,
 }
 
@@ -287,7 +289,7 @@ impl HttpProtocol {
                         st.phase = Phase::Head { since };
                         arm(cx, st, since.saturating_add(ms(config.opts.header_timeout)));
                     }
-                    Phase::Active => st.partial_since = Some(cx.now_ms()),
+                    Phase::Active | Phase::Body { .. } => st.partial_since = Some(cx.now_ms()),
                     Phase::Head { .. } => {}
                 }
                 return;
@@ -338,14 +340,20 @@ impl HttpProtocol {
                         meta,
                         need_continue,
                     }));
+                    let now = cx.now_ms();
+                    st.phase = Phase::Body { last: now };
+                    arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
                 }
             }
             Event::Body(data) => {
                 if let Some(inc) = st.incoming.as_mut() {
                     inc.body.extend_from_slice(data);
+                    // The timer looks at this when it fires (no re-arm per read).
+                    st.phase = Phase::Body { last: cx.now_ms() };
                 }
             }
             Event::Last { data, trailers } => {
+                st.phase = Phase::Active;
                 if let Some(inc) = st.incoming.take() {
                     let mut inc = *inc;
                     inc.body.extend_from_slice(data);
@@ -451,6 +459,24 @@ impl HttpProtocol {
                     arm(cx, st, due);
                 } else {
                     tracing::debug!("http {}: request head timed out", st.peer_addr);
+                    refuse(config, out, cx, st, 408, CloseReason::Timeout);
+                }
+            }
+            Phase::Body { last } => {
+                let due = last.saturating_add(ms(config.opts.body_timeout));
+                if st.read_paused || cx.is_paused() {
+                    // We stopped reading, not the client: its gap starts when we resume.
+                    st.phase = Phase::Body { last: now };
+                    arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
+                } else if now < due {
+                    arm(cx, st, due);
+                } else {
+                    tracing::info!(
+                        "http {}: request body timed out (nothing for {:?})",
+                        st.peer_addr,
+                        config.opts.body_timeout
+                    );
+                    st.incoming = None;
                     refuse(config, out, cx, st, 408, CloseReason::Timeout);
                 }
             }
