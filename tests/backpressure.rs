@@ -140,3 +140,70 @@ fn hard_output_cap_closes_a_runaway_connection() {
         server.stats().closed_by(CloseReason::Overflow) == 1
     });
 }
+
+/// Sends 4 MiB on open and nothing more.
+struct Blob;
+
+impl Handler for Blob {
+    type State = ();
+    type Codec = BytesCodec;
+    fn new_codec(&mut self) -> BytesCodec {
+        BytesCodec
+    }
+    fn on_open(&mut self, cx: &mut Conn<'_, Self>) -> Option<()> {
+        cx.send(&vec![b'x'; 4 << 20]);
+        Some(())
+    }
+    fn on_message(&mut self, _: &mut Conn<'_, Self>, _: &mut (), _: &[u8]) {}
+}
+
+/// The send timeout: a peer that stops reading is closed once it has taken no byte for the
+/// limit (here 10 s of loop time); one that keeps reading, however slowly, is not.
+#[test]
+fn a_peer_that_takes_no_output_for_the_send_timeout_is_closed() {
+    let clock = herd::clock::FakeClock::new(1_000);
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .clock(Arc::new(clock.clone()))
+        .send_timeout(std::time::Duration::from_secs(10))
+        .serve(|| Blob)
+        .unwrap();
+    let mut stalled = connect(server.local_addr());
+    let mut slow = connect(server.local_addr());
+    wait_until("both connections are open", || server.stats().open == 2);
+    // Past the socket buffers, both wait with output queued.
+    wait_until("output is waiting", || server.stats().bytes_out > 0);
+    let mut buf = vec![0u8; 256 << 10];
+    for step in 0..3 {
+        clock.advance(6_000);
+        // The slow reader takes some bytes every 6 s: its wait restarts each time.
+        let before = server.stats().bytes_out;
+        server.tick();
+        // Read until the server has written to it again (its wait restarts there).
+        let mut got = 0;
+        while server.stats().bytes_out == before {
+            let n = slow.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got += n;
+            assert!(got < (4 << 20), "the server never wrote again");
+        }
+        server.tick();
+        if step == 0 {
+            assert_eq!(
+                server.stats().open,
+                2,
+                "closed before 10 s without a byte taken"
+            );
+        }
+    }
+    // 18 s without a byte taken by `stalled`: closed, counted; `slow` is still served.
+    wait_until("the stalled peer is closed", || {
+        server.stats().closed_by(CloseReason::SendTimeout) == 1
+    });
+    assert_eq!(server.stats().open, 1);
+    assert!(slow.read(&mut buf).unwrap() > 0);
+    drop(stalled.read(&mut buf));
+    server.stop(std::time::Duration::ZERO);
+}

@@ -37,11 +37,13 @@ pub enum CloseReason {
     Timeout,
     /// The TLS handshake or session failed (counted by cause in `Stats::tls_failed`).
     Tls,
+    /// Output waited for the peer, which took no byte of it within the send timeout.
+    SendTimeout,
 }
 
 impl CloseReason {
     /// Number of reasons (size of [`Stats::closed`](crate::Stats::closed)).
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     /// Every reason, in index order.
     pub const ALL: [CloseReason; Self::COUNT] = [
         CloseReason::PeerClosed,
@@ -59,6 +61,7 @@ impl CloseReason {
         CloseReason::Flood,
         CloseReason::Timeout,
         CloseReason::Tls,
+        CloseReason::SendTimeout,
     ];
 
     /// Position in [`CloseReason::ALL`].
@@ -84,6 +87,7 @@ impl CloseReason {
             CloseReason::Flood => "flood",
             CloseReason::Timeout => "timeout",
             CloseReason::Tls => "tls",
+            CloseReason::SendTimeout => "send_timeout",
         }
     }
 }

@@ -104,6 +104,10 @@ pub struct Options {
     /// a request the peer pipelined behind does not turn the close into a reset that can
     /// destroy the last response before the peer reads it. Zero closes at once. Default: zero.
     pub lingering_close: Duration,
+    /// Close a connection whose queued output the peer has taken no byte of for this long
+    /// (nginx's `send_timeout`), with [`CloseReason::SendTimeout`]: a client that stops
+    /// reading cannot hold its connection and its queued response forever. Default: none.
+    pub send_timeout: Option<Duration>,
 }
 
 /// Default for [`Options::notsent_lowat`].
@@ -130,6 +134,7 @@ impl Default for Options {
             proxy_protocol: None,
             drain_grace: Duration::ZERO,
             lingering_close: Duration::ZERO,
+            send_timeout: None,
         }
     }
 }
@@ -357,6 +362,12 @@ impl Server {
     /// been quiet for `grace` ([`Options::drain_grace`]).
     pub fn drain_grace(mut self, grace: Duration) -> Self {
         self.opts.drain_grace = grace;
+        self
+    }
+
+    /// Close connections whose peer takes no output for `timeout` ([`Options::send_timeout`]).
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.send_timeout = Some(timeout);
         self
     }
 

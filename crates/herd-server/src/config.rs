@@ -286,6 +286,9 @@ pub struct ListenerConfig {
     pub header_timeout: Option<Dur>,
     /// http: the longest gap between two reads of a request body (408 otherwise).
     pub body_timeout: Option<Dur>,
+    /// Close a connection whose peer takes none of its queued output for this long (default
+    /// 60 s; `0s`: never).
+    pub send_timeout: Option<Dur>,
     /// frame, ws: close a peer silent for this long.
     pub heartbeat_timeout: Option<Dur>,
     /// frame, ws, echo: largest frame / message / line in bytes.
@@ -393,6 +396,7 @@ impl Default for ListenerConfig {
             idle_timeout: None,
             header_timeout: None,
             body_timeout: None,
+            send_timeout: None,
             heartbeat_timeout: None,
             max_frame: None,
             max_body: None,

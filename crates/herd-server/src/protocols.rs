@@ -101,6 +101,9 @@ pub struct Context {
 /// The frame services a worker started, by listener name.
 pub type FrameServices = std::sync::Arc<std::sync::Mutex<Vec<(String, FrameService)>>>;
 
+/// The default `send_timeout` of every listener (nginx's `send_timeout`).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// herd-core options for a listener.
 pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
     let mut o = Options {
@@ -122,6 +125,8 @@ pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
     if let Some(n) = l.notsent_lowat {
         o.notsent_lowat = (n > 0).then_some(n);
     }
+    let send = l.send_timeout.map_or(DEFAULT_SEND_TIMEOUT, |d| d.0);
+    o.send_timeout = (!send.is_zero()).then_some(send);
     if l.proxy_protocol {
         let defaults = ProxyProtocol::default();
         o.proxy_protocol = Some(ProxyProtocol {
@@ -452,6 +457,12 @@ mod tests {
         };
         assert_eq!(options(&set, &cfg).notsent_lowat, Some(16384));
         assert_eq!(o.proxy_protocol, None);
+        assert_eq!(o.send_timeout, Some(DEFAULT_SEND_TIMEOUT));
+        let never = ListenerConfig {
+            send_timeout: Some(Dur(Duration::ZERO)),
+            ..l.clone()
+        };
+        assert_eq!(options(&never, &cfg).send_timeout, None);
         let proxied = ListenerConfig {
             proxy_protocol: true,
             proxy_trusted: vec!["127.0.0.0/8".into(), "::1".into()],

@@ -37,11 +37,24 @@ pub(crate) struct Connection<C> {
     /// Loop time of the last read that returned data.
     last_active: u64,
     idle_timer: Option<TimerId>,
+    /// Output waiting for the peer: since when no byte was taken ([`Options::send_timeout`]).
+    ///
+    /// [`Options::send_timeout`]: crate::Options::send_timeout
+    send_wait: SendWait,
     /// The loop's list membership (dirty, read-more): its bookkeeping, kept here for O(1).
     marks: Marks,
     /// The PROXY protocol stage, on listeners that expect a header (boxed: one pointer on
     /// connections without it).
     proxy: Option<Box<ProxyState>>,
+}
+
+/// The send timeout's bookkeeping: whether output is left waiting for the peer, the loop time
+/// the peer last took a byte (or the output started waiting), and whether a timer is armed.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SendWait {
+    pub(crate) waiting: bool,
+    pub(crate) since: u64,
+    pub(crate) armed: bool,
 }
 
 /// What the PROXY protocol stage knows about a connection.
@@ -84,6 +97,7 @@ impl<C> Connection<C> {
             opened_at: now,
             last_active: now,
             idle_timer: None,
+            send_wait: SendWait::default(),
             marks: Marks::default(),
             proxy: None,
         }
@@ -322,6 +336,12 @@ impl<C> Connection<C> {
     }
 
     /// Replace the idle timer's id (the loop re-arms it), returning the old one.
+    /// The send timeout's bookkeeping.
+    #[inline]
+    pub(crate) fn send_wait_mut(&mut self) -> &mut SendWait {
+        &mut self.send_wait
+    }
+
     pub(crate) fn set_idle_timer(&mut self, timer: Option<TimerId>) -> Option<TimerId> {
         std::mem::replace(&mut self.idle_timer, timer)
     }

@@ -51,6 +51,8 @@ pub(crate) enum TimerKind {
     ProxyHeader(ConnId),
     /// This lingering connection closes now, whatever the peer still sends.
     Linger(ConnId),
+    /// Has the peer taken any of this connection's waiting output within the send timeout?
+    SendTimeout(ConnId),
     AcceptResume,
     StopDeadline,
     /// Wake up to look again for connections that became idle during a stop.
@@ -90,6 +92,8 @@ pub(crate) struct Core {
     pub(crate) idle_ms: Option<u64>,
     /// How long a drained connection lingers ([`Options::lingering_close`]); 0: close at once.
     pub(crate) linger_ms: u64,
+    /// [`Options::send_timeout`] in ms.
+    pub(crate) send_timeout_ms: Option<u64>,
 }
 
 impl Core {
@@ -122,6 +126,7 @@ impl Core {
             read_budget: opts.read_budget.max(1),
             idle_ms: opts.idle_timeout.map(crate::clock::millis),
             linger_ms: crate::clock::millis(opts.lingering_close),
+            send_timeout_ms: opts.send_timeout.map(crate::clock::millis),
             failures_logged: std::collections::HashSet::new(),
         }
     }

@@ -462,6 +462,11 @@ impl<H: Handler> EventLoop<H> {
                         }
                     }
                 }
+                TimerKind::SendTimeout(id) => {
+                    if let Some(slot) = live(&mut self.slab, id) {
+                        rw::send_timer(&mut slot.conn, &mut self.core);
+                    }
+                }
                 TimerKind::Linger(id) => {
                     if let Some(slot) = live(&mut self.slab, id) {
                         if let Some(why) = slot.conn.life().lingering() {

@@ -141,7 +141,19 @@ pub(super) fn flush<H: Handler>(
         return;
     }
     let (tx, transport) = conn.tx_and_transport();
-    match tx.flush(transport, &mut core.pool, &mut core.stats) {
+    let sent_before = core.stats.bytes_out;
+    let flushed = tx.flush(transport, &mut core.pool, &mut core.stats);
+    if let Some(limit) = core.send_timeout_ms {
+        let took = core.stats.bytes_out > sent_before;
+        note_send_wait(
+            conn,
+            core,
+            limit,
+            matches!(flushed, Flushed::Blocked { .. }),
+            took,
+        );
+    }
+    match flushed {
         Flushed::Empty => {
             if let Some(reason) = conn.life().draining() {
                 // Linger unless the peer is gone already (its FIN read) or lingering is off.
@@ -186,6 +198,64 @@ pub(super) fn flush<H: Handler>(
         return; // the common case: no backpressure edge to handle
     }
     backpressure_edges(handler, slot, core, pending);
+}
+
+/// The send timeout's bookkeeping after a flush: output left waiting starts (or, when the
+/// peer took bytes, restarts) the wait, and a timer is armed if none is.
+#[inline]
+fn note_send_wait<C>(
+    conn: &mut Connection<C>,
+    core: &mut Core,
+    limit: u64,
+    left: bool,
+    took: bool,
+) {
+    let now = core.now;
+    let id = conn.id();
+    let w = conn.send_wait_mut();
+    if !left {
+        w.waiting = false;
+        return;
+    }
+    if !w.waiting || took {
+        w.since = now;
+    }
+    w.waiting = true;
+    if !w.armed {
+        w.armed = true;
+        core.timers.insert(now + limit, TimerKind::SendTimeout(id));
+    }
+}
+
+/// The send timer of `conn` fired: close it if its peer took nothing for the whole limit,
+/// else look again when the limit would pass.
+#[cold]
+pub(super) fn send_timer<C>(conn: &mut Connection<C>, core: &mut Core) {
+    let Some(limit) = core.send_timeout_ms else {
+        return;
+    };
+    let now = core.now;
+    let id = conn.id();
+    let w = conn.send_wait_mut();
+    w.armed = false;
+    if !w.waiting {
+        return;
+    }
+    let due = w.since + limit;
+    if now < due {
+        w.armed = true;
+        core.timers.insert(due, TimerKind::SendTimeout(id));
+        return;
+    }
+    if conn.accepts_output() && conn.has_output() {
+        tracing::info!(
+            "conn {} ({}): the peer took no output for {limit} ms; closing ({} bytes queued)",
+            conn.id(),
+            conn.peer(),
+            conn.tx().pending()
+        );
+        core.mark_close(conn, CloseReason::SendTimeout);
+    }
 }
 
 /// A writable edge: write what waits, or re-check a paused peer's watermarks.
