@@ -598,6 +598,40 @@ fn a_stalled_request_body_gets_408_after_the_body_timeout() {
     assert_eq!(stats.closed_by(CloseReason::Timeout), 1);
 }
 
+/// A request whose answer does not depend on its body (no route: 404; a route for other
+/// methods: 405) is answered at once, before the body arrives, and the connection closes
+/// after the answer instead of making the client send a body nobody reads.
+#[test]
+fn a_body_nobody_reads_is_not_waited_for() {
+    let server = serve(router(), HttpOptions::default());
+    for (req, status) in [
+        (
+            "POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n",
+            405,
+        ),
+        (
+            "PUT /nowhere HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+            404,
+        ),
+    ] {
+        let mut c = Client::connect(server.local_addr());
+        c.send(req.as_bytes());
+        c.send(b"the first bytes of a body");
+        let r = c.response();
+        assert_eq!(r.status, status, "{req}");
+        assert!(r.says_close());
+        if status == 405 {
+            assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        }
+        c.expect_close();
+    }
+    // A body for a route that takes it is still read whole.
+    let mut c = Client::connect(server.local_addr());
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody");
+    assert_eq!(c.response().text(), "body");
+    server.stop(Duration::ZERO);
+}
+
 #[test]
 fn silent_connection_is_closed_without_a_response() {
     let clock = FakeClock::new(5_000);

@@ -34,7 +34,7 @@ use herd_proto::http1::{
 
 use super::body::{ChunkSource, Kind};
 use super::codec::{Event, HttpCodec};
-use super::router::{Endpoint, HandlerFn, Route};
+use super::router::{Endpoint, HandlerFn, Params, Route};
 use super::service::HttpConfig;
 use super::{text_response, AccessEntry, Body, Trailers};
 use crate::clock::millis as ms;
@@ -324,6 +324,14 @@ impl HttpProtocol {
                 if head.body == BodyKind::None {
                     let req = Request::from_parts(head.request, Body::empty());
                     accept(config, out, cx, st, req, meta);
+                } else if let Some(resp) = answer_early(config, st, &head.request) {
+                    // The answer does not depend on the body: give it now, without reading
+                    // the body, and close after it (a lingering close drops the body).
+                    let mut meta = meta;
+                    meta.keep_alive = false;
+                    st.served += 1;
+                    respond(config, out, cx, st, meta, resp);
+                    return;
                 } else {
                     let cap = match head.body {
                         BodyKind::Length(n) => n.min(64 * 1024) as usize,
@@ -623,6 +631,35 @@ fn settle<H: Handler>(
     }
 }
 
+/// For a request with a body: its answer now, if routing alone decides it (404, 405) and
+/// nothing earlier is outstanding, so a client is not made to send a body nobody reads.
+#[cold]
+fn answer_early(
+    config: &HttpConfig,
+    st: &HttpConnState,
+    head: &::http::request::Parts,
+) -> Option<Response<Body>> {
+    if outstanding(st) {
+        return None;
+    }
+    not_routed(config.router.lookup(&head.method, head.uri.path())).err()
+}
+
+/// A found route's endpoint and parameters, or the 404 / 405 answer.
+fn not_routed(route: Route<'_>) -> Result<(&Endpoint, Params), Response<Body>> {
+    match route {
+        Route::Found { endpoint, params } => Ok((endpoint, params)),
+        Route::NotFound => Err(text_response(StatusCode::NOT_FOUND)),
+        Route::MethodNotAllowed(allow) => {
+            let mut resp = text_response(StatusCode::METHOD_NOT_ALLOWED);
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                resp.headers_mut().insert(ALLOW, v);
+            }
+            Err(resp)
+        }
+    }
+}
+
 /// Route and run one request.
 #[inline(always)]
 fn run<H: Handler>(
@@ -637,8 +674,8 @@ fn run<H: Handler>(
     if config.opts.max_requests.is_some_and(|m| st.served >= m) {
         meta.keep_alive = false;
     }
-    let resp = match config.router.lookup(req.method(), req.uri().path()) {
-        Route::Found { endpoint, params } => {
+    let resp = match not_routed(config.router.lookup(req.method(), req.uri().path())) {
+        Ok((endpoint, params)) => {
             if !params.is_empty() {
                 req.extensions_mut().insert(params);
             }
@@ -660,14 +697,7 @@ fn run<H: Handler>(
                 },
             }
         }
-        Route::NotFound => text_response(StatusCode::NOT_FOUND),
-        Route::MethodNotAllowed(allow) => {
-            let mut resp = text_response(StatusCode::METHOD_NOT_ALLOWED);
-            if let Ok(v) = HeaderValue::from_str(&allow) {
-                resp.headers_mut().insert(ALLOW, v);
-            }
-            resp
-        }
+        Err(refusal) => refusal,
     };
     respond(config, out, cx, st, meta, resp);
 }
