@@ -757,3 +757,62 @@ fn a_close_after_a_response_lingers_until_the_client_closes_or_time_passes() {
     assert_eq!(server.stats().closed_by(CloseReason::Local), 2);
     server.stop(Duration::ZERO);
 }
+
+/// With a lingering close, an error answer survives the rest of a request nobody reads: 100
+/// clients each send a 1 MB head (431) or a 64 KB body past `max_body` (413), all of it,
+/// then read; every one reads its complete error response and then end of stream, none a
+/// reset (without the linger, the unread bytes make the kernel answer with one).
+#[test]
+fn error_answers_survive_the_unread_rest_of_the_request() {
+    let opts = HttpOptions {
+        limits: herd::proto::http1::Limits {
+            max_body: 1024,
+            ..Default::default()
+        },
+        ..HttpOptions::default()
+    };
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .lingering_close(Duration::from_secs(5));
+    let server = HttpService::new(router())
+        .options(opts)
+        .serve(server)
+        .unwrap();
+    let addr = server.local_addr();
+    let mut big_head = b"GET /hello HTTP/1.1\r\nHost: t\r\n".to_vec();
+    while big_head.len() < 1 << 20 {
+        big_head.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+    }
+    let mut big_body = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\n\r\n".to_vec();
+    big_body.resize(big_body.len() + 65536, b'b');
+    let (big_head, big_body) = (Arc::new(big_head), Arc::new(big_body));
+    let threads: Vec<_> = (0..10)
+        .map(|t| {
+            let (big_head, big_body) = (big_head.clone(), big_body.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                for i in 0..10 {
+                    let (req, want) = if (t + i) % 2 == 0 {
+                        (&big_head, 431)
+                    } else {
+                        (&big_body, 413)
+                    };
+                    let mut c = Client::connect(addr);
+                    c.send(req);
+                    let r = c.response();
+                    c.expect_close();
+                    seen.push((r.status, want));
+                }
+                seen
+            })
+        })
+        .collect();
+    for t in threads {
+        for (got, want) in t.join().unwrap() {
+            assert_eq!(got, want);
+        }
+    }
+    server.stop(Duration::ZERO);
+}
