@@ -29,6 +29,13 @@ const PLAIN_HTTP_REPLY: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text
 Content-Length: 49\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https:// to reach it.";
 
 /// A server-side TLS session and its socket.
+impl TlsStream {
+    /// See [`crate::sys::abort_on_close`].
+    pub(crate) fn abort_on_close(&self) -> std::io::Result<()> {
+        crate::sys::abort_on_close(&self.sock)
+    }
+}
+
 pub(crate) struct TlsStream {
     sock: TcpStream,
     session: ServerConnection,

@@ -120,6 +120,21 @@ impl Transport {
         Ok(())
     }
 
+    /// Make the close abortive (see [`crate::sys::abort_on_close`]): for a peer that takes
+    /// none of what is queued for it.
+    pub(crate) fn abort_on_close(&mut self) {
+        let r = match self {
+            Transport::Tcp(s) => crate::sys::abort_on_close(s),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => t.abort_on_close(),
+            #[cfg(test)]
+            Transport::Memory(_) => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::debug!("SO_LINGER: {e}");
+        }
+    }
+
     /// Shut down the write side (the peer reads end of stream); reading goes on.
     pub(crate) fn shutdown_write(&mut self) {
         match self {

@@ -249,11 +249,12 @@ pub(super) fn send_timer<C>(conn: &mut Connection<C>, core: &mut Core) {
     }
     if conn.accepts_output() && conn.has_output() {
         tracing::info!(
-            "conn {} ({}): the peer took no output for {limit} ms; closing ({} bytes queued)",
+            "conn {} ({}): the peer took no output for {limit} ms; resetting it",
             conn.id(),
             conn.peer(),
-            conn.tx().pending()
         );
+        // What is queued will never be taken: drop it with a reset, not an orphaned socket.
+        conn.transport_mut().abort_on_close();
         core.mark_close(conn, CloseReason::SendTimeout);
     }
 }

@@ -49,6 +49,14 @@ pub fn set_inherited_options(
     Ok(())
 }
 
+/// Make the coming close of `sock` abortive (`SO_LINGER` on with a zero time): the kernel
+/// drops what is still unsent and answers with a reset instead of trying to deliver it to a
+/// peer that does not read (an orphaned socket would otherwise hold its buffer, and look
+/// open to the peer, for minutes).
+pub fn abort_on_close(sock: &impl std::os::fd::AsFd) -> io::Result<()> {
+    socket2::SockRef::from(sock).set_linger(Some(std::time::Duration::ZERO))
+}
+
 /// Whether accepted sockets inherit the options [`set_inherited_options`] put on their
 /// listener (so the accept path need not set them again).
 pub const ACCEPT_INHERITS_OPTIONS: bool = cfg!(any(target_os = "linux", target_os = "android"));
