@@ -141,6 +141,14 @@ impl StaticDir {
             }
         };
         let mut path = rp.join_to(&self.root);
+        // A file URL with a pre-compressed variant the client takes: open only the variant
+        // (as nginx's gzip_static does), not the original first.
+        let tried = self.precompressed && !rp.is_dir();
+        if tried {
+            if let Some(resp) = self.serve_variant(req, &path) {
+                return resp;
+            }
+        }
         let (mut file, mut meta) = match self.open_inside(&path) {
             Ok(f) => f,
             Err(status) => return text_response(status),
@@ -162,59 +170,57 @@ impl StaticDir {
             return text_response(StatusCode::NOT_FOUND);
         }
         if self.precompressed {
-            return self.serve_precompressed(req, file, &meta, &path);
+            // The index of a directory URL has not been looked for with a variant yet.
+            if !tried {
+                if let Some(resp) = self.serve_variant(req, &path) {
+                    return resp;
+                }
+            }
+            let mut resp = file_response(req, file, &meta, &path, &path, self.inline_max);
+            if is_compressible(mime_for(extension(&path))) {
+                set_vary(resp.headers_mut());
+            }
+            return resp;
         }
         file_response(req, file, &meta, &path, &path, self.inline_max)
     }
 
-    /// [`StaticDir::precompressed`]: the `.br`/`.gz` variant of `path` the request accepts, if
-    /// one exists, else the original; `Vary: Accept-Encoding` on both for compressible types.
-    fn serve_precompressed(
-        &self,
-        req: &Request<Body>,
-        file: File,
-        meta: &Metadata,
-        path: &Path,
-    ) -> Response<Body> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if !is_compressible(mime_for(ext)) {
-            return file_response(req, file, meta, path, path, self.inline_max);
+    /// [`StaticDir::precompressed`]: the answer from the `.br`/`.gz` variant of `path` the
+    /// request accepts, if `path` is of a compressible type, the request has no `Range` and
+    /// such a variant exists; `Vary: Accept-Encoding` on it.
+    fn serve_variant(&self, req: &Request<Body>, path: &Path) -> Option<Response<Body>> {
+        if !is_compressible(mime_for(extension(path))) || req.headers().contains_key(RANGE) {
+            return None;
         }
-        if !req.headers().contains_key(RANGE) {
-            let accept = AcceptEncoding::parse(req.headers().get_all(ACCEPT_ENCODING));
-            let first = accept.choose(&[Coding::Brotli, Coding::Gzip]);
-            let second = first.and_then(|f| {
-                let other = if f == Coding::Brotli {
-                    Coding::Gzip
-                } else {
-                    Coding::Brotli
-                };
-                accept.choose(&[other])
-            });
-            for coding in [first, second].into_iter().flatten() {
-                let mut name = path.as_os_str().to_owned();
-                name.push(coding.file_suffix());
-                let variant = PathBuf::from(name);
-                let Ok((vfile, vmeta)) = self.open_inside(&variant) else {
-                    continue;
-                };
-                if !vmeta.is_file() {
-                    continue;
-                }
-                let mut resp = file_response(req, vfile, &vmeta, &variant, path, self.inline_max);
-                let not_modified = resp.status() == StatusCode::NOT_MODIFIED;
-                let h = resp.headers_mut();
-                h.remove(ACCEPT_RANGES);
-                if !not_modified {
-                    h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.as_str()));
-                }
-                set_vary(resp.headers_mut());
-                return resp;
+        let accept = AcceptEncoding::parse(req.headers().get_all(ACCEPT_ENCODING));
+        let first = accept.choose(&[Coding::Brotli, Coding::Gzip])?;
+        let other = if first == Coding::Brotli {
+            Coding::Gzip
+        } else {
+            Coding::Brotli
+        };
+        let second = accept.choose(&[other]);
+        for coding in std::iter::once(first).chain(second) {
+            let mut name = path.as_os_str().to_owned();
+            name.push(coding.file_suffix());
+            let variant = PathBuf::from(name);
+            let Ok((vfile, vmeta)) = self.open_inside(&variant) else {
+                continue;
+            };
+            if !vmeta.is_file() {
+                continue;
             }
+            let mut resp = file_response(req, vfile, &vmeta, &variant, path, self.inline_max);
+            let not_modified = resp.status() == StatusCode::NOT_MODIFIED;
+            let h = resp.headers_mut();
+            h.remove(ACCEPT_RANGES);
+            if !not_modified {
+                h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.as_str()));
+            }
+            set_vary(resp.headers_mut());
+            return Some(resp);
         }
-        let mut resp = file_response(req, file, meta, path, path, self.inline_max);
-        set_vary(resp.headers_mut());
-        resp
+        None
     }
 
     /// Opens `path` (below the root) without blocking on FIFOs, making sure that what opens
@@ -395,6 +401,11 @@ fn file_response(
         resp.headers_mut().insert(CONTENT_RANGE, v);
     }
     resp
+}
+
+/// The extension of `path` ("" without one or when it is not UTF-8).
+fn extension(path: &Path) -> &str {
+    path.extension().and_then(|e| e.to_str()).unwrap_or("")
 }
 
 #[cfg(test)]
