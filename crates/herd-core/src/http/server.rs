@@ -642,20 +642,29 @@ fn answer_early(
     if outstanding(st) {
         return None;
     }
-    not_routed(config.router.lookup(&head.method, head.uri.path())).err()
+    match routed(config.router.lookup(&head.method, head.uri.path())) {
+        Routed::Run(..) => None,
+        Routed::Answer(resp) => Some(resp),
+    }
+}
+
+/// Where routing leads: a handler to run, or the answer itself (404, 405).
+enum Routed<'r> {
+    Run(&'r Endpoint, Params),
+    Answer(Response<Body>),
 }
 
 /// A found route's endpoint and parameters, or the 404 / 405 answer.
-fn not_routed(route: Route<'_>) -> Result<(&Endpoint, Params), Response<Body>> {
+fn routed(route: Route<'_>) -> Routed<'_> {
     match route {
-        Route::Found { endpoint, params } => Ok((endpoint, params)),
-        Route::NotFound => Err(text_response(StatusCode::NOT_FOUND)),
+        Route::Found { endpoint, params } => Routed::Run(endpoint, params),
+        Route::NotFound => Routed::Answer(text_response(StatusCode::NOT_FOUND)),
         Route::MethodNotAllowed(allow) => {
             let mut resp = text_response(StatusCode::METHOD_NOT_ALLOWED);
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 resp.headers_mut().insert(ALLOW, v);
             }
-            Err(resp)
+            Routed::Answer(resp)
         }
     }
 }
@@ -674,8 +683,8 @@ fn run<H: Handler>(
     if config.opts.max_requests.is_some_and(|m| st.served >= m) {
         meta.keep_alive = false;
     }
-    let resp = match not_routed(config.router.lookup(req.method(), req.uri().path())) {
-        Ok((endpoint, params)) => {
+    let resp = match routed(config.router.lookup(req.method(), req.uri().path())) {
+        Routed::Run(endpoint, params) => {
             if !params.is_empty() {
                 req.extensions_mut().insert(params);
             }
@@ -697,7 +706,7 @@ fn run<H: Handler>(
                 },
             }
         }
-        Err(refusal) => refusal,
+        Routed::Answer(resp) => resp,
     };
     respond(config, out, cx, st, meta, resp);
 }
