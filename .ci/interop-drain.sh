@@ -19,13 +19,7 @@ NAME=interop-drain
 WORK=$TARGET/interop-drain
 # shellcheck source=.ci/lib.sh
 . "$ROOT/.ci/lib.sh"
-for tool in wrk curl; do
-    command -v "$tool" >/dev/null || {
-        say "installing $tool (apt)"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
-    }
-done
+ensure_tools wrk curl
 say "building herd"
 cargo build -q --bin herd
 BIN=$TARGET/debug/herd

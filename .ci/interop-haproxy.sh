@@ -23,13 +23,7 @@ WORK=$TARGET/interop-haproxy
 # shellcheck source=.ci/lib.sh
 . "$ROOT/.ci/lib.sh"
 
-for tool in haproxy curl openssl python3; do
-    command -v "$tool" >/dev/null || {
-        say "installing $tool (apt)"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
-    }
-done
+ensure_tools haproxy curl openssl python3
 say "building herd"
 cargo build -q --bin herd
 BIN=$TARGET/debug/herd

@@ -3,6 +3,8 @@
 # pipefail` itself.
 #
 #   say MSG...                       a line on stderr, prefixed with NAME
+#   ensure_tools CMD[=PKG]...        installs (apt) the Debian package of each missing command
+#                                    (PKG when the package is named otherwise)
 #   ensure_venv VENV IMPORTS PKGS... a Python venv at VENV in which `import IMPORTS` works,
 #                                    installing python3/python3-venv (apt) and PKGS (pip) only
 #                                    when missing
@@ -31,6 +33,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+ensure_tools() {
+    local spec cmd pkg updated=""
+    for spec in "$@"; do
+        cmd=${spec%%=*} pkg=${spec#*=}
+        command -v "$cmd" >/dev/null && continue
+        say "installing $pkg (apt)"
+        [ -n "$updated" ] || { apt-get update -qq >/dev/null; updated=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+    done
+}
 
 ensure_venv() {
     local venv=$1 imports=$2

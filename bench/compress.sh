@@ -151,16 +151,6 @@ EOF
     esac
 }
 
-# tree_ticks PID: utime + stime of PID and its children (the master and its workers).
-tree_ticks() {
-    local sum t c
-    sum=$(cpu_ticks "$1") || return 1
-    for c in $(pgrep -P "$1"); do
-        t=$(cpu_ticks "$c") && sum=$((sum + t))
-    done
-    echo "$sum"
-}
-
 # wait_workers PID: until the master has a worker that answers (the port may be bound by the
 # master before the worker runs).
 wait_workers() {
@@ -170,15 +160,6 @@ wait_workers() {
         sleep 0.05
     done
     return 1
-}
-
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) printf "%.1f", n
-        else if (v ~ /ms$/) printf "%.1f", n * 1000
-        else if (v ~ /s$/) printf "%.1f", n * 1000000
-        else print "nan" }'
 }
 
 # run_one SCENARIO SERVER ROUND: one measured run; appends to RESULTS

@@ -35,15 +35,15 @@ WORKERS=${WORKERS:-2}
 DRAIN_GRACE=${DRAIN_GRACE:-2s}
 WORK=$TARGET/fleet
 NS=(herd-sw herd-lb herd-h1 herd-h2 herd-h3 herd-cl)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 say() { printf 'fleet: %s\n' "$*" >&2; }
 
-for tool in haproxy wrk curl python3; do
-    command -v "$tool" >/dev/null || {
-        say "installing $tool (apt)"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
-    }
-done
+need haproxy haproxy
+need wrk wrk
+need curl curl
+need python3 python3
+need ip iproute2
 
 PIDS=()
 cleanup() {

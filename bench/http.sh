@@ -92,16 +92,6 @@ scenario_path() {
     esac
 }
 
-# to_us VALUE: wrk's "1.23ms" / "456.00us" / "1.01s" in microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) printf "%.1f", n
-        else if (v ~ /ms$/) printf "%.1f", n * 1000
-        else if (v ~ /s$/) printf "%.1f", n * 1000000
-        else print "nan" }'
-}
-
 # --- runs ----------------------------------------------------------------------------------
 
 # run_one SCENARIO SERVER ROUND: one measured run; appends to RESULTS

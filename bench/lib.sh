@@ -110,6 +110,26 @@ cpu_ticks() { # cpu_ticks PID: utime + stime of the whole process, in clock tick
 # nonzero makes the script exit 1; STRACE_CHILD, the server strace started), the exit traps,
 # the tools every script needs (installed through apt only when missing), CLK_TCK, and the
 # target directories ROOT_TARGET and PEERS_TARGET.
+# to_us VALUE: wrk's "1.23ms" / "456.00us" / "1.01s" in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) printf "%.1f", n
+        else if (v ~ /ms$/) printf "%.1f", n * 1000
+        else if (v ~ /s$/) printf "%.1f", n * 1000000
+        else print "nan" }'
+}
+
+# tree_ticks PID: utime + stime of PID and its children (a master and its workers).
+tree_ticks() {
+    local sum t c
+    sum=$(cpu_ticks "$1") || return 1
+    for c in $(pgrep -P "$1"); do
+        t=$(cpu_ticks "$c") && sum=$((sum + t))
+    done
+    echo "$sum"
+}
+
 bench_init() {
     BENCH_NAME=$1
     WORK=$(mktemp -d "/tmp/herd-$1-bench.XXXXXX")

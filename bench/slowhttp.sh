@@ -32,14 +32,12 @@ READ_GAP=${READ_GAP:-10}
 WORKERS=${WORKERS:-2}
 CHECK=${CHECK:-0}
 WORK=$TARGET/slowhttp
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 say() { printf 'slowhttp: %s\n' "$*" >&2; }
-for pkg in slowhttptest wrk; do
-    command -v "$pkg" >/dev/null || {
-        say "installing $pkg (apt)"
-        apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
-    }
-done
+need slowhttptest slowhttptest
+need wrk wrk
+need curl curl
 say "building herd (release)"
 cargo build -q --release --bin herd || exit 1
 BIN=$TARGET/release/herd
