@@ -159,3 +159,58 @@ fn https_with_hsts_and_a_redirecting_http_listener() {
         "{reply}"
     );
 }
+
+/// Session tickets survive a binary upgrade: the old master hands its ticket secret to the
+/// new binary, so a client that got a ticket before USR2 + QUIT resumes after it (a full
+/// handshake otherwise, on every connection to an upgraded fleet).
+#[test]
+fn tickets_issued_before_a_binary_upgrade_resume_after_it() {
+    use herd::tls::rustls::HandshakeKind;
+    let ca = TestCa::new("srv-tls-upgrade");
+    let leaf = ca.server("leaf", &["localhost"]);
+    let dir = TempDir::new("srv-tls-upgrade");
+    install(&leaf, &dir.0);
+    let table = tls_table(&dir.0);
+    let mut h = Herd::launch(dir, 1, "", |t| t.push_str(&table));
+    let old_master = h.pid();
+    h.wait_ready_workers(old_master, 1);
+    let mut roots = herd::tls::rustls::RootCertStore::empty();
+    for c in tls_support::roots(&ca.ca_file()).roots {
+        roots.roots.push(c);
+    }
+    // The default client keeps tickets in memory and offers them.
+    let cfg = Arc::new(
+        herd::tls::rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let addr = h.addr();
+    let echo = |line: &str| -> Option<HandshakeKind> {
+        let mut s = connect(addr, &cfg, "localhost");
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut got = String::new();
+        // Reading the echo also takes in the tickets the server sent after its handshake.
+        BufReader::new(&mut s).read_line(&mut got).unwrap();
+        assert_eq!(got, format!("{line}\n"));
+        s.conn.handshake_kind()
+    };
+    assert_eq!(echo("first"), Some(HandshakeKind::Full));
+    assert_eq!(echo("resumed before"), Some(HandshakeKind::Resumed));
+
+    h.signal(Signal::Usr2);
+    let mut new_master = 0;
+    server_support::wait_until("the new master's pid file", || {
+        new_master = h.pid_in_file(&h.pid_file).unwrap_or(0);
+        new_master != 0 && new_master != old_master
+    });
+    h.also_kill.push(new_master);
+    h.wait_ready_workers(new_master, 1);
+    h.signal(Signal::Quit);
+    assert!(h.wait_exit().success());
+    // Only the new binary's worker is left to answer.
+    assert_eq!(echo("resumed after"), Some(HandshakeKind::Resumed));
+    server_support::kill(new_master, Signal::Term).unwrap();
+    server_support::wait_until("the new master exits", || {
+        !server_support::alive(new_master)
+    });
+}

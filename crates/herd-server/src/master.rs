@@ -183,7 +183,7 @@ impl Master {
             upgrade: None,
             stop: None,
             started_ms: unix_ms(),
-            ticket_secret: crate::tls::new_secret(),
+            ticket_secret: crate::tls::inherited_secret().unwrap_or_else(crate::tls::new_secret),
             record: MasterStatus::default(),
             history: History::default(),
             points: (0, None),
@@ -332,6 +332,7 @@ impl Master {
             .arg("--worker")
             .env(WORKER_ENV, json)
             .env_remove(INHERIT_ENV)
+            .env_remove(crate::tls::TICKET_SECRET_ENV)
             .env_remove(crate::sd_notify::NOTIFY_SOCKET_ENV)
             .stdin(Stdio::null());
         if let Err(e) = self.apply_user(&mut cmd) {
@@ -755,6 +756,8 @@ impl Master {
         let mut cmd = Command::new(&self.startup.exe);
         cmd.args(&self.startup.args)
             .env(INHERIT_ENV, self.listeners.export())
+            // The new binary keeps the ticket secret, so sessions resume across the upgrade.
+            .env(crate::tls::TICKET_SECRET_ENV, &self.ticket_secret)
             .env_remove(WORKER_ENV)
             .stdin(Stdio::null());
         match spawn_inheriting(&mut cmd, &self.listeners.all_fds(), None, &CONTROL_SIGNALS) {

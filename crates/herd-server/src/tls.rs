@@ -183,6 +183,23 @@ pub fn new_secret() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// How a binary upgrade passes the ticket secret to the new master (hex, as
+/// [`new_secret`] writes it): tickets issued before the upgrade resume after it.
+pub const TICKET_SECRET_ENV: &str = "HERD_TICKET_SECRET";
+
+/// The secret an old master passed in [`TICKET_SECRET_ENV`], if valid (the variable is
+/// removed either way, so nothing started later sees it).
+pub fn inherited_secret() -> Option<String> {
+    let v = std::env::var(TICKET_SECRET_ENV).ok()?;
+    std::env::remove_var(TICKET_SECRET_ENV);
+    if parse_secret(&v).is_some() {
+        Some(v)
+    } else {
+        tracing::warn!("{TICKET_SECRET_ENV} is not a ticket secret; using a new one");
+        None
+    }
+}
+
 /// Parse a secret written by [`new_secret`] (`None` if it is not 64 hex digits).
 pub fn parse_secret(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
