@@ -632,6 +632,50 @@ fn a_body_nobody_reads_is_not_waited_for() {
     server.stop(Duration::ZERO);
 }
 
+/// `body_min_rate`: a body that trickles in just inside every `body_timeout` gap is cut once
+/// it has been arriving for `body_timeout` at less than the minimum rate; a faster one with
+/// the same gaps is not.
+#[test]
+fn a_body_under_the_minimum_rate_is_cut_after_the_body_timeout() {
+    let clock = FakeClock::new(1_000_000);
+    let opts = HttpOptions {
+        body_timeout: Duration::from_secs(5),
+        body_min_rate: Some(100),
+        ..HttpOptions::default()
+    };
+    let server = serve_service(HttpService::new(router()).options(opts), Some(&clock));
+    let head = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n";
+    let mut slow = Client::connect(server.local_addr());
+    let mut fast = Client::connect(server.local_addr());
+    slow.send(head);
+    slow.send(&[b's'; 10]);
+    fast.send(head);
+    fast.send(&[b'f'; 600]);
+    let read = |n: usize| wait_until("the bytes are read", || server.stats().bytes_in >= n as u64);
+    read(2 * head.len() + 610);
+    clock.advance(4_000);
+    server.tick();
+    slow.send(&[b's'; 10]);
+    fast.send(&[b'f'; 600]);
+    read(2 * head.len() + 1220);
+    clock.advance(900);
+    server.tick();
+    // 4.9 s: under the first body_timeout, nobody is judged yet.
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(server.stats().closed_by(CloseReason::Timeout), 0);
+    clock.advance(200);
+    server.tick();
+    // 5.1 s: 20 bytes in 5.1 s is under 100 bytes/s; 1200 bytes is not.
+    let r = slow.response();
+    assert_eq!(r.status, 408);
+    slow.expect_close();
+    fast.send(&[b'f'; 3800]);
+    let r = fast.response();
+    assert_eq!((r.status, r.body.len()), (200, 5000));
+    let stats = server.stop(Duration::from_secs(5)).stats;
+    assert_eq!(stats.closed_by(CloseReason::Timeout), 1);
+}
+
 #[test]
 fn silent_connection_is_closed_without_a_response() {
     let clock = FakeClock::new(5_000);

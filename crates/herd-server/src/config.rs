@@ -286,6 +286,9 @@ pub struct ListenerConfig {
     pub header_timeout: Option<Dur>,
     /// http: the longest gap between two reads of a request body (408 otherwise).
     pub body_timeout: Option<Dur>,
+    /// http: the slowest average a request body may arrive at (bytes/s) once it has been
+    /// arriving for `body_timeout` (408 otherwise). Default: none.
+    pub body_min_rate: Option<u32>,
     /// Close a connection whose peer takes none of its queued output for this long (default
     /// 60 s; `0s`: never).
     pub send_timeout: Option<Dur>,
@@ -396,6 +399,7 @@ impl Default for ListenerConfig {
             idle_timeout: None,
             header_timeout: None,
             body_timeout: None,
+            body_min_rate: None,
             send_timeout: None,
             heartbeat_timeout: None,
             max_frame: None,
@@ -721,6 +725,13 @@ impl Config {
         only("ws_path", l.ws_path.is_some(), &[Http])?;
         only("header_timeout", l.header_timeout.is_some(), &[Http, Admin])?;
         only("body_timeout", l.body_timeout.is_some(), &[Http, Admin])?;
+        only("body_min_rate", l.body_min_rate.is_some(), &[Http, Admin])?;
+        if l.body_min_rate == Some(0) {
+            return Err(ConfigError::new(
+                at("body_min_rate"),
+                "must be more than 0 (leave it out for none)",
+            ));
+        }
         only("max_body", l.max_body.is_some(), &[Http, Admin])?;
         only("metrics", l.metrics, &[Http])?;
         only(

@@ -219,6 +219,7 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
     if let Some(t) = l.body_timeout {
         opts.body_timeout = t.0;
     }
+    opts.body_min_rate = l.body_min_rate;
     if let Some(t) = l.idle_timeout {
         opts.keepalive_timeout = t.0;
     }

@@ -89,6 +89,10 @@ pub struct HttpOptions {
     /// past it the server answers 408 and closes. A gap while reading is paused by the server
     /// (its own output backlog) does not count. Default: 60 s.
     pub body_timeout: Duration,
+    /// The slowest a request body may arrive on average, in bytes per second, once it has
+    /// been arriving for `body_timeout` (Apache mod_reqtimeout's `MinRate`): a client that
+    /// sends one byte just inside every `body_timeout` is cut with 408. Default: none.
+    pub body_min_rate: Option<u32>,
     /// Close a connection (with `Connection: close` on the last response) after this many
     /// requests. Default: no limit.
     pub max_requests: Option<u64>,
@@ -107,6 +111,7 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
             body_timeout: Duration::from_secs(60),
+            body_min_rate: None,
             max_requests: None,
             response_headers: http::HeaderMap::new(),
             compression: None,

@@ -116,8 +116,8 @@ enum Phase {
     Idle { since: u64, first: bool },
     /// Part of a head has arrived.
     Head { since: u64 },
-    /// A request body is arriving; its last bytes came at `last`.
-    Body { last: u64 },
+    /// A request body is arriving since `start`; its last bytes came at `last`.
+    Body { start: u64, last: u64 },
     /// A request is being answered.
     Active,
 }
@@ -349,7 +349,10 @@ impl HttpProtocol {
                         need_continue,
                     }));
                     let now = cx.now_ms();
-                    st.phase = Phase::Body { last: now };
+                    st.phase = Phase::Body {
+                        start: now,
+                        last: now,
+                    };
                     arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
                 }
             }
@@ -357,7 +360,9 @@ impl HttpProtocol {
                 if let Some(inc) = st.incoming.as_mut() {
                     inc.body.extend_from_slice(data);
                     // The timer looks at this when it fires (no re-arm per read).
-                    st.phase = Phase::Body { last: cx.now_ms() };
+                    if let Phase::Body { last, .. } = &mut st.phase {
+                        *last = cx.now_ms();
+                    }
                 }
             }
             Event::Last { data, trailers } => {
@@ -470,23 +475,47 @@ impl HttpProtocol {
                     refuse(config, out, cx, st, 408, CloseReason::Timeout);
                 }
             }
-            Phase::Body { last } => {
-                let due = last.saturating_add(ms(config.opts.body_timeout));
+            Phase::Body { start, last } => {
+                let timeout = ms(config.opts.body_timeout);
                 if st.read_paused || cx.is_paused() {
-                    // We stopped reading, not the client: its gap starts when we resume.
-                    st.phase = Phase::Body { last: now };
-                    arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
-                } else if now < due {
+                    // We stopped reading, not the client: its gap (and its rate) starts over
+                    // when we resume.
+                    st.phase = Phase::Body {
+                        start: now,
+                        last: now,
+                    };
+                    arm(cx, st, now.saturating_add(timeout));
+                    return;
+                }
+                let gap_due = last.saturating_add(timeout);
+                // With a minimum rate: the moment the average since `start` falls below it,
+                // but not before one whole `body_timeout` has passed.
+                let got = st.incoming.as_ref().map_or(0, |inc| inc.body.len() as u64);
+                let rate_due = config.opts.body_min_rate.map(|min| {
+                    let allowed = got.saturating_mul(1000) / u64::from(min.max(1));
+                    start.saturating_add(timeout.max(allowed + 1))
+                });
+                let due = rate_due.map_or(gap_due, |r| r.min(gap_due));
+                if now < due {
                     arm(cx, st, due);
-                } else {
+                    return;
+                }
+                if now >= gap_due {
                     tracing::info!(
                         "http {}: request body timed out (nothing for {:?})",
                         st.peer_addr,
                         config.opts.body_timeout
                     );
-                    st.incoming = None;
-                    refuse(config, out, cx, st, 408, CloseReason::Timeout);
+                } else {
+                    tracing::info!(
+                        "http {}: request body too slow ({got} bytes in {} ms, under {} bytes/s)",
+                        st.peer_addr,
+                        now.saturating_sub(start),
+                        config.opts.body_min_rate.unwrap_or(0)
+                    );
                 }
+                st.incoming = None;
+                refuse(config, out, cx, st, 408, CloseReason::Timeout);
             }
             Phase::Active => {}
         }
