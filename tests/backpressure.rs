@@ -207,3 +207,43 @@ fn a_peer_that_takes_no_output_for_the_send_timeout_is_closed() {
     drop(stalled.read(&mut buf));
     server.stop(std::time::Duration::ZERO);
 }
+
+/// `send_min_rate`: a reader that takes a little just inside every send timeout is reset
+/// once output has waited for it a whole timeout at under the minimum rate.
+#[test]
+fn a_reader_under_the_minimum_send_rate_is_reset() {
+    let clock = herd::clock::FakeClock::new(1_000);
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .clock(Arc::new(clock.clone()))
+        .send_timeout(std::time::Duration::from_secs(10))
+        .send_min_rate(1 << 20)
+        .serve(|| Blob)
+        .unwrap();
+    let mut slow = connect(server.local_addr());
+    wait_until("output is waiting", || server.stats().bytes_out > 0);
+    let mut buf = vec![0u8; 64 << 10];
+    clock.advance(6_000);
+    let before = server.stats().bytes_out;
+    server.tick();
+    // Take a little, until the server has written to it again: no gap reaches 10 s.
+    while server.stats().bytes_out == before {
+        assert!(slow.read(&mut buf).unwrap() > 0);
+    }
+    server.tick();
+    assert_eq!(server.stats().open, 1, "reset before a whole send timeout");
+    // At 12 s output has waited a whole timeout at far under 1 MiB/s: reset.
+    clock.advance(6_000);
+    server.tick();
+    wait_until("the slow reader is reset", || {
+        server.stats().closed_by(CloseReason::SendTimeout) == 1
+    });
+    let mut rest = Vec::new();
+    assert!(
+        slow.read_to_end(&mut rest).is_err(),
+        "a reset, not an orderly end"
+    );
+    server.stop(std::time::Duration::ZERO);
+}

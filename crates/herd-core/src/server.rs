@@ -108,6 +108,11 @@ pub struct Options {
     /// (nginx's `send_timeout`), with [`CloseReason::SendTimeout`]: a client that stops
     /// reading cannot hold its connection and its queued response forever. Default: none.
     pub send_timeout: Option<Duration>,
+    /// With `send_timeout`: once output has been waiting for the peer that long, the peer
+    /// must have taken it at this many bytes per second on average, or the connection is
+    /// reset like a send timeout (a reader that takes a byte just inside every timeout
+    /// cannot hold its connection for hours). Default: none.
+    pub send_min_rate: Option<u32>,
 }
 
 /// Default for [`Options::notsent_lowat`].
@@ -135,6 +140,7 @@ impl Default for Options {
             drain_grace: Duration::ZERO,
             lingering_close: Duration::ZERO,
             send_timeout: None,
+            send_min_rate: None,
         }
     }
 }
@@ -368,6 +374,13 @@ impl Server {
     /// Close connections whose peer takes no output for `timeout` ([`Options::send_timeout`]).
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.opts.send_timeout = Some(timeout);
+        self
+    }
+
+    /// With a send timeout: the slowest average rate a peer may take waiting output at
+    /// ([`Options::send_min_rate`]).
+    pub fn send_min_rate(mut self, bytes_per_sec: u32) -> Self {
+        self.opts.send_min_rate = Some(bytes_per_sec);
         self
     }
 

@@ -292,6 +292,9 @@ pub struct ListenerConfig {
     /// Close a connection whose peer takes none of its queued output for this long (default
     /// 60 s; `0s`: never).
     pub send_timeout: Option<Dur>,
+    /// With `send_timeout`: the slowest average a peer may take waiting output at (bytes/s),
+    /// once it has waited a whole `send_timeout`. Default: none.
+    pub send_min_rate: Option<u32>,
     /// frame, ws: close a peer silent for this long.
     pub heartbeat_timeout: Option<Dur>,
     /// frame, ws, echo: largest frame / message / line in bytes.
@@ -401,6 +404,7 @@ impl Default for ListenerConfig {
             body_timeout: None,
             body_min_rate: None,
             send_timeout: None,
+            send_min_rate: None,
             heartbeat_timeout: None,
             max_frame: None,
             max_body: None,
@@ -726,6 +730,12 @@ impl Config {
         only("header_timeout", l.header_timeout.is_some(), &[Http, Admin])?;
         only("body_timeout", l.body_timeout.is_some(), &[Http, Admin])?;
         only("body_min_rate", l.body_min_rate.is_some(), &[Http, Admin])?;
+        if l.send_min_rate == Some(0) {
+            return Err(ConfigError::new(
+                at("send_min_rate"),
+                "must be more than 0 (leave it out for none)",
+            ));
+        }
         if l.body_min_rate == Some(0) {
             return Err(ConfigError::new(
                 at("body_min_rate"),

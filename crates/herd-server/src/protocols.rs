@@ -127,6 +127,7 @@ pub fn options(l: &ListenerConfig, cfg: &Config) -> Options {
     }
     let send = l.send_timeout.map_or(DEFAULT_SEND_TIMEOUT, |d| d.0);
     o.send_timeout = (!send.is_zero()).then_some(send);
+    o.send_min_rate = l.send_min_rate;
     if l.proxy_protocol {
         let defaults = ProxyProtocol::default();
         o.proxy_protocol = Some(ProxyProtocol {

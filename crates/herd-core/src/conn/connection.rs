@@ -55,6 +55,9 @@ pub(crate) struct SendWait {
     pub(crate) waiting: bool,
     pub(crate) since: u64,
     pub(crate) armed: bool,
+    /// When the output started waiting (for `send_min_rate`), and bytes taken since.
+    pub(crate) start: u64,
+    pub(crate) taken: u64,
 }
 
 /// What the PROXY protocol stage knows about a connection.

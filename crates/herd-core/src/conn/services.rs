@@ -94,6 +94,8 @@ pub(crate) struct Core {
     pub(crate) linger_ms: u64,
     /// [`Options::send_timeout`] in ms.
     pub(crate) send_timeout_ms: Option<u64>,
+    /// [`Options::send_min_rate`].
+    pub(crate) send_min_rate: Option<u32>,
 }
 
 impl Core {
@@ -127,6 +129,7 @@ impl Core {
             idle_ms: opts.idle_timeout.map(crate::clock::millis),
             linger_ms: crate::clock::millis(opts.lingering_close),
             send_timeout_ms: opts.send_timeout.map(crate::clock::millis),
+            send_min_rate: opts.send_min_rate,
             failures_logged: std::collections::HashSet::new(),
         }
     }

@@ -144,7 +144,7 @@ pub(super) fn flush<H: Handler>(
     let sent_before = core.stats.bytes_out;
     let flushed = tx.flush(transport, &mut core.pool, &mut core.stats);
     if let Some(limit) = core.send_timeout_ms {
-        let took = core.stats.bytes_out > sent_before;
+        let took = core.stats.bytes_out - sent_before;
         note_send_wait(
             conn,
             core,
@@ -203,13 +203,7 @@ pub(super) fn flush<H: Handler>(
 /// The send timeout's bookkeeping after a flush: output left waiting starts (or, when the
 /// peer took bytes, restarts) the wait, and a timer is armed if none is.
 #[inline]
-fn note_send_wait<C>(
-    conn: &mut Connection<C>,
-    core: &mut Core,
-    limit: u64,
-    left: bool,
-    took: bool,
-) {
+fn note_send_wait<C>(conn: &mut Connection<C>, core: &mut Core, limit: u64, left: bool, took: u64) {
     let now = core.now;
     let id = conn.id();
     let w = conn.send_wait_mut();
@@ -217,8 +211,13 @@ fn note_send_wait<C>(
         w.waiting = false;
         return;
     }
-    if !w.waiting || took {
+    if !w.waiting {
         w.since = now;
+        w.start = now;
+        w.taken = 0;
+    } else if took > 0 {
+        w.since = now;
+        w.taken += took;
     }
     w.waiting = true;
     if !w.armed {
@@ -241,18 +240,35 @@ pub(super) fn send_timer<C>(conn: &mut Connection<C>, core: &mut Core) {
     if !w.waiting {
         return;
     }
-    let due = w.since + limit;
+    let gap_due = w.since + limit;
+    // With a minimum rate: when the average since the wait began falls below it, but not
+    // before one whole `limit` has passed.
+    let rate_due = core.send_min_rate.map(|min| {
+        let allowed = w.taken.saturating_mul(1000) / u64::from(min.max(1));
+        w.start.saturating_add(limit.max(allowed + 1))
+    });
+    let due = rate_due.map_or(gap_due, |r| r.min(gap_due));
     if now < due {
         w.armed = true;
         core.timers.insert(due, TimerKind::SendTimeout(id));
         return;
     }
+    let (taken, waited) = (w.taken, now.saturating_sub(w.start));
     if conn.accepts_output() && conn.has_output() {
-        tracing::info!(
-            "conn {} ({}): the peer took no output for {limit} ms; resetting it",
-            conn.id(),
-            conn.peer(),
-        );
+        if now >= gap_due {
+            tracing::info!(
+                "conn {} ({}): the peer took no output for {limit} ms; resetting it",
+                conn.id(),
+                conn.peer(),
+            );
+        } else {
+            tracing::info!(
+                "conn {} ({}): the peer took {taken} bytes in {waited} ms, under the \
+                 minimum send rate; resetting it",
+                conn.id(),
+                conn.peer(),
+            );
+        }
         // What is queued will never be taken: drop it with a reset, not an orphaned socket.
         conn.transport_mut().abort_on_close();
         core.mark_close(conn, CloseReason::SendTimeout);
