@@ -101,6 +101,9 @@ pub struct HttpConnState {
     closing: bool,
     /// A graceful stop began: every response from now on says `Connection: close`.
     stopping: bool,
+    /// The request whose body is arriving was answered already (404, 405): its body is read
+    /// and dropped (bytes so far), then the connection goes on.
+    discarding: Option<u64>,
     /// Reading is paused by this handler.
     read_paused: bool,
     /// When a head started arriving while a response was outstanding (its header timeout
@@ -260,6 +263,7 @@ impl HttpProtocol {
             pending_error: None,
             closing: false,
             stopping: false,
+            discarding: None,
             read_paused: false,
             partial_since: None,
             next_token: 1,
@@ -325,12 +329,29 @@ impl HttpProtocol {
                     let req = Request::from_parts(head.request, Body::empty());
                     accept(config, out, cx, st, req, meta);
                 } else if let Some(resp) = answer_early(config, st, &head.request) {
-                    // The answer does not depend on the body: give it now, without reading
-                    // the body, and close after it (a lingering close drops the body).
+                    // The answer does not depend on the body: give it now. A body of a known
+                    // small size, or chunked (max_body still bounds it), is then read and
+                    // dropped as nginx discards one, and the connection goes on; a larger
+                    // one is not waited for: close after the answer (the lingering close
+                    // drops what comes).
+                    let discard = match head.body {
+                        BodyKind::Length(n) => n <= DISCARD_MAX,
+                        BodyKind::Chunked => true,
+                        BodyKind::None => false,
+                    };
                     let mut meta = meta;
-                    meta.keep_alive = false;
+                    meta.keep_alive &= discard && !head.expect_continue;
                     st.served += 1;
                     respond(config, out, cx, st, meta, resp);
+                    if !st.closing {
+                        let now = cx.now_ms();
+                        st.discarding = Some(0);
+                        st.phase = Phase::Body {
+                            start: now,
+                            last: now,
+                        };
+                        arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
+                    }
                     return;
                 } else {
                     let cap = match head.body {
@@ -355,6 +376,26 @@ impl HttpProtocol {
                     };
                     arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
                 }
+            }
+            Event::Body(data) if st.discarding.is_some() => {
+                st.discarding = st.discarding.map(|n| n + data.len() as u64);
+                if let Phase::Body { last, .. } = &mut st.phase {
+                    *last = cx.now_ms();
+                }
+                return;
+            }
+            Event::Last { .. } if st.discarding.is_some() => {
+                // The dropped body is complete: the connection goes on.
+                st.discarding = None;
+                st.phase = Phase::Active;
+            }
+            Event::Error(e) if st.discarding.is_some() => {
+                // Its request was answered already: no second answer, just a close.
+                tracing::debug!(peer = %st.peer_addr, reason = %e, "http: bad discarded body");
+                st.discarding = None;
+                st.closing = true;
+                cx.close_with(CloseReason::Decode, true);
+                return;
             }
             Event::Body(data) => {
                 if let Some(inc) = st.incoming.as_mut() {
@@ -490,7 +531,11 @@ impl HttpProtocol {
                 let gap_due = last.saturating_add(timeout);
                 // With a minimum rate: the moment the average since `start` falls below it,
                 // but not before one whole `body_timeout` has passed.
-                let got = st.incoming.as_ref().map_or(0, |inc| inc.body.len() as u64);
+                let got = match (&st.incoming, st.discarding) {
+                    (Some(inc), _) => inc.body.len() as u64,
+                    (None, Some(n)) => n,
+                    (None, None) => 0,
+                };
                 let rate_due = config.opts.body_min_rate.map(|min| {
                     let allowed = got.saturating_mul(1000) / u64::from(min.max(1));
                     start.saturating_add(timeout.max(allowed + 1))
@@ -515,6 +560,12 @@ impl HttpProtocol {
                     );
                 }
                 st.incoming = None;
+                if st.discarding.take().is_some() {
+                    // Answered already: no 408 after the answer, just the close.
+                    st.closing = true;
+                    cx.close_with(CloseReason::Timeout, true);
+                    return;
+                }
                 refuse(config, out, cx, st, 408, CloseReason::Timeout);
             }
             Phase::Active => {}
@@ -529,6 +580,7 @@ impl HttpConnState {
         !matches!(self.busy, Busy::None)
             || !self.queue.is_empty()
             || self.incoming.is_some()
+            || self.discarding.is_some()
             || self.pending_error.is_some()
     }
 
@@ -659,6 +711,10 @@ fn settle<H: Handler>(
         }
     }
 }
+
+/// The largest announced body read and dropped after an early answer; a larger one closes
+/// the connection after the answer instead.
+const DISCARD_MAX: u64 = 64 * 1024;
 
 /// For a request with a body: its answer now, if routing alone decides it (404, 405) and
 /// nothing earlier is outstanding, so a client is not made to send a body nobody reads.
