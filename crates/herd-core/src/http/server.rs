@@ -378,14 +378,19 @@ impl HttpProtocol {
                 }
             }
             Event::Body(data) if st.discarding.is_some() => {
-                st.discarding = st.discarding.map(|n| n + data.len() as u64);
+                // Dropped, but received: it counts as request body bytes.
+                let n = data.len() as u64;
+                crate::stats::count(|p| p.http.body_bytes_in += n);
+                st.discarding = st.discarding.map(|d| d + n);
                 if let Phase::Body { last, .. } = &mut st.phase {
                     *last = cx.now_ms();
                 }
                 return;
             }
-            Event::Last { .. } if st.discarding.is_some() => {
+            Event::Last { data, .. } if st.discarding.is_some() => {
                 // The dropped body is complete: the connection goes on.
+                let n = data.len() as u64;
+                crate::stats::count(|p| p.http.body_bytes_in += n);
                 st.discarding = None;
                 st.phase = Phase::Active;
             }
