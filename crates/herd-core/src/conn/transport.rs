@@ -67,6 +67,17 @@ impl Transport {
         }
     }
 
+    /// [`send`](Transport::send) for bytes a `sendfile` follows at once (a response head):
+    /// plain TCP holds a partial segment back (`MSG_MORE`) so head and body leave together;
+    /// other transports send as usual.
+    #[inline]
+    pub(crate) fn send_before_file(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => crate::sys::send_more(s, buf),
+            _ => self.send(buf),
+        }
+    }
+
     /// Send up to `count` bytes of `file` from `*offset`, advancing it; 0 at end of file.
     pub(crate) fn sendfile(
         &mut self,

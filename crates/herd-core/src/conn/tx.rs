@@ -80,11 +80,21 @@ pub(crate) struct Tx {
     write_interest: bool,
 }
 
-/// One `send`, retried on EINTR; `WouldBlock` is 0 bytes. Counts the call.
+/// One `send`, retried on EINTR; `WouldBlock` is 0 bytes. Counts the call. `before_file`:
+/// a `sendfile` follows these bytes at once, so they may wait for it to fill the segment.
 #[inline(always)]
-fn send_counted(t: &mut Transport, bytes: &[u8], stats: &mut Stats) -> io::Result<usize> {
+fn send_counted(
+    t: &mut Transport,
+    bytes: &[u8],
+    before_file: bool,
+    stats: &mut Stats,
+) -> io::Result<usize> {
     loop {
-        let r = t.send(bytes);
+        let r = if before_file {
+            t.send_before_file(bytes)
+        } else {
+            t.send(bytes)
+        };
         match r {
             Ok(n) => {
                 stats.writes += 1;
@@ -197,7 +207,8 @@ impl Tx {
                 }
             }
             let len = self.buf.len();
-            match send_counted(t, self.buf.bytes(), stats) {
+            let before_file = matches!(self.queue.front(), Some(Pending::File { .. }));
+            match send_counted(t, self.buf.bytes(), before_file, stats) {
                 Ok(n) => {
                     self.buf.advance(n);
                     if n < len {
@@ -297,7 +308,7 @@ impl Tx {
         stats: &mut Stats,
     ) -> io::Result<bool> {
         debug_assert!(self.is_idle());
-        let taken = send_counted(t, bytes, stats)?;
+        let taken = send_counted(t, bytes, false, stats)?;
         if taken < bytes.len() {
             self.buf.vec_mut(pool).extend_from_slice(&bytes[taken..]);
             return Ok(true);

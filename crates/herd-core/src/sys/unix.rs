@@ -232,6 +232,23 @@ fn recv_flags(
 /// cancellation-point wrapper; see [`recv`].
 #[inline]
 pub fn send(sock: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    sendto_flags(sock, buf, libc::MSG_NOSIGNAL)
+}
+
+/// [`send`] with `MSG_MORE`: the kernel holds a partial segment back for the write that
+/// follows (a response head before its `sendfile` body), as `TCP_CORK` would for one call, so
+/// head and body leave in one segment. The next write without the flag pushes it.
+#[inline]
+pub fn send_more(sock: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    sendto_flags(sock, buf, libc::MSG_NOSIGNAL | libc::MSG_MORE)
+}
+
+#[inline(always)]
+fn sendto_flags(
+    sock: &impl std::os::fd::AsRawFd,
+    buf: &[u8],
+    flags: libc::c_int,
+) -> io::Result<usize> {
     let fd = sock.as_raw_fd() as libc::c_long;
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call (borrowed);
     // sendto accepts a null address of length 0 for a connected socket. Every argument is
@@ -242,7 +259,7 @@ pub fn send(sock: &impl std::os::fd::AsRawFd, buf: &[u8]) -> io::Result<usize> {
             fd,
             buf.as_ptr(),
             buf.len(),
-            libc::MSG_NOSIGNAL as libc::c_long,
+            flags as libc::c_long,
             std::ptr::null::<libc::sockaddr>(),
             0 as libc::c_long,
         )
