@@ -38,6 +38,7 @@ mod handler;
 pub mod http;
 mod id;
 mod inbox;
+pub mod limit;
 pub mod os;
 pub mod pool;
 pub mod proxy;

@@ -159,6 +159,10 @@ pub struct HttpCounts {
     pub body_bytes_in: u64,
     /// Response body bytes queued.
     pub body_bytes_out: u64,
+    /// Requests the rate limit (`limit_req`) held back until their turn.
+    pub limit_delayed: u64,
+    /// Requests the rate limit refused (past the burst).
+    pub limit_rejected: u64,
 }
 
 /// WebSocket close codes counted one by one; others count as `other`.
@@ -216,6 +220,8 @@ impl ProtoStats {
             },
             body_bytes_in: 0,
             body_bytes_out: 0,
+            limit_delayed: 0,
+            limit_rejected: 0,
         },
         ws: WsCounts {
             messages_in: 0,
@@ -237,6 +243,8 @@ impl ProtoStats {
         self.http.duration.merge(&o.http.duration);
         self.http.body_bytes_in += o.http.body_bytes_in;
         self.http.body_bytes_out += o.http.body_bytes_out;
+        self.http.limit_delayed += o.http.limit_delayed;
+        self.http.limit_rejected += o.http.limit_rejected;
         self.ws.messages_in += o.ws.messages_in;
         self.ws.messages_out += o.ws.messages_out;
         for (a, b) in self.ws.close_codes.iter_mut().zip(o.ws.close_codes.iter()) {

@@ -102,6 +102,40 @@ pub struct HttpOptions {
     /// Compress responses on the fly (gzip, Brotli) for clients that accept it. Default:
     /// off, as nginx's `gzip`.
     pub compression: Option<Compression>,
+    /// Limit the request rate per client address (nginx's `limit_req`). Default: none.
+    pub limit_req: Option<LimitReq>,
+}
+
+/// A per-client request-rate limit on an HTTP service (nginx's `limit_req`): checked when a
+/// request's head is in, before routing, against the client's real address (the PROXY
+/// header's, behind a balancer).
+///
+/// A request past the burst is answered with `status` (and `Retry-After: 1`) before its body
+/// is read; one within the burst but ahead of the rate waits its turn unless the limit is
+/// `nodelay` (reading from that connection pauses meanwhile). Counted in
+/// [`HttpCounts`](crate::stats::HttpCounts) and logged.
+///
+/// ```
+/// use std::sync::Arc;
+/// use herd_core::http::{HttpOptions, LimitReq, StatusCode};
+/// use herd_core::limit::{Rate, RateLimit, RateTable};
+///
+/// let table = Arc::new(RateTable::new(65_536));
+/// let opts = HttpOptions {
+///     limit_req: Some(LimitReq {
+///         limit: RateLimit::new(Rate::per_second(10.0), 20, table).nodelay(true),
+///         status: StatusCode::TOO_MANY_REQUESTS,
+///     }),
+///     ..HttpOptions::default()
+/// };
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone)]
+pub struct LimitReq {
+    /// The rate, burst and table.
+    pub limit: crate::limit::RateLimit,
+    /// The answer past the burst: 503 in nginx, 429 (Too Many Requests) as HTTP means it.
+    pub status: StatusCode,
 }
 
 impl Default for HttpOptions {
@@ -115,6 +149,7 @@ impl Default for HttpOptions {
             max_requests: None,
             response_headers: http::HeaderMap::new(),
             compression: None,
+            limit_req: None,
         }
     }
 }

@@ -36,12 +36,17 @@ use super::body::{ChunkSource, Kind};
 use super::codec::{Event, HttpCodec};
 use super::router::{Endpoint, HandlerFn, Params, Route};
 use super::service::HttpConfig;
-use super::{text_response, AccessEntry, Body, Trailers};
+use super::{text_response, AccessEntry, Body, LimitReq, Trailers};
 use crate::clock::millis as ms;
+use crate::limit::Verdict;
 use crate::{CloseReason, Conn, Handler, LoopCx, Timer};
 
 /// The token of the per-connection timeout timer.
 const TIMEOUT_TOKEN: u64 = 0;
+/// The token of the timer that ends a rate-limit delay ([`Busy::Delayed`]).
+const DELAY_TOKEN: u64 = 1;
+/// [`Meta::limit`] of a request the rate limit refused.
+const LIMIT_REJECTED: u64 = u64::MAX;
 
 /// The HTTP protocol's [`Handler`] for one loop (made by
 /// [`HttpService::into_factory`](super::HttpService::into_factory)).
@@ -137,6 +142,9 @@ struct Meta {
     log: Option<Box<LogMeta>>,
     /// The request's `Accept-Encoding`, read only when compression is on.
     accept: AcceptEncoding,
+    /// The rate limit's verdict: 0 to run it, [`LIMIT_REJECTED`], or the loop time (ms) before
+    /// which it must not run (a delay within the burst).
+    limit: u64,
 }
 
 /// What the access log needs from a request head.
@@ -164,6 +172,8 @@ enum Busy {
     Blocking(Box<Blocking>),
     /// A streamed body being written.
     Streaming(Box<Streaming>),
+    /// The rate limit holds the request at the queue's front until [`DELAY_TOKEN`] fires.
+    Delayed,
 }
 
 struct Blocking {
@@ -324,11 +334,16 @@ impl HttpProtocol {
                         ),
                         None => AcceptEncoding::default(),
                     },
+                    limit: 0,
                 };
+                let mut meta = meta;
+                if let Some(l) = &config.opts.limit_req {
+                    meta.limit = limit(l, cx, st);
+                }
                 if head.body == BodyKind::None {
                     let req = Request::from_parts(head.request, Body::empty());
                     accept(config, out, cx, st, req, meta);
-                } else if let Some(resp) = answer_early(config, st, &head.request) {
+                } else if let Some(resp) = answer_early(config, st, &head.request, &meta) {
                     // The answer does not depend on the body: give it now. A body of a known
                     // small size, or chunked (max_body still bounds it), is then read and
                     // dropped as nginx discards one, and the connection goes on; a larger
@@ -339,7 +354,6 @@ impl HttpProtocol {
                         BodyKind::Chunked => true,
                         BodyKind::None => false,
                     };
-                    let mut meta = meta;
                     meta.keep_alive &= discard && !head.expect_continue;
                     st.served += 1;
                     respond(config, out, cx, st, meta, resp);
@@ -485,12 +499,19 @@ impl HttpProtocol {
         st: &mut HttpConnState,
         token: u64,
     ) {
+        let HttpProtocol { config, out } = self;
+        let config: &HttpConfig = config;
+        if token == DELAY_TOKEN {
+            if matches!(st.busy, Busy::Delayed) && !st.closing {
+                st.busy = Busy::None;
+                settle(config, out, cx, st);
+            }
+            return;
+        }
         if token != TIMEOUT_TOKEN {
             return;
         }
         st.timer = None;
-        let HttpProtocol { config, out } = self;
-        let config: &HttpConfig = config;
         let now = cx.now_ms();
         match st.phase {
             Phase::Idle { since, first } => {
@@ -728,9 +749,13 @@ fn answer_early(
     config: &HttpConfig,
     st: &HttpConnState,
     head: &::http::request::Parts,
+    meta: &Meta,
 ) -> Option<Response<Body>> {
     if outstanding(st) {
         return None;
+    }
+    if meta.limit == LIMIT_REJECTED {
+        return Some(limited_response(config));
     }
     match routed(config.router.lookup(&head.method, head.uri.path())) {
         Routed::Run(..) => None,
@@ -769,6 +794,18 @@ fn run<H: Handler>(
     mut req: Request<Body>,
     mut meta: Meta,
 ) {
+    if meta.limit != 0 {
+        if meta.limit != LIMIT_REJECTED && meta.limit > cx.now_ms() {
+            delay(cx, st, req, meta);
+            return;
+        }
+        if meta.limit == LIMIT_REJECTED {
+            st.served += 1;
+            let resp = limited_response(config);
+            respond(config, out, cx, st, meta, resp);
+            return;
+        }
+    }
     st.served += 1;
     if config.opts.max_requests.is_some_and(|m| st.served >= m) {
         meta.keep_alive = false;
@@ -799,6 +836,56 @@ fn run<H: Handler>(
         Routed::Answer(resp) => resp,
     };
     respond(config, out, cx, st, meta, resp);
+}
+
+/// The rate limit's verdict on a request from this connection's client, as [`Meta::limit`];
+/// counted and logged.
+#[cold]
+#[inline(never)]
+fn limit<H: Handler>(l: &LimitReq, cx: &mut Conn<'_, H>, st: &HttpConnState) -> u64 {
+    match l.limit.check(st.peer_addr.ip()) {
+        Verdict::Pass => 0,
+        Verdict::Delay(d) => {
+            crate::stats::count(|p| p.http.limit_delayed += 1);
+            let wait = d.as_micros().div_ceil(1000) as u64;
+            tracing::debug!(peer = %st.peer_addr, delay_ms = wait, "http: request delayed by limit_req");
+            cx.now_ms().saturating_add(wait.max(1))
+        }
+        Verdict::Reject => {
+            crate::stats::count(|p| p.http.limit_rejected += 1);
+            tracing::warn!(peer = %st.peer_addr.ip(), status = l.status.as_u16(), "http: request refused by limit_req");
+            LIMIT_REJECTED
+        }
+    }
+}
+
+/// The answer to a request past the rate limit's burst.
+#[cold]
+fn limited_response(config: &HttpConfig) -> Response<Body> {
+    let status = config
+        .opts
+        .limit_req
+        .as_ref()
+        .map_or(StatusCode::SERVICE_UNAVAILABLE, |l| l.status);
+    let mut resp = text_response(status);
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Hold a request the rate limit delays: it waits at the queue's front (later requests
+/// behind it, reading paused) until the delay timer fires.
+#[cold]
+#[inline(never)]
+fn delay<H: Handler>(cx: &mut Conn<'_, H>, st: &mut HttpConnState, req: Request<Body>, meta: Meta) {
+    let wait = meta.limit.saturating_sub(cx.now_ms());
+    st.queue.push_front((req, meta));
+    st.busy = Busy::Delayed;
+    if !st.read_paused {
+        st.read_paused = true;
+        cx.pause_reading();
+    }
+    cx.run_after(Duration::from_millis(wait), DELAY_TOKEN);
 }
 
 /// Call an inline handler; a panic becomes a 500 that closes the connection.

@@ -297,6 +297,100 @@ pub fn sendfile(
     Ok(n as usize)
 }
 
+/// The system-wide monotonic clock (`CLOCK_MONOTONIC`) in microseconds: the same value in
+/// every process on the machine, so workers that share a rate-limit table agree on time.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusively borrowed timespec for the call; CLOCK_MONOTONIC
+    // always exists on Linux, so the call cannot fail (a failure would leave `ts` at zero).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.tv_nsec as u64 / 1000)
+}
+
+/// An anonymous memory file (`memfd_create`, close-on-exec) of `len` zero bytes: memory a
+/// process can share with the children it passes the descriptor to, never written to disk.
+pub fn memory_file(name: &str, len: u64) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let name = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call; the result is checked.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nothing else.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.set_len(len)?;
+    Ok(file)
+}
+
+/// A file mapped into memory shared with every other process that maps it
+/// (`MAP_SHARED`), seen as atomic 64-bit words. Unmapped on drop.
+pub struct SharedWords {
+    ptr: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+    len: usize,
+}
+
+// SAFETY: the mapping is only ever accessed through `&[AtomicU64]`, which is Send and Sync;
+// the pointer is owned by this value alone.
+unsafe impl Send for SharedWords {}
+// SAFETY: as above: shared access goes through atomics only.
+unsafe impl Sync for SharedWords {}
+
+impl SharedWords {
+    /// Map the first `words * 8` bytes of `file` (which must be at least that long) read-write
+    /// and shared.
+    pub fn map(file: &std::fs::File, words: usize) -> io::Result<SharedWords> {
+        use std::os::fd::AsRawFd;
+        let bytes = words
+            .checked_mul(8)
+            .filter(|&b| b > 0)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        if file.metadata()?.len() < bytes as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "shared file shorter than its table",
+            ));
+        }
+        // SAFETY: a fresh mapping (null hint) of a descriptor we borrow for the call; the
+        // kernel checks the length and protection against the file; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast()).ok_or(io::ErrorKind::Other)?;
+        Ok(SharedWords { ptr, len: words })
+    }
+
+    /// The mapped words.
+    pub fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: the mapping is `len * 8` bytes, page-aligned (so aligned for AtomicU64),
+        // readable and writable, and lives until drop; AtomicU64 has the layout of u64 and
+        // permits shared mutation (here by other processes too), so a shared slice is sound.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: exactly the region mapped in `map`, not used after this (we are dropped).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len * 8) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
