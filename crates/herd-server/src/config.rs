@@ -321,6 +321,9 @@ pub struct ListenerConfig {
     pub ws_deflate: Option<WsDeflateConfig>,
     /// http: gzip/Brotli response compression (nginx's `gzip on` and `gzip_static on`).
     pub compression: Option<CompressionConfig>,
+    /// http: a request-rate limit per client address, shared by all workers (nginx's
+    /// `limit_req`).
+    pub limit_req: Option<LimitReqConfig>,
     /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
     /// `send-proxy` / `send-proxy-v2`); the address it carries is the client's (docs/proxy.md).
     pub proxy_protocol: bool,
@@ -355,6 +358,35 @@ impl Default for CompressionConfig {
             brotli_level: 4,
             min_length: 256,
             precompressed: true,
+        }
+    }
+}
+
+/// `limit_req = { rate = "10r/s", ... }`: a per-client request-rate limit on an HTTP listener
+/// (nginx's `limit_req_zone` + `limit_req`), one table for all workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitReqConfig {
+    /// Requests per second or minute per client: `"10r/s"`, `"30r/m"`. Required.
+    pub rate: String,
+    /// Requests beyond the rate a client may make at once; default 0.
+    pub burst: u32,
+    /// Serve the burst at once instead of spacing it out at the rate; default false.
+    pub nodelay: bool,
+    /// The answer past the burst, 400 to 599; default 503 (nginx's), 429 is the HTTP one.
+    pub status: u16,
+    /// Clients the shared table holds at once (8 bytes each); default 65536.
+    pub entries: usize,
+}
+
+impl Default for LimitReqConfig {
+    fn default() -> Self {
+        LimitReqConfig {
+            rate: String::new(),
+            burst: 0,
+            nodelay: false,
+            status: 503,
+            entries: 65_536,
         }
     }
 }
@@ -418,6 +450,7 @@ impl Default for ListenerConfig {
             allow_remote: false,
             ws_deflate: None,
             compression: None,
+            limit_req: None,
             proxy_protocol: false,
             proxy_trusted: Vec::new(),
             proxy_timeout: None,
@@ -781,6 +814,38 @@ impl Config {
         only("max_frame", l.max_frame.is_some(), &[Frame, Ws, Echo])?;
         only("ws_deflate", l.ws_deflate.is_some(), &[Http, Ws])?;
         only("compression", l.compression.is_some(), &[Http])?;
+        only("limit_req", l.limit_req.is_some(), &[Http])?;
+        if let Some(r) = &l.limit_req {
+            let Some(rate) = herd_core::limit::Rate::parse(&r.rate) else {
+                return Err(ConfigError::new(
+                    at("limit_req.rate"),
+                    format!(
+                        "{:?} is not a rate: write requests per second or minute, as \"10r/s\" \
+                         or \"30r/m\"",
+                        r.rate
+                    ),
+                ));
+            };
+            if !(400..=599).contains(&r.status) {
+                return Err(ConfigError::new(
+                    at("limit_req.status"),
+                    "must be 400 to 599 (429 or 503, usually)",
+                ));
+            }
+            if !(8..=1 << 24).contains(&r.entries) {
+                return Err(ConfigError::new(
+                    at("limit_req.entries"),
+                    "must be 8 to 16777216",
+                ));
+            }
+            let window = f64::from(r.burst) / rate.per_sec();
+            if window > herd_core::limit::MAX_WINDOW.as_secs_f64() {
+                return Err(ConfigError::new(
+                    at("limit_req.burst"),
+                    format!("burst / rate is {window:.0} s; at most a day"),
+                ));
+            }
+        }
         if let Some(c) = &l.compression {
             if c.gzip_level > 9 {
                 return Err(ConfigError::new(

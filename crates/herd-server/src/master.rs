@@ -109,6 +109,9 @@ pub struct Master {
     /// `READY=1` is due once every worker of the current generation is ready (at start and
     /// after a reload).
     sd_ready_due: bool,
+    /// The `limit_req` tables workers share: `(listener name, entries, memory file)`. Kept
+    /// across reloads while the listener keeps its size, so a reload does not reset limits.
+    rate_tables: Vec<(String, usize, std::fs::File)>,
 }
 
 /// The back-off before respawning a worker that failed at start-up `fails` times in a row:
@@ -189,6 +192,7 @@ impl Master {
             points: (0, None),
             sd: crate::sd_notify::SdNotify::from_env(),
             sd_ready_due: true,
+            rate_tables: Vec::new(),
         })
     }
 
@@ -305,7 +309,37 @@ impl Master {
         respawns.chain(retires).chain(stop).min()
     }
 
+    /// The shared `limit_req` tables of the current configuration, `(listener, descriptor)`:
+    /// made on first use, kept while a listener keeps its size, dropped with the listener.
+    fn rate_table_fds(&mut self) -> Vec<(String, i32)> {
+        let wanted: Vec<(String, usize)> = self
+            .config
+            .listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.limit_req.as_ref()?.entries)))
+            .collect();
+        self.rate_tables
+            .retain(|(n, e, _)| wanted.iter().any(|(wn, we)| wn == n && we == e));
+        for (name, entries) in wanted {
+            if self.rate_tables.iter().any(|(n, _, _)| *n == name) {
+                continue;
+            }
+            match herd_core::limit::RateTable::create_shared(entries) {
+                Ok(file) => self.rate_tables.push((name, entries, file)),
+                Err(e) => tracing::error!(
+                    "listener {name}: cannot create the shared limit_req table: {e}; each \
+                     worker limits on its own"
+                ),
+            }
+        }
+        self.rate_tables
+            .iter()
+            .map(|(n, _, f)| (n.clone(), f.as_raw_fd()))
+            .collect()
+    }
+
     fn spawn(&mut self, slot: usize) {
+        let rate_tables = self.rate_table_fds();
         let spec = WorkerSpec {
             slot,
             generation: self.generation,
@@ -314,12 +348,14 @@ impl Master {
             ticket_secret: Some(self.ticket_secret.clone()),
             notify_fd: self.notifier.raw_fd(),
             status_fd: self.status.as_ref().map(|s| s.file().as_raw_fd()),
+            rate_tables,
             listeners: self.listeners.fds_for(&self.config, slot),
             config: self.config.clone(),
         };
         let mut keep: Vec<_> = spec.listeners.iter().map(|(_, fd)| *fd).collect();
         keep.push(spec.notify_fd);
         keep.extend(spec.status_fd);
+        keep.extend(spec.rate_tables.iter().map(|(_, fd)| *fd));
         let json = match serde_json::to_string(&spec) {
             Ok(j) => j,
             Err(e) => {

@@ -60,6 +60,7 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_http_request_duration_seconds", "histogram"),
     ("herd_http_request_body_bytes_total", "counter"),
     ("herd_http_response_body_bytes_total", "counter"),
+    ("herd_http_limit_req_total", "counter"),
     ("herd_ws_messages_received_total", "counter"),
     ("herd_ws_messages_sent_total", "counter"),
     ("herd_ws_closes_total", "counter"),
@@ -500,6 +501,20 @@ impl Collector for Scrape {
             http.iter()
                 .map(|(x, h)| (listener_labels(x), Value::Counter(h.body_bytes_out))),
         )?;
+        family(
+            e,
+            "herd_http_limit_req",
+            "HTTP requests held back (delayed) or refused (rejected) by limit_req.",
+            None,
+            http.iter().flat_map(|(x, h)| {
+                [("delayed", h.limit_delayed), ("rejected", h.limit_rejected)].map(|(o, n)| {
+                    (
+                        with(listener_labels(x), &[l("outcome", o)]),
+                        Value::Counter(n),
+                    )
+                })
+            }),
+        )?;
 
         let ws: Vec<_> = ls
             .iter()
@@ -708,6 +723,8 @@ mod tests {
                 duration_sum_ms: 30_000 * k,
                 body_bytes_in: 9 * k,
                 body_bytes_out: 11 * k,
+                limit_delayed: k,
+                limit_rejected: 2 * k,
             }),
             ws: (protocol == "http").then(|| WsStatus {
                 messages_in: k,

@@ -9,13 +9,15 @@
 
 use std::io;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herd_core::frame::{FloodLimits, FrameService, HandlerError};
 use herd_core::http::{
-    header, Body, Compression, HeaderValue, HttpOptions, HttpService, Limits, Response, Router,
-    StaticDir,
+    header, Body, Compression, HeaderValue, HttpOptions, HttpService, LimitReq, Limits, Response,
+    Router, StaticDir, StatusCode,
 };
+use herd_core::limit::{Rate, RateLimit, RateTable};
 use herd_core::proxy::ProxyProtocol;
 use herd_core::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd_core::{Options, Server, ServerHandle};
@@ -96,6 +98,9 @@ pub struct Context {
     pub ticket_secret: Option<[u8; 32]>,
     /// The frame services started, by listener name (their counters go into the status).
     pub frames: FrameServices,
+    /// The `limit_req` tables the master shares with its workers, by listener name. A
+    /// limited listener missing here gets a table of this process alone.
+    pub rate_tables: Vec<(String, Arc<RateTable>)>,
 }
 
 /// The frame services a worker started, by listener name.
@@ -230,6 +235,7 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
             .insert(header::STRICT_TRANSPORT_SECURITY, v);
     }
     opts.compression = compression(l);
+    opts.limit_req = limit_req(l, cx);
     let mut service = HttpService::new(router).options(opts);
     if cx.logs.has_access_log() {
         let logs = cx.logs.clone();
@@ -254,6 +260,29 @@ pub fn compression(l: &ListenerConfig) -> Option<Compression> {
         brotli_level: c.brotli_level,
         min_length: c.min_length,
         ..Compression::default()
+    })
+}
+
+/// The listener's `limit_req` over the table its master shares (see [`Context::rate_tables`]).
+pub fn limit_req(l: &ListenerConfig, cx: &Context) -> Option<LimitReq> {
+    let r = l.limit_req.as_ref()?;
+    // The configuration was validated: the rate parses and the status is an error status.
+    let rate = Rate::parse(&r.rate)?;
+    let table = cx
+        .rate_tables
+        .iter()
+        .find(|(n, _)| *n == l.name)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| {
+            tracing::warn!(
+                "listener {}: no shared limit_req table; this worker limits on its own",
+                l.name
+            );
+            Arc::new(RateTable::new(r.entries))
+        });
+    Some(LimitReq {
+        limit: RateLimit::new(rate, r.burst, table).nodelay(r.nodelay),
+        status: StatusCode::from_u16(r.status).ok()?,
     })
 }
 
@@ -499,6 +528,7 @@ mod tests {
             logs: Logs::init("test", &Default::default()).unwrap(),
             ticket_secret: None,
             frames: Default::default(),
+            rate_tables: Vec::new(),
         }
     }
 

@@ -99,6 +99,12 @@ pub struct HttpStatus {
     pub body_bytes_in: u64,
     /// Response body bytes queued.
     pub body_bytes_out: u64,
+    /// Requests `limit_req` delayed until their turn.
+    #[serde(default)]
+    pub limit_delayed: u64,
+    /// Requests `limit_req` refused.
+    #[serde(default)]
+    pub limit_rejected: u64,
 }
 
 /// WebSocket counters of a listener.
@@ -470,6 +476,8 @@ impl ListenerStatus {
             h.duration_sum_ms += o.duration_sum_ms;
             h.body_bytes_in += o.body_bytes_in;
             h.body_bytes_out += o.body_bytes_out;
+            h.limit_delayed += o.limit_delayed;
+            h.limit_rejected += o.limit_rejected;
         }
         if let Some(o) = &l.ws {
             let w = self.ws.get_or_insert_with(Default::default);

@@ -53,6 +53,9 @@ pub struct WorkerSpec {
     /// The file where workers share status snapshots (see [`SharedStatus`]), if any.
     #[serde(default)]
     pub status_fd: Option<RawFd>,
+    /// `(listener name, descriptor)` of each shared `limit_req` table.
+    #[serde(default)]
+    pub rate_tables: Vec<(String, RawFd)>,
     /// `(listener name, descriptor)` for each listener.
     pub listeners: Vec<(String, RawFd)>,
     /// The validated configuration.
@@ -166,6 +169,22 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
             .as_deref()
             .and_then(crate::tls::parse_secret),
         frames: Default::default(),
+        rate_tables: spec
+            .rate_tables
+            .iter()
+            .filter_map(|(name, fd)| {
+                let table = crate::sys::take_inherited_fd(*fd)
+                    .map(File::from)
+                    .and_then(|f| herd_core::limit::RateTable::from_file(&f));
+                match table {
+                    Ok(t) => Some((name.clone(), std::sync::Arc::new(t))),
+                    Err(e) => {
+                        tracing::warn!("listener {name}: limit_req table (descriptor {fd}): {e}");
+                        None
+                    }
+                }
+            })
+            .collect(),
     };
     let mut servers: Vec<(usize, ServerHandle)> = Vec::new();
     // A listener may come with more than one socket (slots left over after the worker count
@@ -344,6 +363,8 @@ pub fn listener_status(
             duration_sum_ms: p.http.duration.sum_ms,
             body_bytes_in: p.http.body_bytes_in,
             body_bytes_out: p.http.body_bytes_out,
+            limit_delayed: p.http.limit_delayed,
+            limit_rejected: p.http.limit_rejected,
         }),
         ws: has_ws.then(|| WsStatus {
             messages_in: p.ws.messages_in,
