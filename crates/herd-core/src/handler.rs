@@ -113,4 +113,12 @@ pub trait Handler: Sized + 'static {
         let _ = state;
         false
     }
+
+    /// Bytes this connection's state holds beyond the loop's own buffers (a request body
+    /// being assembled, a fragmented message), for the overload guard's memory scan
+    /// ([`Options::memory_budget`](crate::Options::memory_budget)). Default: 0.
+    fn held_bytes(&self, state: &Self::State) -> usize {
+        let _ = state;
+        0
+    }
 }

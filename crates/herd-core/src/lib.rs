@@ -40,6 +40,7 @@ mod id;
 mod inbox;
 pub mod limit;
 pub mod os;
+pub mod overload;
 pub mod pool;
 pub mod proxy;
 mod reason;

@@ -39,11 +39,14 @@ pub enum CloseReason {
     Tls,
     /// Output waited for the peer, which took no byte of it within the send timeout.
     SendTimeout,
+    /// The memory budget was exceeded and this connection held the most (the overload guard's
+    /// reset, see [`overload`](crate::overload)).
+    Overload,
 }
 
 impl CloseReason {
     /// Number of reasons (size of [`Stats::closed`](crate::Stats::closed)).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// Every reason, in index order.
     pub const ALL: [CloseReason; Self::COUNT] = [
         CloseReason::PeerClosed,
@@ -62,6 +65,7 @@ impl CloseReason {
         CloseReason::Timeout,
         CloseReason::Tls,
         CloseReason::SendTimeout,
+        CloseReason::Overload,
     ];
 
     /// Position in [`CloseReason::ALL`].
@@ -88,6 +92,7 @@ impl CloseReason {
             CloseReason::Timeout => "timeout",
             CloseReason::Tls => "tls",
             CloseReason::SendTimeout => "send_timeout",
+            CloseReason::Overload => "overload",
         }
     }
 }

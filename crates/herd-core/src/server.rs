@@ -113,6 +113,9 @@ pub struct Options {
     /// reset like a send timeout (a reader that takes a byte just inside every timeout
     /// cannot hold its connection for hours). Default: none.
     pub send_min_rate: Option<u32>,
+    /// The overload guard: a memory budget for what connections hold, shared with every
+    /// server given the same one (see [`overload`](crate::overload)). Default: none.
+    pub memory_budget: Option<Arc<crate::overload::MemoryBudget>>,
 }
 
 /// Default for [`Options::notsent_lowat`].
@@ -141,6 +144,7 @@ impl Default for Options {
             lingering_close: Duration::ZERO,
             send_timeout: None,
             send_min_rate: None,
+            memory_budget: None,
         }
     }
 }
@@ -381,6 +385,12 @@ impl Server {
     /// ([`Options::send_min_rate`]).
     pub fn send_min_rate(mut self, bytes_per_sec: u32) -> Self {
         self.opts.send_min_rate = Some(bytes_per_sec);
+        self
+    }
+
+    /// Guard memory with `budget` ([`Options::memory_budget`]).
+    pub fn memory_budget(mut self, budget: Arc<crate::overload::MemoryBudget>) -> Self {
+        self.opts.memory_budget = Some(budget);
         self
     }
 

@@ -63,6 +63,12 @@ pub struct Stats {
     /// [`ProxyFailure::index`](crate::proxy::ProxyFailure::index) (`not_proxy`, `too_long`,
     /// `bad_v1`, `bad_v2`, `untrusted`, `timeout`, `eof`).
     pub proxy_failed: [u64; crate::proxy::PROXY_FAILURES],
+    /// Times the overload guard stopped reading from a connection holding much memory
+    /// (resets are counted in `closed` as [`CloseReason::Overload`]).
+    pub overload_paused: u64,
+    /// Bytes this loop's connections held at its last memory scan (a gauge; only with
+    /// [`Options::memory_budget`](crate::Options::memory_budget)).
+    pub held_bytes: u64,
     /// Protocol-level counters of this loop (HTTP, WebSocket, frame).
     pub proto: ProtoStats,
 }
@@ -336,6 +342,8 @@ impl Stats {
             *a += b;
         }
         self.refused_per_ip += o.refused_per_ip;
+        self.overload_paused += o.overload_paused;
+        self.held_bytes += o.held_bytes;
         self.proxy_headers += o.proxy_headers;
         for (a, b) in self.proxy_failed.iter_mut().zip(o.proxy_failed.iter()) {
             *a += b;

@@ -326,6 +326,18 @@ impl<'a, H: Handler> Conn<'a, H> {
         self.conn.rx_mut().pause_user();
     }
 
+    /// How full the server's memory budget is ([`Options::memory_budget`](crate::Options::memory_budget)),
+    /// as of this loop's last scan: a protocol ends keep-alive from [`Level::Soft`] and refuses
+    /// new requests at [`Level::Hard`]. Always [`Level::Normal`] without a budget.
+    ///
+    /// [`Level::Soft`]: crate::overload::Level::Soft
+    /// [`Level::Hard`]: crate::overload::Level::Hard
+    /// [`Level::Normal`]: crate::overload::Level::Normal
+    #[inline]
+    pub fn overload(&self) -> crate::overload::Level {
+        self.core.overload
+    }
+
     /// Undo [`pause_reading`](Self::pause_reading).
     pub fn resume_reading(&mut self) {
         if self.conn.rx_mut().resume_user() {

@@ -20,6 +20,8 @@ impl Pause {
     const OUTPUT: u8 = 2;
     /// The handler has been told about the current output pause (only with `OUTPUT`).
     const ANNOUNCED: u8 = 4;
+    /// The overload guard stopped reading (this connection held much of a full budget).
+    const OVERLOAD: u8 = 8;
 
     /// No reason to pause: reading goes on.
     #[inline]
@@ -111,6 +113,20 @@ impl Rx {
     /// Whether the peer has sent anything yet.
     pub(crate) fn got_data(&self) -> bool {
         self.got_data
+    }
+
+    /// The overload guard paused reading. Returns true if this started the pause.
+    pub(crate) fn pause_overload(&mut self) -> bool {
+        let was = self.pause.0 & Pause::OVERLOAD != 0;
+        self.pause.0 |= Pause::OVERLOAD;
+        !was
+    }
+
+    /// The overload guard resumed reading. Returns true if it had paused it.
+    pub(crate) fn resume_overload(&mut self) -> bool {
+        let was = self.pause.0 & Pause::OVERLOAD != 0;
+        self.pause.0 &= !Pause::OVERLOAD;
+        was
     }
 
     /// The handler paused reading.

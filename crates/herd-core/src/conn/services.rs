@@ -57,6 +57,8 @@ pub(crate) enum TimerKind {
     StopDeadline,
     /// Wake up to look again for connections that became idle during a stop.
     StopRecheck,
+    /// Measure what connections hold against the memory budget (overload guard).
+    MemoryScan,
 }
 
 /// How many (peer, cause) pairs of logged failures (TLS, PROXY header) a loop remembers
@@ -96,6 +98,8 @@ pub(crate) struct Core {
     pub(crate) send_timeout_ms: Option<u64>,
     /// [`Options::send_min_rate`].
     pub(crate) send_min_rate: Option<u32>,
+    /// The memory budget's level at this loop's last scan ([`crate::overload`]).
+    pub(crate) overload: crate::overload::Level,
 }
 
 impl Core {
@@ -131,6 +135,7 @@ impl Core {
             send_timeout_ms: opts.send_timeout.map(crate::clock::millis),
             send_min_rate: opts.send_min_rate,
             failures_logged: std::collections::HashSet::new(),
+            overload: crate::overload::Level::Normal,
         }
     }
 

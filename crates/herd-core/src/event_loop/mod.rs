@@ -38,6 +38,7 @@ use crate::conn::transport::Transport;
 use crate::conn::{Conn, ConnId, Connection, Core, Flushed, LoopCx, Slot, TimerKind};
 use crate::handler::Handler;
 use crate::inbox::{Cmd, Inbox};
+use crate::overload::BudgetReporter;
 use crate::proxy::ProxyFailure;
 use crate::reason::CloseReason;
 use crate::server::ServerShared;
@@ -82,7 +83,20 @@ pub(crate) struct EventLoop<H: Handler> {
     report: LoopReport,
     cmds: Vec<Cmd>,
     fired: Vec<(TimerId, u64, TimerKind)>,
+    /// The overload guard: this loop's share of the memory budget, if there is one.
+    budget: Option<BudgetReporter>,
+    /// `stats.bytes_in` at the last memory scan: reading this much more triggers the next.
+    scan_bytes_in: u64,
+    /// Bytes read that trigger a scan before its timer (a sixteenth of the budget).
+    scan_trigger: u64,
+    /// Accepting is paused by the overload guard (hard level).
+    overload_accept_paused: bool,
+    /// Scratch for the memory scan: `(held bytes, slot)` of the larger holders.
+    holders: Vec<(u64, usize)>,
 }
+
+/// Connections holding less than this are never paused or reset by the overload guard.
+const MIN_HOLDER: u64 = 16 * 1024;
 
 /// Run a handler callback; a panic is caught and logged, and reported as `None` (the caller
 /// counts it and decides what to close).
@@ -129,6 +143,11 @@ impl<H: Handler> EventLoop<H> {
     ) -> io::Result<Self> {
         let now = clock.now_ms();
         let opts = &shared.opts;
+        let budget = opts.memory_budget.as_ref().map(|b| b.reporter());
+        let scan_trigger = opts
+            .memory_budget
+            .as_ref()
+            .map_or(u64::MAX, |b| (b.hard() / 16).max(4096));
         let mut lp = EventLoop {
             handler,
             slab: Slab::new(),
@@ -146,6 +165,11 @@ impl<H: Handler> EventLoop<H> {
             report: LoopReport::default(),
             cmds: Vec::new(),
             fired: Vec::new(),
+            budget,
+            scan_bytes_in: 0,
+            scan_trigger,
+            overload_accept_paused: false,
+            holders: Vec::new(),
         };
         for (i, l) in lp.listeners.iter_mut().enumerate() {
             lp.poll
@@ -165,6 +189,10 @@ impl<H: Handler> EventLoop<H> {
             };
             let h = &mut self.handler;
             guarded("on_loop_start", || h.on_loop_start(&mut lp));
+        }
+        if self.budget.is_some() {
+            let at = self.core.now + crate::overload::SCAN_MS;
+            self.core.timers.insert(at, TimerKind::MemoryScan);
         }
         loop {
             let timeout = if self.core.has_read_more() {
@@ -210,6 +238,9 @@ impl<H: Handler> EventLoop<H> {
                 self.begin_stop(grace_ms);
             }
             self.flush_dirty();
+            if self.core.stats.bytes_in.wrapping_sub(self.scan_bytes_in) > self.scan_trigger {
+                self.memory_scan();
+            }
             self.reap();
             if self.stopping {
                 self.close_idle_for_stop();
@@ -234,7 +265,7 @@ impl<H: Handler> EventLoop<H> {
     // ----- accepting -----
 
     fn accept(&mut self, li: usize) {
-        if self.accept_paused || self.stopping {
+        if self.accept_paused || self.stopping || self.overload_accept_paused {
             return;
         }
         loop {
@@ -284,6 +315,14 @@ impl<H: Handler> EventLoop<H> {
             }
             self.core.stats.closed[CloseReason::Limit.index()] += 1;
             tracing::debug!("connection from {peer} refused: connection limit");
+            return;
+        }
+        if self.core.overload == crate::overload::Level::Hard {
+            // Handed over by the acceptor thread while this loop is over its budget.
+            self.shared
+                .release(self.core.loop_index, self.shared.admit_key(peer));
+            self.core.stats.closed[CloseReason::Overload.index()] += 1;
+            tracing::debug!("connection from {peer} refused: over the memory budget");
             return;
         }
         if let Some(pp) = &self.shared.opts.proxy_protocol {
@@ -346,6 +385,86 @@ impl<H: Handler> EventLoop<H> {
             return;
         }
         open(&mut self.handler, slot, &mut self.core);
+    }
+
+    // ----- the overload guard -----
+
+    /// Measure what this loop's connections hold, publish it to the budget, and act on the
+    /// level: pause (soft) or reset (hard) the largest holders for this loop's share of the
+    /// excess, stop accepting (hard), or undo all that (back to normal).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn memory_scan(&mut self) {
+        let Some(rep) = self.budget.as_mut() else {
+            return;
+        };
+        self.scan_bytes_in = self.core.stats.bytes_in;
+        let mut holders = std::mem::take(&mut self.holders);
+        holders.clear();
+        let mut total = 0u64;
+        for (idx, slot) in self.slab.iter() {
+            let conn = &slot.conn;
+            let mut held = (conn.rx().buf().capacity() + conn.tx().pending()) as u64;
+            if let Some(st) = slot.state.as_ref() {
+                held += self.handler.held_bytes(st) as u64;
+            }
+            total += held;
+            if held >= MIN_HOLDER {
+                holders.push((held, idx));
+            }
+        }
+        self.core.stats.held_bytes = total;
+        let prev = self.core.overload;
+        let level = rep.publish(total);
+        self.core.overload = level;
+        let budget = rep.budget().clone();
+        use crate::overload::Level;
+        if level == Level::Normal {
+            if prev != Level::Normal {
+                for (_, slot) in self.slab.iter_mut() {
+                    if slot.conn.rx_mut().resume_overload() {
+                        self.core.want_read(&mut slot.conn);
+                    }
+                }
+                if self.overload_accept_paused {
+                    self.overload_accept_paused = false;
+                    for li in 0..self.listeners.len() {
+                        self.accept(li);
+                    }
+                }
+            }
+            self.holders = holders;
+            return;
+        }
+        // This loop's share of what must go for the sum to fall under the exit mark.
+        let global = budget.held().max(1);
+        let excess = global.saturating_sub(budget.exit());
+        let share = (u128::from(excess) * u128::from(total) / u128::from(global)) as u64;
+        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        let mut covered = 0u64;
+        for &(held, idx) in &holders {
+            if covered >= share {
+                break;
+            }
+            covered += held;
+            let Some(slot) = self.slab.get_mut(idx) else {
+                continue;
+            };
+            if level == Level::Hard {
+                tracing::info!(
+                    peer = %slot.conn.peer(),
+                    held,
+                    "overload: resetting the connection holding the most memory"
+                );
+                self.core.mark_close(&mut slot.conn, CloseReason::Overload);
+            } else if slot.conn.rx_mut().pause_overload() {
+                self.core.stats.overload_paused += 1;
+            }
+        }
+        if level == Level::Hard {
+            self.overload_accept_paused = true;
+        }
+        self.holders = holders;
     }
 
     // ----- commands from other threads -----
@@ -479,6 +598,11 @@ impl<H: Handler> EventLoop<H> {
                     for li in 0..self.listeners.len() {
                         self.accept(li);
                     }
+                }
+                TimerKind::MemoryScan => {
+                    self.memory_scan();
+                    let at = self.core.now + crate::overload::SCAN_MS;
+                    self.core.timers.insert(at, TimerKind::MemoryScan);
                 }
                 TimerKind::StopDeadline => self.force_close_all(),
                 // Idle connections are closed once quiet for the drain grace: look again.

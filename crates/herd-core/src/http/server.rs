@@ -47,6 +47,8 @@ const TIMEOUT_TOKEN: u64 = 0;
 const DELAY_TOKEN: u64 = 1;
 /// [`Meta::limit`] of a request the rate limit refused.
 const LIMIT_REJECTED: u64 = u64::MAX;
+/// [`Meta::limit`] of a request refused because the server is over its memory budget.
+const OVERLOADED: u64 = u64::MAX - 1;
 
 /// The HTTP protocol's [`Handler`] for one loop (made by
 /// [`HttpService::into_factory`](super::HttpService::into_factory)).
@@ -237,6 +239,10 @@ impl Handler for HttpProtocol {
         st.stop();
     }
 
+    fn held_bytes(&self, st: &HttpConnState) -> usize {
+        st.held_bytes()
+    }
+
     fn is_busy(&self, st: &HttpConnState) -> bool {
         st.is_busy()
     }
@@ -339,6 +345,10 @@ impl HttpProtocol {
                 let mut meta = meta;
                 if let Some(l) = &config.opts.limit_req {
                     meta.limit = limit(l, cx, st);
+                }
+                if cx.overload() == crate::overload::Level::Hard {
+                    meta.limit = OVERLOADED;
+                    meta.keep_alive = false;
                 }
                 if head.body == BodyKind::None {
                     let req = Request::from_parts(head.request, Body::empty());
@@ -631,6 +641,21 @@ impl HttpConnState {
         self.closing = true;
     }
 
+    /// Request bodies this connection holds in memory: the one arriving and those queued
+    /// behind an outstanding response (for the overload guard).
+    pub(crate) fn held_bytes(&self) -> usize {
+        let arriving = self.incoming.as_ref().map_or(0, |i| i.body.capacity());
+        let queued: usize = self
+            .queue
+            .iter()
+            .map(|(r, _)| match &r.body().kind {
+                Kind::Bytes(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        arriving + queued
+    }
+
     /// The peer's address.
     pub(crate) fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
@@ -754,8 +779,8 @@ fn answer_early(
     if outstanding(st) {
         return None;
     }
-    if meta.limit == LIMIT_REJECTED {
-        return Some(limited_response(config));
+    if meta.limit >= OVERLOADED {
+        return Some(refused_response(config, meta.limit));
     }
     match routed(config.router.lookup(&head.method, head.uri.path())) {
         Routed::Run(..) => None,
@@ -795,14 +820,14 @@ fn run<H: Handler>(
     mut meta: Meta,
 ) {
     if meta.limit != 0 {
-        if meta.limit != LIMIT_REJECTED && meta.limit > cx.now_ms() {
-            delay(cx, st, req, meta);
+        if meta.limit >= OVERLOADED {
+            st.served += 1;
+            let resp = refused_response(config, meta.limit);
+            respond(config, out, cx, st, meta, resp);
             return;
         }
-        if meta.limit == LIMIT_REJECTED {
-            st.served += 1;
-            let resp = limited_response(config);
-            respond(config, out, cx, st, meta, resp);
+        if meta.limit > cx.now_ms() {
+            delay(cx, st, req, meta);
             return;
         }
     }
@@ -859,14 +884,14 @@ fn limit<H: Handler>(l: &LimitReq, cx: &mut Conn<'_, H>, st: &HttpConnState) -> 
     }
 }
 
-/// The answer to a request past the rate limit's burst.
+/// The answer to a request past the rate limit's burst ([`LIMIT_REJECTED`]) or refused over
+/// the memory budget ([`OVERLOADED`]: 503).
 #[cold]
-fn limited_response(config: &HttpConfig) -> Response<Body> {
-    let status = config
-        .opts
-        .limit_req
-        .as_ref()
-        .map_or(StatusCode::SERVICE_UNAVAILABLE, |l| l.status);
+fn refused_response(config: &HttpConfig, why: u64) -> Response<Body> {
+    let status = match &config.opts.limit_req {
+        Some(l) if why == LIMIT_REJECTED => l.status,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
     let mut resp = text_response(status);
     resp.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -982,7 +1007,10 @@ fn respond<H: Handler>(
     };
     let ctx = ResponseContext {
         version: meta.version,
-        keep_alive: meta.keep_alive && !st.stopping,
+        // Past the memory budget's soft mark, connections are not kept (overload guard).
+        keep_alive: meta.keep_alive
+            && !st.stopping
+            && cx.overload() == crate::overload::Level::Normal,
         head_request: meta.head,
         date: out.date(cx.now_ms()),
     };

@@ -661,6 +661,13 @@ impl<W: WsHandler> Handler for WsProtocol<W> {
         }
     }
 
+    fn held_bytes(&self, st: &Self::State) -> usize {
+        match &st.inner {
+            Inner::Http(hs) => hs.held_bytes(),
+            Inner::Ws { .. } => 0,
+        }
+    }
+
     fn is_busy(&self, st: &Self::State) -> bool {
         match &st.inner {
             Inner::Http(hs) => hs.is_busy(),
