@@ -498,6 +498,11 @@ pub struct Config {
     pub lingering_close: Dur,
     /// Fast stop (TERM/INT): how long workers get before SIGKILL.
     pub stop_timeout: Dur,
+    /// The overload guard: bytes a worker's connections may hold (buffers, queued output,
+    /// request bodies) before it sheds load; past 80% keep-alive ends and the largest holders
+    /// are not read, past all of it new requests get 503 and the largest holders are reset.
+    /// Default: none.
+    pub memory_budget: Option<u64>,
     /// Logging.
     pub log: LogConfig,
     /// Listening sockets and their protocols.
@@ -517,6 +522,7 @@ impl Default for Config {
             drain_grace: Dur(Duration::from_secs(2)),
             lingering_close: Dur(Duration::from_secs(2)),
             stop_timeout: Dur(Duration::from_secs(5)),
+            memory_budget: None,
             log: LogConfig::default(),
             listeners: Vec::new(),
         }
@@ -663,6 +669,12 @@ impl Config {
         }
         if !(1..=256).contains(&self.loops) {
             return Err(ConfigError::new("loops", "must be between 1 and 256"));
+        }
+        if self.memory_budget.is_some_and(|b| b < 1 << 20) {
+            return Err(ConfigError::new(
+                "memory_budget",
+                "must be at least 1048576 (1 MiB), in bytes",
+            ));
         }
         if !LEVELS.contains(&self.log.level.as_str()) {
             return Err(ConfigError::new(

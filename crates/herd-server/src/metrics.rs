@@ -48,6 +48,10 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_process_resident_memory_bytes", "gauge"),
     ("herd_process_open_fds", "gauge"),
     ("herd_process_cpu_seconds_total", "counter"),
+    ("herd_memory_budget_bytes", "gauge"),
+    ("herd_memory_held_bytes", "gauge"),
+    ("herd_overload_level", "gauge"),
+    ("herd_overload_entered_total", "counter"),
     ("herd_connections_accepted_total", "counter"),
     ("herd_connections_open", "gauge"),
     ("herd_connections_closed_total", "counter"),
@@ -356,6 +360,58 @@ impl Collector for Scrape {
             "User plus system CPU time of the master and of each worker.",
             Some(Unit::Seconds),
             cpu,
+        )?;
+        let guarded: Vec<_> = self
+            .reporting
+            .iter()
+            .filter_map(|w| {
+                let lab = vec![l("role", "worker"), slot(w.worker_slot)];
+                Some((lab, w.overload.as_ref()?))
+            })
+            .collect();
+        family(
+            e,
+            "herd_memory_budget",
+            "The overload guard's memory budget of each worker (memory_budget).",
+            Some(Unit::Bytes),
+            guarded
+                .iter()
+                .map(|(lab, o)| (lab.clone(), Value::Gauge(o.budget_bytes as i64))),
+        )?;
+        family(
+            e,
+            "herd_memory_held",
+            "What each worker's connections hold against its budget: read buffers, queued \
+             output, request bodies.",
+            Some(Unit::Bytes),
+            guarded
+                .iter()
+                .map(|(lab, o)| (lab.clone(), Value::Gauge(o.held_bytes as i64))),
+        )?;
+        family(
+            e,
+            "herd_overload_level",
+            "Each worker's overload level: 0 normal, 1 soft (no keep-alive, largest holders not \
+             read), 2 hard (503, no accepting, largest holders reset).",
+            None,
+            guarded.iter().map(|(lab, o)| {
+                let n = match o.level.as_str() {
+                    "soft" => 1,
+                    "hard" => 2,
+                    _ => 0,
+                };
+                (lab.clone(), Value::Gauge(n))
+            }),
+        )?;
+        family(
+            e,
+            "herd_overload_entered",
+            "Times each worker's overload level rose to soft or to hard.",
+            None,
+            guarded.iter().flat_map(|(lab, o)| {
+                [("soft", o.soft_entered), ("hard", o.hard_entered)]
+                    .map(|(lv, n)| (with(lab.clone(), &[l("level", lv)]), Value::Counter(n)))
+            }),
         )?;
 
         let ls = &self.listeners;
@@ -775,6 +831,14 @@ mod tests {
                 generation: 3,
                 workers: 2,
                 listeners: vec![listener("site", "http", 1), listener("fr", "frame", 1)],
+                overload: Some(crate::status::OverloadStatus {
+                    budget_bytes: 64 << 20,
+                    held_bytes: 1 << 20,
+                    peak_bytes: 9 << 20,
+                    level: "soft".into(),
+                    soft_entered: 3,
+                    hard_entered: 1,
+                }),
                 ..Default::default()
             })
             .collect();

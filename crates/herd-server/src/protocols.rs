@@ -18,6 +18,7 @@ use herd_core::http::{
     Router, StaticDir, StatusCode,
 };
 use herd_core::limit::{Rate, RateLimit, RateTable};
+use herd_core::overload::MemoryBudget;
 use herd_core::proxy::ProxyProtocol;
 use herd_core::ws::{WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd_core::{Options, Server, ServerHandle};
@@ -101,6 +102,8 @@ pub struct Context {
     /// The `limit_req` tables the master shares with its workers, by listener name. A
     /// limited listener missing here gets a table of this process alone.
     pub rate_tables: Vec<(String, Arc<RateTable>)>,
+    /// The worker's memory budget (`memory_budget`), shared by all its listeners.
+    pub budget: Option<Arc<MemoryBudget>>,
 }
 
 /// The frame services a worker started, by listener name.
@@ -159,6 +162,9 @@ pub fn start(
     let mut server = socks
         .into_iter()
         .fold(Server::new().options(options(l, cfg)), Server::listener);
+    if let Some(b) = &cx.budget {
+        server = server.memory_budget(b.clone());
+    }
     if let Some(tls) = &l.tls {
         let acceptor = tls
             .acceptor(l.protocol, cx.ticket_secret)
@@ -529,6 +535,7 @@ mod tests {
             ticket_secret: None,
             frames: Default::default(),
             rate_tables: Vec::new(),
+            budget: None,
         }
     }
 

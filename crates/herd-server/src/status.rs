@@ -135,6 +135,23 @@ pub struct FrameStatus {
     pub pool_capacity: u64,
 }
 
+/// A worker's overload guard (see herd-core's `overload` module).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OverloadStatus {
+    /// The budget (`memory_budget`), bytes.
+    pub budget_bytes: u64,
+    /// What the worker's connections held at the last scans, bytes.
+    pub held_bytes: u64,
+    /// The most they ever held, bytes.
+    pub peak_bytes: u64,
+    /// `normal`, `soft` or `hard`.
+    pub level: String,
+    /// Times the level rose to soft.
+    pub soft_entered: u64,
+    /// Times the level rose to hard.
+    pub hard_entered: u64,
+}
+
 /// What one process (worker or master) uses, read from `/proc/self` at snapshot time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProcessStatus {
@@ -262,6 +279,9 @@ pub struct Status {
     /// This worker process's resources.
     #[serde(default)]
     pub process: ProcessStatus,
+    /// The overload guard of this worker, when it has a `memory_budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overload: Option<OverloadStatus>,
     /// The counters summed over every worker of this generation that published a snapshot in
     /// the last [`FRESH_MS`] (filled in by [`StatusBoard::json`] where workers share status).
     #[serde(default, skip_serializing_if = "Option::is_none")]

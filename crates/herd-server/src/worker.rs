@@ -27,8 +27,8 @@ use crate::logging::Logs;
 use crate::protocols::{self, Context};
 use crate::signals::{Notifier, Signal, Waiter};
 use crate::status::{
-    unix_ms, FrameStatus, HttpStatus, ListenerStatus, ProcessStatus, ProxyStatus, SharedStatus,
-    Status, StatusBoard, TlsStatus, WsStatus,
+    unix_ms, FrameStatus, HttpStatus, ListenerStatus, OverloadStatus, ProcessStatus, ProxyStatus,
+    SharedStatus, Status, StatusBoard, TlsStatus, WsStatus,
 };
 
 /// The environment variable carrying the [`WorkerSpec`] as JSON.
@@ -149,6 +149,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
             .and_then(protocols::ws_path),
         listeners: Vec::new(),
         process: Default::default(),
+        overload: None,
         totals: None,
     });
     let board = match spec.status_fd {
@@ -185,6 +186,10 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
                 }
             })
             .collect(),
+        budget: spec
+            .config
+            .memory_budget
+            .map(herd_core::overload::MemoryBudget::new),
     };
     let mut servers: Vec<(usize, ServerHandle)> = Vec::new();
     // A listener may come with more than one socket (slots left over after the worker count
@@ -215,7 +220,9 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
         tracing::debug!("serving {} on {} ({})", name, l.bind, l.protocol.as_str());
         servers.push((i, handle));
     }
-    let refresh = |servers: &[(usize, ServerHandle)]| refresh(&board, spec, servers, &cx.frames);
+    let refresh = |servers: &[(usize, ServerHandle)]| {
+        refresh(&board, spec, servers, &cx.frames, cx.budget.as_deref())
+    };
     refresh(&servers);
     let msg = crate::worker::ready_message(std::process::id(), spec.slot, spec.generation);
     if let Err(e) = notify.send(&msg) {
@@ -312,6 +319,7 @@ fn refresh(
     spec: &WorkerSpec,
     servers: &[(usize, ServerHandle)],
     frames: &protocols::FrameServices,
+    budget: Option<&herd_core::overload::MemoryBudget>,
 ) {
     let frames = frames.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let listeners = servers
@@ -328,6 +336,14 @@ fn refresh(
     board.update(|st| {
         st.listeners = listeners;
         st.process = ProcessStatus::current();
+        st.overload = budget.map(|b| OverloadStatus {
+            budget_bytes: b.hard(),
+            held_bytes: b.held(),
+            peak_bytes: b.peak(),
+            level: b.level().as_str().into(),
+            soft_entered: b.entered(herd_core::overload::Level::Soft),
+            hard_entered: b.entered(herd_core::overload::Level::Hard),
+        });
         st.now_ms = unix_ms();
     });
 }
