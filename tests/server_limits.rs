@@ -1,6 +1,7 @@
-//! `limit_req` through the `herd` binary: two worker processes share one table (the master's
-//! memory file), so a client gets `rate` + `burst` requests in all, not per worker; a reload
-//! keeps the table; `-t` explains a bad limit.
+//! Client limits through the `herd` binary: `limit_req`, where two worker processes share one
+//! table (the master's memory file), so a client gets `rate` + `burst` requests in all, not per
+//! worker, a reload keeps the table and `-t` explains a bad limit; and
+//! `max_connections_per_ip` on WebSocket and frame listeners, refused and counted.
 
 mod server_support;
 
@@ -139,4 +140,44 @@ fn config_test_explains_a_bad_limit() {
         assert!(!out.status.success(), "{limit}: {text}");
         assert!(text.contains(want), "{limit}: {text}");
     }
+}
+
+#[test]
+fn max_connections_per_ip_covers_ws_and_frame_listeners_and_is_counted() {
+    use std::time::{Duration, Instant};
+    let (ws, frame, admin) = (free_port(), free_port(), free_port());
+    let h = Herd::launch(TempDir::new("per-ip"), 1, "", move |t| {
+        t.push_str(&format!(
+            "\n[[listener]]\nname = \"ws\"\nbind = \"127.0.0.1:{ws}\"\nprotocol = \"ws\"\n\
+             max_connections_per_ip = 1\n\
+             \n[[listener]]\nname = \"fr\"\nbind = \"127.0.0.1:{frame}\"\nprotocol = \"frame\"\n\
+             max_connections_per_ip = 1\n\
+             \n[[listener]]\nname = \"admin\"\nbind = \"127.0.0.1:{admin}\"\nprotocol = \"admin\"\n"
+        ))
+    });
+    h.wait_ready_workers(h.pid(), 1);
+    // The first connection to each is served.
+    let frame_addr = SocketAddr::from(([127, 0, 0, 1], frame));
+    let mut first_frame = herd::frame::Client::connect(frame_addr).unwrap();
+    assert_eq!(first_frame.call_raw(1, b"one").unwrap(), b"one");
+    let _first_ws = TcpStream::connect(("127.0.0.1", ws)).unwrap();
+    // A second one from the same address is closed at once.
+    for port in [ws, frame] {
+        let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        second.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = second.write_all(b"x");
+        let start = Instant::now();
+        let mut buf = [0u8; 16];
+        let n = second.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "port {port}: the second connection was served");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+    for (listener, protocol) in [("ws", "ws"), ("fr", "frame")] {
+        let series = format!(
+            "herd_connections_refused_total{{listener=\"{listener}\",protocol=\"{protocol}\",limit=\"per_ip\"}}"
+        );
+        wait_until("the refusal in /metrics", || metric(admin, &series) == 1);
+    }
+    // The first frame connection is still served.
+    assert_eq!(first_frame.call_raw(1, b"two").unwrap(), b"two");
 }
