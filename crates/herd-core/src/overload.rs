@@ -64,7 +64,7 @@ impl Level {
 ///
 /// let budget = MemoryBudget::new(10 << 20); // 10 MiB: soft at 8 MiB
 /// assert_eq!(budget.soft(), 8 << 20);
-/// let me = budget.reporter();
+/// let mut me = budget.reporter();
 /// assert_eq!(me.publish(9 << 20), Level::Soft);
 /// assert_eq!(me.publish(11 << 20), Level::Hard);
 /// // Under the soft mark but above 90% of it: still hard (no flapping).
