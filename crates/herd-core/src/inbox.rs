@@ -44,6 +44,8 @@ pub(crate) enum Cmd {
     Stats(mpsc::Sender<Stats>),
     /// Re-read the clock and run due timers (used with fake clocks).
     Tick,
+    /// Poll this task (its waker was used on another thread).
+    WakeTask(crate::task::TaskKey),
 }
 
 struct Queue<T> {

@@ -48,6 +48,7 @@ mod server;
 pub mod stats;
 #[allow(unsafe_code)]
 mod sys;
+pub mod task;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -338,6 +338,29 @@ impl<'a, H: Handler> Conn<'a, H> {
         self.core.overload
     }
 
+    /// Run `fut` as a task on this loop, bound to this connection: it is cancelled (dropped)
+    /// when the connection closes, and a panic in it closes the connection. To act on the
+    /// connection from the task, move a [`handle`](Self::handle) into it.
+    ///
+    /// ```no_run
+    /// # use herd_core::{Conn, Handler};
+    /// # fn on_message<H: Handler>(cx: &mut Conn<'_, H>) {
+    /// let h = cx.handle();
+    /// cx.spawn(async move {
+    ///     herd_core::task::sleep(std::time::Duration::from_millis(5)).await;
+    ///     h.send(herd_core::Bytes::from_static(b"later\n"));
+    /// });
+    /// # }
+    /// ```
+    pub fn spawn<F>(&mut self, fut: F) -> crate::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + 'static,
+        F::Output: 'static,
+    {
+        let exec = crate::task::current().expect("a loop's callback runs on its thread");
+        crate::task::spawn_on(&exec, fut, Some(self.conn.id()))
+    }
+
     /// Undo [`pause_reading`](Self::pause_reading).
     pub fn resume_reading(&mut self) {
         if self.conn.rx_mut().resume_user() {
@@ -404,6 +427,15 @@ impl<'a, H: Handler> LoopCx<'a, H> {
     /// Number of open connections on this loop.
     pub fn connections(&self) -> usize {
         self.slab.len()
+    }
+
+    /// Run `fut` as a task on this loop, bound to no connection (see [`crate::task`]).
+    pub fn spawn<F>(&mut self, fut: F) -> crate::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + 'static,
+        F::Output: 'static,
+    {
+        crate::task::spawn_local(fut)
     }
 
     /// Run `on_loop_timer(token)` once after `delay`.

@@ -40,6 +40,10 @@ impl<H: Handler> EventLoop<H> {
             let slot = self.slab.remove(idx);
             self.shared
                 .release(self.core.loop_index, slot.conn.admitted_ip());
+            if self.exec.has_owned() {
+                // Its tasks go with it.
+                self.exec.cancel_owned(slot.conn.id());
+            }
             // Dropping the transport closes the fd, which also removes it from epoll.
         }
     }

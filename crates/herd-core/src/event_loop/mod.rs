@@ -25,6 +25,7 @@ mod rw;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ use crate::proxy::ProxyFailure;
 use crate::reason::CloseReason;
 use crate::server::ServerShared;
 use crate::stats::Stats;
+use crate::task::{Executor, COSOCKET_BASE};
 use crate::timer::TimerId;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -93,6 +95,8 @@ pub(crate) struct EventLoop<H: Handler> {
     overload_accept_paused: bool,
     /// Scratch for the memory scan: `(held bytes, slot)` of the larger holders.
     holders: Vec<(u64, usize)>,
+    /// The loop's async tasks and cosockets ([`crate::task`]).
+    exec: Rc<Executor>,
 }
 
 /// Connections holding less than this are never paused or reset by the overload guard.
@@ -148,7 +152,9 @@ impl<H: Handler> EventLoop<H> {
             .memory_budget
             .as_ref()
             .map_or(u64::MAX, |b| (b.hard() / 16).max(4096));
+        let exec = Executor::new(inbox.clone(), poll.registry().try_clone()?, now);
         let mut lp = EventLoop {
+            exec,
             handler,
             slab: Slab::new(),
             core: Core::new(loop_index, now, opts, inbox),
@@ -188,6 +194,7 @@ impl<H: Handler> EventLoop<H> {
                 core: &mut self.core,
             };
             let h = &mut self.handler;
+            self.exec.enter();
             guarded("on_loop_start", || h.on_loop_start(&mut lp));
         }
         if self.budget.is_some() {
@@ -195,13 +202,16 @@ impl<H: Handler> EventLoop<H> {
             self.core.timers.insert(at, TimerKind::MemoryScan);
         }
         loop {
-            let timeout = if self.core.has_read_more() {
+            let timeout = if self.core.has_read_more() || self.exec.has_ready() {
                 Some(Duration::ZERO)
             } else {
-                self.core
-                    .timers
-                    .next_deadline()
-                    .map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
+                let wheel = self.core.timers.next_deadline();
+                let tasks = self.exec.reactor.next_deadline();
+                let next = match (wheel, tasks) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                next.map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -211,10 +221,16 @@ impl<H: Handler> EventLoop<H> {
                 break;
             }
             self.core.now = self.clock.now_ms();
+            self.exec.set_now(self.core.now);
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => self.drain_inbox(),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= COSOCKET_BASE => self.exec.reactor.ready(
+                        t,
+                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                    ),
                     Token(idx) => {
                         if ev.is_read_closed() {
                             // The FIN came with (or after) the data: a short read must not end
@@ -234,6 +250,7 @@ impl<H: Handler> EventLoop<H> {
             }
             self.run_read_more();
             self.run_timers();
+            self.run_tasks();
             if let Some(grace_ms) = self.stop_requested.take() {
                 self.begin_stop(grace_ms);
             }
@@ -250,6 +267,7 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
+        self.exec.shut_down();
         self.core.inbox.close();
         self.report.stats = self.snapshot();
         self.report
@@ -387,6 +405,25 @@ impl<H: Handler> EventLoop<H> {
         open(&mut self.handler, slot, &mut self.core);
     }
 
+    // ----- async tasks -----
+
+    /// Wake the tasks whose timers are due and poll the ready ones; a connection whose task
+    /// panicked is closed.
+    #[inline]
+    fn run_tasks(&mut self) {
+        self.exec.reactor.fire(self.core.now);
+        if !self.exec.has_ready() {
+            return;
+        }
+        let report = self.exec.run_ready();
+        for id in report.panicked_owners {
+            self.core.stats.handler_panics += 1;
+            if let Some(slot) = live(&mut self.slab, id) {
+                self.core.mark_close(&mut slot.conn, CloseReason::Panic);
+            }
+        }
+    }
+
     // ----- the overload guard -----
 
     /// Measure what this loop's connections hold, publish it to the budget, and act on the
@@ -517,6 +554,7 @@ impl<H: Handler> EventLoop<H> {
                     let _ = tx.send(self.snapshot());
                 }
                 Cmd::Tick => {}
+                Cmd::WakeTask(key) => self.exec.wake(key),
             }
         }
         self.cmds = cmds;
