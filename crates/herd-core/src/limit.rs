@@ -16,7 +16,7 @@
 //! memory (loops of one process share it by `Arc`) or in a memory file that a parent maps and
 //! passes to its children ([`RateTable::create_shared`], [`RateTable::from_file`]): the `herd`
 //! master makes one per limited listener, so a worker count never multiplies a limit. Time is
-//! the system-wide monotonic clock, the same in every process, or an injected [`Clock`] in
+//! the system-wide monotonic clock, the same in every process, or an injected [`Clock`](crate::clock::Clock) in
 //! tests. This module never blocks, allocates per check, or reads anything but the table.
 //! Callers: the HTTP server (before routing), and whoever wants a limit of their own.
 
