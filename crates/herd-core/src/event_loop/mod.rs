@@ -202,16 +202,15 @@ impl<H: Handler> EventLoop<H> {
             self.core.timers.insert(at, TimerKind::MemoryScan);
         }
         loop {
-            let timeout = if self.core.has_read_more() || self.exec.has_ready() {
+            let timeout = if self.core.has_read_more() {
                 Some(Duration::ZERO)
+            } else if self.exec.active() {
+                self.task_timeout()
             } else {
-                let wheel = self.core.timers.next_deadline();
-                let tasks = self.exec.reactor.next_deadline();
-                let next = match (wheel, tasks) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                next.map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
+                self.core
+                    .timers
+                    .next_deadline()
+                    .map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -250,7 +249,9 @@ impl<H: Handler> EventLoop<H> {
             }
             self.run_read_more();
             self.run_timers();
-            self.run_tasks();
+            if self.exec.active() {
+                self.run_tasks();
+            }
             if let Some(grace_ms) = self.stop_requested.take() {
                 self.begin_stop(grace_ms);
             }
@@ -408,20 +409,38 @@ impl<H: Handler> EventLoop<H> {
     // ----- async tasks -----
 
     /// Wake the tasks whose timers are due and poll the ready ones; a connection whose task
-    /// panicked is closed.
-    #[inline]
+    /// panicked is closed. (Only while some task is alive.)
+    #[cold]
+    #[inline(never)]
     fn run_tasks(&mut self) {
         self.exec.reactor.fire(self.core.now);
-        if !self.exec.has_ready() {
-            return;
-        }
-        let report = self.exec.run_ready();
-        for id in report.panicked_owners {
-            self.core.stats.handler_panics += 1;
-            if let Some(slot) = live(&mut self.slab, id) {
-                self.core.mark_close(&mut slot.conn, CloseReason::Panic);
+        if self.exec.has_ready() {
+            let report = self.exec.run_ready();
+            for id in report.panicked_owners {
+                self.core.stats.handler_panics += 1;
+                if let Some(slot) = live(&mut self.slab, id) {
+                    self.core.mark_close(&mut slot.conn, CloseReason::Panic);
+                }
             }
         }
+        self.exec.settle();
+    }
+
+    /// The poll timeout while tasks are alive: zero with tasks ready, else the earliest of
+    /// the wheel's and the tasks' timers.
+    #[cold]
+    #[inline(never)]
+    fn task_timeout(&self) -> Option<Duration> {
+        if self.exec.has_ready() {
+            return Some(Duration::ZERO);
+        }
+        let wheel = self.core.timers.next_deadline();
+        let tasks = self.exec.reactor.next_deadline();
+        let next = match (wheel, tasks) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
     }
 
     // ----- the overload guard -----

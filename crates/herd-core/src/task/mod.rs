@@ -93,6 +93,10 @@ pub(crate) struct Executor {
     now: Cell<u64>,
     /// Tasks that panicked and whose connection is to be closed.
     panicked: RefCell<Vec<ConnId>>,
+    /// Some task is alive (or was, since the loop last found none): only then does the loop
+    /// look at ready tasks and task timers, so a loop without tasks pays one load per
+    /// iteration.
+    active: Cell<bool>,
 }
 
 thread_local! {
@@ -155,7 +159,22 @@ impl Executor {
             reactor: Reactor::new(registry),
             now: Cell::new(now),
             panicked: RefCell::new(Vec::new()),
+            active: Cell::new(false),
         })
+    }
+
+    /// Whether the loop has to look at tasks at all (see `active`).
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.active.get()
+    }
+
+    /// After running tasks: with no task alive, the loop stops looking until the next spawn.
+    /// (Timers and cosockets belong to tasks, so none can be pending then.)
+    pub(crate) fn settle(&self) {
+        if self.tasks.borrow().is_empty() && self.ready.borrow().is_empty() {
+            self.active.set(false);
+        }
     }
 
     /// Make this the executor of the current thread (the loop's, for its whole run).
@@ -195,6 +214,7 @@ impl Executor {
     }
 
     fn spawn_boxed(&self, fut: BoxFuture, owner: Option<ConnId>) -> TaskKey {
+        self.active.set(true);
         let gen = self.next_gen.get().wrapping_add(1);
         self.next_gen.set(gen);
         let mut tasks = self.tasks.borrow_mut();
