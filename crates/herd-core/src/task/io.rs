@@ -304,3 +304,53 @@ impl Drop for TcpStream {
         drop(slot);
     }
 }
+
+/// tokio's I/O traits (feature `tokio-io`): a cosocket works with async code written against
+/// `tokio::io::{AsyncRead, AsyncWrite}` that does not need tokio's runtime (codecs, protocol
+/// clients that take any stream). Wakers are the loop's; nothing here touches a tokio runtime.
+#[cfg(feature = "tokio-io")]
+mod tokio_io {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::TcpStream;
+
+    impl tokio::io::AsyncRead for TcpStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let dst = buf.initialize_unfilled();
+            match TcpStream::poll_read(this, cx, dst) {
+                Poll::Ready(Ok(n)) => {
+                    buf.advance(n);
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    impl tokio::io::AsyncWrite for TcpStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            TcpStream::poll_write(self.get_mut(), cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            // Writes go straight to the socket: nothing is buffered here.
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+        }
+    }
+}
