@@ -43,13 +43,8 @@ fn limited_herd(tag: &str, workers: usize, limit: &str) -> (Herd, SocketAddr, u1
 }
 
 fn metric(admin: u16, series: &str) -> u64 {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
+    http_get_body(admin, "/metrics")
+        .lines()
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()

@@ -6,7 +6,7 @@
 
 mod server_support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -71,13 +71,7 @@ fn run(tag: &str, extra: &str) -> (u64, usize, serde_json::Value) {
         a.join().unwrap();
     }
     let (peak, _) = memory(worker);
-    let mut s = TcpStream::connect(("127.0.0.1", site)).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    let body = http_get_body(site, "/api/status");
     let status = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
     (peak.saturating_sub(before), echoes, status)
 }

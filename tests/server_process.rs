@@ -743,7 +743,6 @@ fn site_frame_demo_and_access_log_through_the_binary() {
 /// snapshot to the file the master shares, and the answering worker sums them.
 #[test]
 fn status_totals_cover_every_worker() {
-    use std::io::{Read, Write};
     let http_port = free_port();
     let h = Herd::launch(TempDir::new("totals"), 2, "", move |text| {
         text.push_str(&format!(
@@ -753,14 +752,7 @@ fn status_totals_cover_every_worker() {
     let master = h.pid();
     let workers = h.wait_ready_workers(master, 2);
     let status = || {
-        let mut s = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        serde_json::from_str::<serde_json::Value>(&http_get_body(http_port, "/api/status")).unwrap()
     };
     let mut last = serde_json::Value::Null;
     wait_until("status totals from both workers", || {

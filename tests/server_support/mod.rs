@@ -150,6 +150,19 @@ pub fn echo_once(addr: SocketAddr, line: &str) -> io::Result<String> {
     Ok(got.trim_end_matches('\n').to_string())
 }
 
+/// `GET path` on 127.0.0.1:`port` with `Connection: close`: the response body (bounded wait).
+pub fn http_get_body(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string())
+}
+
 /// A running `herd` master started by a test.
 pub struct Herd {
     pub dir: TempDir,
