@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd::http::{Body, HttpOptions, HttpService, Request, Response, Router};
+use herd::http::{Body, HttpService, Request, Response, Router};
 use herd::overload::{Level, MemoryBudget};
 use herd::{CloseReason, Server, ServerHandle};
 use http_support::Client;
@@ -24,22 +24,12 @@ fn serve(budget: Arc<MemoryBudget>) -> ServerHandle {
     let router = Router::new()
         .get("/hello", |_: Request<Body>| Response::new(Body::from("hi")))
         .post("/echo", |req: Request<Body>| Response::new(req.into_body()));
-    let opts = HttpOptions {
-        limits: herd::http::Limits {
-            max_body: 1 << 20,
-            ..Default::default()
-        },
-        ..HttpOptions::default()
-    };
     let server = Server::new()
         .bind("127.0.0.1:0")
         .unwrap()
         .loops(1)
         .memory_budget(budget);
-    HttpService::new(router)
-        .options(opts)
-        .serve(server)
-        .unwrap()
+    HttpService::new(router).serve(server).unwrap()
 }
 
 /// Pipeline `REQUESTS_EACH` echo requests with large bodies and never read; stop when the

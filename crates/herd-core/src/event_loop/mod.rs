@@ -202,15 +202,19 @@ impl<H: Handler> EventLoop<H> {
             self.core.timers.insert(at, TimerKind::MemoryScan);
         }
         loop {
-            let timeout = if self.core.has_read_more() {
+            let tasks = self.exec.active();
+            let timeout = if self.core.has_read_more() || (tasks && self.exec.has_ready()) {
                 Some(Duration::ZERO)
-            } else if self.exec.active() {
-                self.task_timeout()
             } else {
-                self.core
-                    .timers
-                    .next_deadline()
-                    .map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
+                let mut next = self.core.timers.next_deadline();
+                if tasks {
+                    // The tasks' timers sit beside the wheel: wait for the earlier.
+                    next = match (next, self.exec.reactor.next_deadline()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                next.map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -256,9 +260,6 @@ impl<H: Handler> EventLoop<H> {
                 self.begin_stop(grace_ms);
             }
             self.flush_dirty();
-            if self.core.stats.bytes_in.wrapping_sub(self.scan_bytes_in) > self.scan_trigger {
-                self.memory_scan();
-            }
             self.reap();
             if self.stopping {
                 self.close_idle_for_stop();
@@ -415,8 +416,7 @@ impl<H: Handler> EventLoop<H> {
     fn run_tasks(&mut self) {
         self.exec.reactor.fire(self.core.now);
         if self.exec.has_ready() {
-            let report = self.exec.run_ready();
-            for id in report.panicked_owners {
+            for id in self.exec.run_ready() {
                 self.core.stats.handler_panics += 1;
                 if let Some(slot) = live(&mut self.slab, id) {
                     self.core.mark_close(&mut slot.conn, CloseReason::Panic);
@@ -424,23 +424,6 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         self.exec.settle();
-    }
-
-    /// The poll timeout while tasks are alive: zero with tasks ready, else the earliest of
-    /// the wheel's and the tasks' timers.
-    #[cold]
-    #[inline(never)]
-    fn task_timeout(&self) -> Option<Duration> {
-        if self.exec.has_ready() {
-            return Some(Duration::ZERO);
-        }
-        let wheel = self.core.timers.next_deadline();
-        let tasks = self.exec.reactor.next_deadline();
-        let next = match (wheel, tasks) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        next.map(|d| Duration::from_millis(d.saturating_sub(self.core.now)))
     }
 
     // ----- the overload guard -----

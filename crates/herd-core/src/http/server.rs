@@ -144,8 +144,9 @@ struct Meta {
     log: Option<Box<LogMeta>>,
     /// The request's `Accept-Encoding`, read only when compression is on.
     accept: AcceptEncoding,
-    /// The rate limit's verdict: 0 to run it, [`LIMIT_REJECTED`], or the loop time (ms) before
-    /// which it must not run (a delay within the burst).
+    /// What to do with it before routing: 0 run it; [`LIMIT_REJECTED`] or [`OVERLOADED`]
+    /// refuse it; otherwise the loop time (ms) before which it must not run (a `limit_req`
+    /// delay within the burst).
     limit: u64,
 }
 
@@ -317,7 +318,7 @@ impl HttpProtocol {
             Event::Head(head) => {
                 st.phase = Phase::Active;
                 st.partial_since = None;
-                let meta = Meta {
+                let mut meta = Meta {
                     version: head.request.version,
                     keep_alive: head.keep_alive,
                     head: head.request.method == Method::HEAD,
@@ -342,7 +343,6 @@ impl HttpProtocol {
                     },
                     limit: 0,
                 };
-                let mut meta = meta;
                 if let Some(l) = &config.opts.limit_req {
                     meta.limit = limit(l, cx, st);
                 }
@@ -675,6 +675,15 @@ fn arm<H: Handler>(cx: &mut Conn<'_, H>, st: &mut HttpConnState, at: u64) {
     st.timer = Some((timer, at.max(now)));
 }
 
+/// Stop reading from the peer while requests wait (once; `settle` resumes).
+#[inline]
+fn pause_reads<H: Handler>(cx: &mut Conn<'_, H>, st: &mut HttpConnState) {
+    if !st.read_paused {
+        st.read_paused = true;
+        cx.pause_reading();
+    }
+}
+
 /// A response is still to be completed before the next one may be written.
 fn outstanding(st: &HttpConnState) -> bool {
     !matches!(st.busy, Busy::None) || !st.queue.is_empty()
@@ -695,10 +704,7 @@ fn accept<H: Handler>(
 ) {
     if outstanding(st) {
         st.queue.push_back((req, meta));
-        if !st.read_paused {
-            st.read_paused = true;
-            cx.pause_reading();
-        }
+        pause_reads(cx, st);
     } else {
         run(config, out, cx, st, req, meta);
     }
@@ -723,10 +729,7 @@ fn settle<H: Handler>(
         return;
     }
     if !matches!(st.busy, Busy::None) {
-        if !st.read_paused {
-            st.read_paused = true;
-            cx.pause_reading();
-        }
+        pause_reads(cx, st);
         return;
     }
     if let Some(e) = st.pending_error.take() {
@@ -906,10 +909,7 @@ fn delay<H: Handler>(cx: &mut Conn<'_, H>, st: &mut HttpConnState, req: Request<
     let wait = meta.limit.saturating_sub(cx.now_ms());
     st.queue.push_front((req, meta));
     st.busy = Busy::Delayed;
-    if !st.read_paused {
-        st.read_paused = true;
-        cx.pause_reading();
-    }
+    pause_reads(cx, st);
     cx.run_after(Duration::from_millis(wait), DELAY_TOKEN);
 }
 

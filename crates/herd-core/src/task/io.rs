@@ -149,6 +149,7 @@ impl std::fmt::Debug for TcpStream {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Dir {
     Read,
     Write,
@@ -219,32 +220,34 @@ impl TcpStream {
         }
     }
 
-    /// Poll-style read: what [`read`](Self::read) awaits (for `AsyncRead`-like adapters).
-    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// Run `op` on the socket while it was last seen ready in `dir`: its result, or pending
+    /// (the waker parked) once the socket says `WouldBlock`.
+    fn poll_op(
+        &mut self,
+        dir: Dir,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&mut mio::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         loop {
-            if self.poll_ready(Dir::Read, cx).is_pending() {
+            if self.poll_ready(dir, cx).is_pending() {
                 return Poll::Pending;
             }
-            match self.sock.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(Dir::Read),
+            match op(&mut self.sock) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(dir),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return Poll::Ready(r),
             }
         }
     }
 
+    /// Poll-style read: what [`read`](Self::read) awaits (for `AsyncRead`-like adapters).
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Dir::Read, cx, |s| s.read(buf))
+    }
+
     /// Poll-style write: what [`write`](Self::write) awaits.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            if self.poll_ready(Dir::Write, cx).is_pending() {
-                return Poll::Pending;
-            }
-            match self.sock.write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(Dir::Write),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return Poll::Ready(r),
-            }
-        }
+        self.poll_op(Dir::Write, cx, |s| s.write(buf))
     }
 
     /// Read into `buf`; 0 at the peer's end of stream.

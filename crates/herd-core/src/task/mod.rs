@@ -71,13 +71,6 @@ struct TaskSlot {
     waker: Waker,
 }
 
-/// What the loop must do after running tasks: close these connections (a task of theirs
-/// panicked).
-#[derive(Default)]
-pub(crate) struct RunReport {
-    pub(crate) panicked_owners: Vec<ConnId>,
-}
-
 /// One loop's executor (see the module docs).
 pub(crate) struct Executor {
     /// A process-unique id: wakers compare it with the current thread's executor.
@@ -91,8 +84,6 @@ pub(crate) struct Executor {
     pub(crate) reactor: Reactor,
     /// The loop's time (ms), set by the loop before it polls tasks.
     now: Cell<u64>,
-    /// Tasks that panicked and whose connection is to be closed.
-    panicked: RefCell<Vec<ConnId>>,
     /// Some task is alive (or was, since the loop last found none): only then does the loop
     /// look at ready tasks and task timers, so a loop without tasks pays one load per
     /// iteration.
@@ -158,7 +149,6 @@ impl Executor {
             inbox,
             reactor: Reactor::new(registry),
             now: Cell::new(now),
-            panicked: RefCell::new(Vec::new()),
             active: Cell::new(false),
         })
     }
@@ -302,8 +292,10 @@ impl Executor {
         }
     }
 
-    /// Poll ready tasks, at most [`POLL_BUDGET`].
-    pub(crate) fn run_ready(&self) -> RunReport {
+    /// Poll ready tasks, at most [`POLL_BUDGET`]. Returns the connections whose task panicked
+    /// (the loop closes them).
+    pub(crate) fn run_ready(&self) -> Vec<ConnId> {
+        let mut panicked = Vec::new();
         for _ in 0..POLL_BUDGET {
             let Some(key) = self.ready.borrow_mut().pop_front() else {
                 break;
@@ -336,17 +328,13 @@ impl Executor {
                     self.forget_owned(owner, key);
                     if outcome.is_err() {
                         tracing::error!("task panicked; dropped");
-                        if let Some(id) = owner {
-                            self.panicked.borrow_mut().push(id);
-                        }
+                        panicked.extend(owner);
                     }
                     drop(fut);
                 }
             }
         }
-        RunReport {
-            panicked_owners: std::mem::take(&mut *self.panicked.borrow_mut()),
-        }
+        panicked
     }
 }
 
