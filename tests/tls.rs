@@ -246,6 +246,31 @@ fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+fn a_large_in_memory_body_is_sealed_until_the_socket_fills() {
+    // A reply larger than rustls' 64 KiB buffer: every batch is written until the socket is
+    // full, so the writable edge the send side waits for comes (it once stalled here).
+    let ca = TestCa::new("mem");
+    let leaf = ca.server("site", &["localhost"]);
+    let big: &'static [u8] = Box::leak(herd_testkit::pattern(3, 4 << 20).into_boxed_slice());
+    let router = router().get("/big", move |_: Request<Body>| {
+        Response::new(Body::from_static(big))
+    });
+    let server = serve_tls(
+        router,
+        TlsAcceptor::new(settings(&[&leaf]).build().unwrap()),
+        None,
+    );
+    let cfg = Arc::new(client_config(&ca.ca_file(), false));
+    let mut s = connect(server.local_addr(), &cfg, "localhost");
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = get(&mut s, "/big", &mut buf);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(body == big, "the body arrives whole and in order");
+    }
+}
+
+#[test]
 fn plain_http_random_bytes_and_a_stalled_handshake_are_closed_and_counted() {
     let ca = TestCa::new("bad");
     let leaf = ca.server("site", &["localhost"]);

@@ -2,8 +2,10 @@
 //! returns plaintext, and seals plaintext into records.
 //!
 //! The loop's syscall discipline holds: a read returns less than its buffer only once the
-//! socket is drained (so the edge-triggered poller fires again), and a send seals everything
-//! it is given into records that leave in one `writev`. Ciphertext that the socket did not
+//! socket is drained (so the edge-triggered poller fires again), and a send seals what it is
+//! given into records, one `writev` per 64 KiB batch, until all of it is taken or the socket
+//! is full (so replies of one read leave in one `writev`, and a short send means a full
+//! socket, as it does for plain TCP: the only state that earns a writable edge). Ciphertext that the socket did not
 //! take waits inside the session (bounded by rustls' 64 KiB buffer limit, under which the
 //! send side keeps the rest of its output in its own, counted, buffer) and is reported by
 //! [`TlsStream::has_pending`] so the send side asks for writable edges. Files are read in
@@ -238,17 +240,25 @@ impl TlsStream {
         Ok(true)
     }
 
-    /// Seal `buf` (as much as the session takes) and write it; returns the plaintext taken.
+    /// Seal `buf` and write it, a buffer limit's worth of records at a time, until all of it
+    /// is taken or the socket is full; returns the plaintext taken (`WouldBlock` if none).
+    ///
+    /// Less than `buf` comes back only when the socket said `EAGAIN`: the send side then waits
+    /// for a writable edge, and the kernel gives one only to a socket that filled. (Returning
+    /// after one buffer's worth, as this once did, stalled any reply over 64 KiB for good.)
     pub(crate) fn send(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.write_pending()? {
+        let mut taken = 0;
+        while self.write_pending()? && taken < buf.len() {
+            match self.session.writer().write(&buf[taken..])? {
+                // (Cannot happen with the session's buffer just emptied.)
+                0 => break,
+                n => taken += n,
+            }
+        }
+        if taken == 0 && !buf.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = self.session.writer().write(buf)?;
-        self.write_pending()?;
-        if n == 0 && !buf.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
+        Ok(taken)
     }
 
     /// Write ciphertext left from earlier sends; `Ok(true)` when nothing is left.
