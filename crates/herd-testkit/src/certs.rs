@@ -63,12 +63,27 @@ impl TestCa {
         self.leaf(file, names, ExtendedKeyUsagePurpose::ServerAuth)
     }
 
+    /// A server certificate for `names` that expired in 2021 (valid 2020-01-01 to 2021-01-01).
+    pub fn expired_server(&self, file: &str, names: &[&str]) -> Leaf {
+        self.make(file, names, ExtendedKeyUsagePurpose::ServerAuth, true)
+    }
+
     /// A client certificate (for mTLS), written as `<file>.pem` and `<file>.key`.
     pub fn client(&self, file: &str, name: &str) -> Leaf {
         self.leaf(file, &[name], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
     fn leaf(&self, file: &str, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.make(file, names, usage, false)
+    }
+
+    fn make(
+        &self,
+        file: &str,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        expired: bool,
+    ) -> Leaf {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .expect("names");
@@ -76,6 +91,10 @@ impl TestCa {
             .distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or("herd"));
         params.extended_key_usages = vec![usage];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         let leaf = Leaf {

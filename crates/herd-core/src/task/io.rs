@@ -150,7 +150,7 @@ impl std::fmt::Debug for TcpStream {
 }
 
 #[derive(Clone, Copy)]
-enum Dir {
+pub(super) enum Dir {
     Read,
     Write,
 }
@@ -222,7 +222,7 @@ impl TcpStream {
 
     /// Run `op` on the socket while it was last seen ready in `dir`: its result, or pending
     /// (the waker parked) once the socket says `WouldBlock`.
-    fn poll_op(
+    pub(super) fn poll_op(
         &mut self,
         dir: Dir,
         cx: &mut Context<'_>,

@@ -24,6 +24,8 @@
 mod chan;
 mod io;
 mod time;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +44,8 @@ use crate::inbox::{Cmd, Inbox};
 pub use chan::{channel, Receiver, Sender};
 pub use io::TcpStream;
 pub use time::{sleep, timeout, Elapsed, Sleep};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConnector, TlsStream, CLIENT_HANDSHAKE_TIMEOUT};
 
 pub(crate) use io::{Reactor, COSOCKET_BASE};
 
