@@ -55,7 +55,7 @@ pub use herd_proto::http1::Limits;
 pub use body::{Body, ChunkSource, Trailers};
 pub use codec::{Event, HttpCodec};
 pub use compress::Compression;
-pub use router::{Endpoint, HandlerFn, Params, Route, Router};
+pub use router::{AsyncHandlerFn, Endpoint, HandlerFn, Params, ResponseFuture, Route, Router};
 pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
 pub use statics::StaticDir;

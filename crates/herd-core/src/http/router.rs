@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ::http::{Method, Request, Response};
@@ -21,6 +23,13 @@ use super::Body;
 /// A request handler: takes the request, returns the response.
 pub type HandlerFn = dyn Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static;
 
+/// The future an async handler returns: polled on the connection's loop, so it need not be
+/// `Send` (it may hold `Rc`s, cosockets, the loop's state).
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + 'static>>;
+
+/// An async request handler: takes the request, returns the future of its response.
+pub type AsyncHandlerFn = dyn Fn(Request<Body>) -> ResponseFuture + Send + Sync + 'static;
+
 /// How a matched handler runs.
 #[derive(Clone)]
 pub enum Endpoint {
@@ -28,6 +37,9 @@ pub enum Endpoint {
     Inline(Arc<HandlerFn>),
     /// On the worker pool; the response comes back to the loop.
     Blocking(Arc<HandlerFn>),
+    /// As a task on the connection's loop (see [`crate::task`]): it may await cosockets,
+    /// sleeps and other tasks; the response is written when it is ready, in request order.
+    Async(Arc<AsyncHandlerFn>),
 }
 
 impl fmt::Debug for Endpoint {
@@ -35,6 +47,7 @@ impl fmt::Debug for Endpoint {
         f.write_str(match self {
             Endpoint::Inline(_) => "Endpoint::Inline",
             Endpoint::Blocking(_) => "Endpoint::Blocking",
+            Endpoint::Async(_) => "Endpoint::Async",
         })
     }
 }
@@ -226,6 +239,49 @@ impl Router {
         F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
     {
         self.add(Some(method), path, Endpoint::Blocking(Arc::new(f)))
+    }
+
+    /// Add an async handler for `method` and `path`: each request runs as a task on its
+    /// connection's loop, so the handler can await outbound calls without blocking the loop
+    /// (a cosocket, a [`TlsConnector`](crate::task::TlsConnector), a sleep). Responses still
+    /// leave in request order: a pipelined request behind this one waits for it. A connection
+    /// that closes drops (cancels) its task; a handler that panics is answered with 500.
+    ///
+    /// ```
+    /// use herd_core::http::{Body, Request, Response, Router};
+    /// use std::time::Duration;
+    ///
+    /// let router = Router::new().get_async("/slow", |_req: Request<Body>| async {
+    ///     herd_core::task::sleep(Duration::from_millis(5)).await;
+    ///     Response::new(Body::from("done"))
+    /// });
+    /// # let _ = router;
+    /// ```
+    pub fn route_async<F, Fut>(self, method: Method, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + 'static,
+    {
+        let ep = Endpoint::Async(Arc::new(move |req| Box::pin(f(req)) as ResponseFuture));
+        self.add(Some(method), path, ep)
+    }
+
+    /// `route_async(Method::GET, ..)`: also answers HEAD unless a HEAD route exists.
+    pub fn get_async<F, Fut>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + 'static,
+    {
+        self.route_async(Method::GET, path, f)
+    }
+
+    /// `route_async(Method::POST, ..)`.
+    pub fn post_async<F, Fut>(self, path: &str, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + 'static,
+    {
+        self.route_async(Method::POST, path, f)
     }
 
     /// Add an inline handler for every method of `path` (tried after method-specific ones).
@@ -426,7 +482,9 @@ mod tests {
     fn hit(r: &Router, m: Method, path: &str) -> String {
         match r.lookup(&m, path) {
             Route::Found { endpoint, params } => {
-                let (Endpoint::Inline(f) | Endpoint::Blocking(f)) = endpoint;
+                let (Endpoint::Inline(f) | Endpoint::Blocking(f)) = endpoint else {
+                    return "async".into();
+                };
                 let body = f(Request::new(Body::empty())).into_body();
                 let text = String::from_utf8(body.as_bytes().unwrap().to_vec()).unwrap();
                 let ps: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();

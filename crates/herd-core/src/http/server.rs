@@ -34,7 +34,7 @@ use herd_proto::http1::{
 
 use super::body::{ChunkSource, Kind};
 use super::codec::{Event, HttpCodec};
-use super::router::{Endpoint, HandlerFn, Params, Route};
+use super::router::{AsyncHandlerFn, Endpoint, HandlerFn, Params, Route};
 use super::service::HttpConfig;
 use super::{text_response, AccessEntry, Body, LimitReq, Trailers};
 use crate::clock::millis as ms;
@@ -171,7 +171,7 @@ struct Incoming {
 enum Busy {
     #[default]
     None,
-    /// Computed on the worker pool.
+    /// Computed on the worker pool, or by an async handler's task.
     Blocking(Box<Blocking>),
     /// A streamed body being written.
     Streaming(Box<Streaming>),
@@ -729,7 +729,13 @@ fn settle<H: Handler>(
         return;
     }
     if !matches!(st.busy, Busy::None) {
-        pause_reads(cx, st);
+        // Reading goes on while one response is outstanding and nothing waits behind it: the
+        // next request is queued (then reading pauses), and a peer that goes away is seen, so
+        // the connection closes and cancels the task or discards the pool's answer (as nginx
+        // drops an upstream request when its client aborts).
+        if !st.queue.is_empty() {
+            pause_reads(cx, st);
+        }
         return;
     }
     if let Some(e) = st.pending_error.take() {
@@ -845,6 +851,11 @@ fn run<H: Handler>(
             }
             match endpoint {
                 Endpoint::Inline(f) => call(f.as_ref(), req, &mut meta),
+                Endpoint::Async(f) => {
+                    let (token, slot) = spawn_async(cx, st, f, req);
+                    st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
+                    return;
+                }
                 Endpoint::Blocking(f) => match submit(config, cx, st, f, req) {
                     Ok((token, slot)) => {
                         st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
@@ -926,8 +937,44 @@ fn call(f: &HandlerFn, req: Request<Body>, meta: &mut Meta) -> Response<Body> {
     }
 }
 
-/// Where a pool job leaves its response.
+/// Where a pool job or an async handler's task leaves its response.
 type ResponseSlot = Arc<Mutex<Option<Response<Body>>>>;
+
+/// Run an async handler as a task of this connection (dropped if it closes first). Returns
+/// the notify token its response comes back with and the slot it will be in. A panic while
+/// the handler makes or polls its future is answered with 500.
+fn spawn_async<H: Handler>(
+    cx: &mut Conn<'_, H>,
+    st: &mut HttpConnState,
+    f: &Arc<AsyncHandlerFn>,
+    req: Request<Body>,
+) -> (u64, ResponseSlot) {
+    let token = st.next_token;
+    st.next_token += 1;
+    let slot: ResponseSlot = Arc::new(Mutex::new(None));
+    let (slot2, handle, f) = (slot.clone(), cx.handle(), f.clone());
+    cx.spawn(async move {
+        let mut fut = None;
+        let mut req = Some(req);
+        let resp = std::future::poll_fn(|tcx| {
+            let polled = catch_unwind(AssertUnwindSafe(|| {
+                let fut = fut.get_or_insert_with(|| f(req.take().expect("made once")));
+                fut.as_mut().poll(tcx)
+            }));
+            match polled {
+                Ok(p) => p,
+                Err(_) => {
+                    tracing::error!("async http handler panicked; answering 500");
+                    std::task::Poll::Ready(text_response(StatusCode::INTERNAL_SERVER_ERROR))
+                }
+            }
+        })
+        .await;
+        *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(resp);
+        handle.notify(token, Bytes::new());
+    });
+    (token, slot)
+}
 
 /// Hand a blocking request to the worker pool. On success returns the notify token and the
 /// slot the response will be in; when the pool is full, 503.
