@@ -58,8 +58,10 @@ pub(crate) struct Slot<H: Handler> {
 
 /// A cross-thread, stale-safe reference to a connection. `Send + Sync + Clone`.
 ///
-/// Commands are queued to the owning loop; if the connection has closed by the time the loop
-/// runs them they are dropped and counted in [`Stats::stale_commands`].
+/// Commands are queued to the owning loop (from another thread through its inbox and wake-up;
+/// on the loop's own thread, from a task or a callback, to a local queue the loop runs in the
+/// same iteration); if the connection has closed by the time the loop runs them they are
+/// dropped and counted in [`Stats::stale_commands`].
 #[derive(Clone)]
 pub struct Handle {
     pub(crate) id: ConnId,
@@ -72,26 +74,34 @@ impl Handle {
         self.id
     }
 
+    /// Give the owning loop a command: directly when called on that loop's thread (it runs
+    /// after the loop's tasks, in this iteration), else through its inbox.
+    fn push(&self, cmd: Cmd) {
+        if let Err(cmd) = crate::task::push_local(&self.inbox, cmd) {
+            self.inbox.push(cmd);
+        }
+    }
+
     /// Queue already-encoded bytes to be written to the connection.
     pub fn send(&self, bytes: impl Into<Bytes>) {
-        self.inbox.push(Cmd::Send(self.id, bytes.into()));
+        self.push(Cmd::Send(self.id, bytes.into()));
     }
 
     /// Run the handler's [`on_notify`](crate::Handler::on_notify) for this connection on its
     /// loop, with a token and data of your choosing (e.g. a worker-pool result that the
     /// handler must order with other replies). Dropped and counted if the connection is gone.
     pub fn notify(&self, token: u64, data: impl Into<Bytes>) {
-        self.inbox.push(Cmd::Notify(self.id, token, data.into()));
+        self.push(Cmd::Notify(self.id, token, data.into()));
     }
 
     /// Close the connection now (pending output is discarded).
     pub fn close(&self) {
-        self.inbox.push(Cmd::Close(self.id, false));
+        self.push(Cmd::Close(self.id, false));
     }
 
     /// Close the connection once its pending output has been written.
     pub fn close_after_flush(&self) {
-        self.inbox.push(Cmd::Close(self.id, true));
+        self.push(Cmd::Close(self.id, true));
     }
 }
 

@@ -203,7 +203,10 @@ impl<H: Handler> EventLoop<H> {
         }
         loop {
             let tasks = self.exec.active();
-            let timeout = if self.core.has_read_more() || (tasks && self.exec.has_ready()) {
+            let timeout = if self.core.has_read_more()
+                || (tasks && self.exec.has_ready())
+                || self.exec.has_local_cmds()
+            {
                 Some(Duration::ZERO)
             } else {
                 let mut next = self.core.timers.next_deadline();
@@ -255,6 +258,9 @@ impl<H: Handler> EventLoop<H> {
             self.run_timers();
             if self.exec.active() {
                 self.run_tasks();
+            }
+            if self.exec.has_local_cmds() {
+                self.drain_local();
             }
             if let Some(grace_ms) = self.stop_requested.take() {
                 self.begin_stop(grace_ms);
@@ -511,6 +517,27 @@ impl<H: Handler> EventLoop<H> {
     fn drain_inbox(&mut self) {
         let mut cmds = std::mem::take(&mut self.cmds);
         self.core.inbox.drain(&mut cmds);
+        self.run_cmds(&mut cmds);
+        self.cmds = cmds;
+    }
+
+    /// Run the commands given on this thread (after the tasks that gave most of them). Commands
+    /// their callbacks give are run too, a few rounds at most; the rest keep the next poll
+    /// from blocking.
+    #[cold]
+    fn drain_local(&mut self) {
+        let mut cmds = std::mem::take(&mut self.cmds);
+        for _ in 0..8 {
+            self.exec.take_local_cmds(&mut cmds);
+            if cmds.is_empty() {
+                break;
+            }
+            self.run_cmds(&mut cmds);
+        }
+        self.cmds = cmds;
+    }
+
+    fn run_cmds(&mut self, cmds: &mut Vec<Cmd>) {
         for cmd in cmds.drain(..) {
             match cmd {
                 Cmd::Send(id, bytes) => match live(&mut self.slab, id) {
@@ -559,7 +586,6 @@ impl<H: Handler> EventLoop<H> {
                 Cmd::WakeTask(key) => self.exec.wake(key),
             }
         }
-        self.cmds = cmds;
     }
 
     // ----- timers -----

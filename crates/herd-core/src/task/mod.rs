@@ -85,6 +85,10 @@ pub(crate) struct Executor {
     /// Tasks spawned for each connection (only connections that have some).
     owned: RefCell<HashMap<ConnId, Vec<TaskKey>>>,
     inbox: Arc<Inbox>,
+    /// Commands for this loop's connections given on the loop's own thread (a task's or a
+    /// callback's `Handle::send`, `notify`, `close`): run by the loop after its tasks, without
+    /// the inbox's lock and eventfd wake-up.
+    local_cmds: RefCell<Vec<Cmd>>,
     pub(crate) reactor: Reactor,
     /// The loop's time (ms), set by the loop before it polls tasks.
     now: Cell<u64>,
@@ -111,6 +115,21 @@ fn with_current<R>(f: impl FnOnce(&Rc<Executor>) -> R) -> R {
         "herd::task used outside an event loop: spawn tasks from a handler callback or another task",
     );
     f(&exec)
+}
+
+/// Queue `cmd` for the loop that owns `inbox` without going through it, if that loop runs on
+/// this thread (`Err` gives the command back otherwise: it goes through the inbox).
+pub(crate) fn push_local(inbox: &Arc<Inbox>, cmd: Cmd) -> Result<(), Cmd> {
+    CURRENT.with(|c| match c.try_borrow() {
+        Ok(cur) => match cur.as_ref() {
+            Some(e) if Arc::ptr_eq(&e.inbox, inbox) => {
+                e.local_cmds.borrow_mut().push(cmd);
+                Ok(())
+            }
+            _ => Err(cmd),
+        },
+        Err(_) => Err(cmd),
+    })
 }
 
 /// What a task's waker holds: enough to find the task from any thread.
@@ -151,6 +170,7 @@ impl Executor {
             next_gen: Cell::new(0),
             owned: RefCell::new(HashMap::new()),
             inbox,
+            local_cmds: RefCell::new(Vec::new()),
             reactor: Reactor::new(registry),
             now: Cell::new(now),
             active: Cell::new(false),
@@ -171,6 +191,17 @@ impl Executor {
         }
     }
 
+    /// Commands given on the loop's thread wait to be run.
+    #[inline]
+    pub(crate) fn has_local_cmds(&self) -> bool {
+        !self.local_cmds.borrow().is_empty()
+    }
+
+    /// Move the waiting local commands into `into` (empty).
+    pub(crate) fn take_local_cmds(&self, into: &mut Vec<Cmd>) {
+        std::mem::swap(&mut *self.local_cmds.borrow_mut(), into);
+    }
+
     /// Make this the executor of the current thread (the loop's, for its whole run).
     pub(crate) fn enter(self: &Rc<Self>) {
         CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
@@ -183,6 +214,8 @@ impl Executor {
         drop(tasks);
         self.owned.borrow_mut().clear();
         self.ready.borrow_mut().clear();
+        let cmds = std::mem::take(&mut *self.local_cmds.borrow_mut());
+        drop(cmds);
         CURRENT.with(|c| *c.borrow_mut() = None);
     }
 
