@@ -2,7 +2,8 @@
 # bench/echo.sh: herd's echo server against tokio and a hand-written mio loop, on loopback.
 #
 # For each scenario (64 B x 100 conns, 64 B x 1000 conns, 16 KiB x 10 conns) and each server
-# (herd, tokio, mio), interleaved over REPEATS rounds in a balanced order (round_order), it
+# (herd; hasync, herd's async echo: one task per connection through herd::task::ConnTasks;
+# tokio; mio), interleaved over REPEATS rounds in a balanced order (round_order), it
 # starts the server pinned to CPU 0 with one loop/thread, runs `herd-bench echo --json` pinned
 # to CPU 1, samples the server's utime+stime from /proc/PID/stat before and after the client
 # run, and prints per scenario the median per server of msgs/s, server CPU us per message,
@@ -57,7 +58,7 @@ SYSCALL_DURATION=${SYSCALL_DURATION:-2}
 KEEP_LOGS=${KEEP_LOGS:-0}
 HERD_ECHO_BIN=${HERD_ECHO_BIN:-}
 AA=${AA:-1}
-SERVERS=(herd tokio mio)
+SERVERS=(herd hasync tokio mio)
 PEERS=("${SERVERS[@]}") # the syscall and memory passes measure each server once
 [ "$AA" = 1 ] && SERVERS+=(mio2)
 
@@ -80,13 +81,15 @@ if [ -z "$HERD_ECHO_BIN" ]; then
     build_release "$ROOT" "herd's echo example" --example echo
     HERD_ECHO_BIN=$ROOT_TARGET/release/examples/echo
 fi
+build_release "$ROOT" "herd's async echo example" --example async_echo
+HASYNC_BIN=$ROOT_TARGET/release/examples/async_echo
 build_release "$ROOT/bench/peers" "the peers"
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BENCH=$ROOT_TARGET/release/herd-bench
 TOKIO_BIN=$PEERS_TARGET/release/tokio-echo
 MIO_BIN=$PEERS_TARGET/release/mio-echo
-for b in "$BENCH" "$HERD_ECHO_BIN" "$TOKIO_BIN" "$MIO_BIN"; do
+for b in "$BENCH" "$HERD_ECHO_BIN" "$HASYNC_BIN" "$TOKIO_BIN" "$MIO_BIN"; do
     [ -x "$b" ] || die "missing binary $b"
 done
 say "herd = $HERD_ECHO_BIN"
@@ -97,6 +100,7 @@ say "herd = $HERD_ECHO_BIN"
 server_cmd() {
     case $1 in
     herd) CMD=("$HERD_ECHO_BIN" --port "$2" --loops 1) ;;
+    hasync) CMD=("$HASYNC_BIN" --port "$2" --loops 1) ;;
     tokio) CMD=("$TOKIO_BIN" --port "$2" --threads 1) ;;
     mio | mio2) CMD=("$MIO_BIN" --port "$2" --threads 1) ;;
     *) die "unknown server $1" ;;
@@ -151,6 +155,8 @@ print_table() {
             }
             printf "herd/tokio: throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)\n", ratio(mm["herd"], mm["tokio"]), ratio(mc["herd"], mc["tokio"]), paired("herd", "tokio", rm, 1), paired("herd", "tokio", rc, 1)
             printf "herd/mio:   throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)\n", ratio(mm["herd"], mm["mio"]), ratio(mc["herd"], mc["mio"]), paired("herd", "mio", rm, 1), paired("herd", "mio", rc, 1)
+            if (ok["hasync"]) printf "hasync/herd: throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)  <- the task API against callbacks\n", ratio(mm["hasync"], mm["herd"]), ratio(mc["hasync"], mc["herd"]), paired("hasync", "herd", rm, 1), paired("hasync", "herd", rc, 1)
+            if (ok["hasync"]) printf "hasync/tokio: throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)\n", ratio(mm["hasync"], mm["tokio"]), ratio(mc["hasync"], mc["tokio"]), paired("hasync", "tokio", rm, 1), paired("hasync", "tokio", rc, 1)
             if (ok["mio2"]) printf "mio2/mio:   throughput %s, CPU/msg %s (per-round ratios, median [range]: %s, %s)  <- A/A: the same binary twice\n", ratio(mm["mio2"], mm["mio"]), ratio(mc["mio2"], mc["mio"]), paired("mio2", "mio", rm, 1), paired("mio2", "mio", rc, 1)
         }'
 }

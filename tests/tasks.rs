@@ -390,3 +390,60 @@ fn a_finished_task_and_a_stopped_server_leave_no_task_behind() {
         flags.dropped.load(Ordering::SeqCst) == 1
     });
 }
+
+/// One task per connection through `ConnTasks`: a length-prefixed echo that answers `n`
+/// messages, then closes.
+async fn framed_echo(mut conn: task::TaskConn) {
+    while let Some(msg) = conn.recv().await {
+        if msg.as_ref() == b"bye" {
+            conn.send(frame(b"bye"));
+            conn.close();
+            return;
+        }
+        conn.send(frame(&msg));
+    }
+}
+
+#[test]
+fn connection_tasks_answer_in_order_hold_back_a_flood_and_end_with_the_connection() {
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .serve(|| task::ConnTasks::new(LengthDelimited::new(1 << 20), framed_echo))
+        .unwrap();
+    let mut c = connect(server.local_addr());
+    // 10,000 messages written in one go (far past QUEUE_MAX): all come back, in order.
+    let mut burst = Vec::new();
+    for i in 0..10_000u32 {
+        burst.extend_from_slice(&frame(format!("m{i}").as_bytes()));
+    }
+    let writer = {
+        let mut w = c.try_clone().unwrap();
+        std::thread::spawn(move || w.write_all(&burst).unwrap())
+    };
+    for i in 0..10_000u32 {
+        assert_eq!(answer(&mut c), format!("m{i}"));
+    }
+    writer.join().unwrap();
+    // Messages sent just before a half-close are still answered.
+    ask(&mut c, "last");
+    ask(&mut c, "bye");
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(answer(&mut c), "last");
+    assert_eq!(answer(&mut c), "bye");
+    assert_eq!(read_to_close(&mut c), b"");
+    // A half-close alone: the task answers what came before it, sees the end and returns,
+    // and the connection closes.
+    let mut d = connect(server.local_addr());
+    ask(&mut d, "x");
+    ask(&mut d, "y");
+    d.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(answer(&mut d), "x");
+    assert_eq!(answer(&mut d), "y");
+    assert_eq!(read_to_close(&mut d), b"");
+    wait_until("the tasks are gone", || server.stats().open == 0);
+    let st = server.stop(Duration::ZERO).stats;
+    assert_eq!(st.stale_commands, 0);
+    assert_eq!(st.handler_panics, 0);
+}

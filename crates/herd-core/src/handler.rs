@@ -49,6 +49,17 @@ pub trait Handler: Sized + 'static {
     /// A decoded item arrived. Replies sent here are written together after the read event.
     fn on_message(&mut self, cx: &mut Conn<'_, Self>, state: &mut Self::State, msg: Item<'_, Self>);
 
+    /// The peer closed its side of the connection (a read returned end of stream). Return
+    /// `false` (the default) to close the connection once pending output is written, or
+    /// `true` to keep it half-open: nothing more is read, output still goes out (and the idle
+    /// timeout still runs) until the handler closes it (e.g. with
+    /// [`Handle::close_after_flush`](crate::Handle::close_after_flush)) — for work that is
+    /// still answering what the peer sent before its FIN.
+    fn on_peer_closed(&mut self, cx: &mut Conn<'_, Self>, state: &mut Self::State) -> bool {
+        let _ = (cx, state);
+        false
+    }
+
     /// The connection closed; `state` is handed back for the last time.
     fn on_close(&mut self, cx: &mut Conn<'_, Self>, state: Self::State, reason: CloseReason) {
         let _ = (cx, state, reason);

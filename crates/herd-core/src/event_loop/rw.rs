@@ -44,7 +44,7 @@ fn read_and_dispatch<H: Handler>(
         match read.result {
             Ok(0) => {
                 conn.rx_mut().set_eof();
-                core.close_after_flush(conn, CloseReason::PeerClosed);
+                peer_closed(handler, slot, core);
                 break;
             }
             Ok(n) => {
@@ -76,6 +76,19 @@ fn read_and_dispatch<H: Handler>(
                 break;
             }
         }
+    }
+}
+
+/// The peer's end of stream: close once the output is written, unless the handler keeps the
+/// connection half-open.
+#[cold]
+fn peer_closed<H: Handler>(handler: &mut H, slot: &mut Slot<H>, core: &mut Core) {
+    let mut keep = false;
+    let ran = super::conn_callback(handler, slot, core, "on_peer_closed", |h, cx, st| {
+        keep = h.on_peer_closed(cx, st);
+    });
+    if !(ran && keep) {
+        core.close_after_flush(&mut slot.conn, CloseReason::PeerClosed);
     }
 }
 

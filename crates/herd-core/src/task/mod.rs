@@ -22,6 +22,7 @@
 //! on a loop with no tasks: the loop checks one empty queue per iteration.
 
 mod chan;
+mod conn;
 mod io;
 mod time;
 #[cfg(feature = "tls")]
@@ -42,6 +43,7 @@ use crate::id::ConnId;
 use crate::inbox::{Cmd, Inbox};
 
 pub use chan::{channel, Receiver, Sender};
+pub use conn::{ConnTasks, TaskConn, TaskConnState, QUEUE_MAX};
 pub use io::TcpStream;
 pub use time::{sleep, timeout, Elapsed, Sleep};
 #[cfg(feature = "tls")]
