@@ -200,7 +200,7 @@ impl<'de> Deserialize<'de> for Count {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// HTTP/1.1 (the bundled site or a static directory; WebSocket on `ws_path`).
+    /// HTTP/1.1 (the bundled site or a static directory; WebSocket echo on `ws_path` if set).
     Http,
     /// herd's frame protocol (the demo router).
     Frame,
@@ -296,7 +296,8 @@ pub struct ListenerConfig {
     pub loops: Option<usize>,
     /// http: serve this directory instead of the bundled page.
     pub root: Option<PathBuf>,
-    /// http: the WebSocket path (default `/ws`; `""` turns WebSocket off).
+    /// http: the path where the listener answers WebSocket upgrades (echo). Absent (or `""`):
+    /// no WebSocket on this listener.
     pub ws_path: Option<String>,
     /// Maximum open connections per worker.
     pub max_connections: Option<usize>,
@@ -635,13 +636,15 @@ pub const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"]
 
 impl Config {
     /// The configuration used when no file is given: the HTTP site on 127.0.0.1:8081 (with
-    /// WebSocket on `/ws`) and the frame demo on 127.0.0.1:8082, logging to stderr.
+    /// its WebSocket echo on `/ws`, configured like any other, which the page uses) and the
+    /// frame demo on 127.0.0.1:8082, logging to stderr.
     pub fn builtin() -> Config {
         let mut c = Config::default();
         c.listeners.push(ListenerConfig {
             name: "site".into(),
             bind: "127.0.0.1:8081".into(),
             protocol: Protocol::Http,
+            ws_path: Some("/ws".into()),
             ..ListenerConfig::default()
         });
         c.listeners.push(ListenerConfig {
@@ -992,6 +995,21 @@ mod tests {
         assert_eq!(c.log.level, "info");
         assert_eq!(c.listeners[0].name, "echo@127.0.0.1:7000");
         assert!(c.listeners[0].reuseport);
+        // WebSocket only where configured: the built-in site asks for its page's echo.
+        let http = "[[listener]]\nbind = \"127.0.0.1:7002\"\nprotocol = \"http\"\n";
+        let c = p(&format!("{http}root = \"/tmp\"\n")).unwrap().config;
+        assert_eq!(crate::protocols::ws_path(&c.listeners[0]), None);
+        let c = p(&format!("{http}ws_path = \"/live\"\n")).unwrap().config;
+        assert_eq!(
+            crate::protocols::ws_path(&c.listeners[0]).as_deref(),
+            Some("/live")
+        );
+        let b = Config::builtin();
+        b.validate().unwrap();
+        assert_eq!(
+            crate::protocols::ws_path(&b.listeners[0]).as_deref(),
+            Some("/ws")
+        );
     }
 
     /// The error for `text` (which must be refused), as `herd -t` prints it.
