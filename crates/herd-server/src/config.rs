@@ -67,42 +67,43 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A duration written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a bare number of seconds.
+/// A duration: a string humantime parses (`"500ms"`, `"10s"`, `"2m"`, `"1h 30m"`, `"1.5s"`,
+/// `"2days"`), or a number of seconds (a TOML integer or a string of digits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
 impl Dur {
-    /// Parse `"250ms"`, `"3s"`, `"2m"`, `"1h"` or `"7"` (seconds).
+    /// Parse a duration with [`humantime::parse_duration`]; a bare number is seconds.
     ///
     /// ```
     /// use herd_server::config::Dur;
     /// use std::time::Duration;
     /// assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
     /// assert_eq!(Dur::parse("2m").unwrap().0, Duration::from_secs(120));
+    /// assert_eq!(Dur::parse("1h 30m").unwrap().0, Duration::from_secs(5400));
+    /// assert_eq!(Dur::parse("7").unwrap().0, Duration::from_secs(7));
     /// assert!(Dur::parse("soon").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Dur, String> {
         let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?} (use e.g. \"500ms\", \"10s\", \"2m\")"))?;
-        let ms = match unit.trim() {
-            "ms" => Some(n),
-            "" | "s" => n.checked_mul(1000),
-            "m" => n.checked_mul(60_000),
-            "h" => n.checked_mul(3_600_000),
-            other => return Err(format!("invalid duration unit {other:?} in {s:?}")),
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse()
+                .map(|n| Dur(Duration::from_secs(n)))
+                .map_err(|_| format!("duration {s:?} is too long"));
         }
-        .ok_or_else(|| format!("duration {s:?} is too long"))?;
-        Ok(Dur(Duration::from_millis(ms)))
+        humantime::parse_duration(s).map(Dur).map_err(|e| {
+            format!(
+                "invalid duration {s:?}: {e} (write e.g. \"500ms\", \"10s\", \"2m\", \"1h 30m\")"
+            )
+        })
     }
 }
 
 impl fmt::Display for Dur {
+    /// humantime's form (`10s`, `1m 30s`, `1s 500ms`), which [`Dur::parse`] reads back exactly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        write!(f, "{}", humantime::format_duration(self.0))
     }
 }
 
@@ -1329,6 +1330,33 @@ mod tests {
             Some(Dur(Duration::from_secs(120)))
         );
         assert!(Dur::parse("99999999999999999h").is_err());
+        assert!(Dur::parse("99999999999999999999").is_err());
+        // Every form docs/config.md shows, and humantime's others.
+        for (text, want) in [
+            ("500ms", Duration::from_millis(500)),
+            ("10s", Duration::from_secs(10)),
+            ("1m", Duration::from_secs(60)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("8760h", Duration::from_secs(8760 * 3600)),
+            ("0s", Duration::ZERO),
+            ("0", Duration::ZERO),
+            ("7", Duration::from_secs(7)),
+            (" 3s ", Duration::from_secs(3)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("2days", Duration::from_secs(2 * 86400)),
+            ("250us", Duration::from_micros(250)),
+        ] {
+            assert_eq!(Dur::parse(text), Ok(Dur(want)), "{text}");
+        }
+        for bad in ["", "s", "-1s", "10 parsecs", "1e3s", "soon"] {
+            let e = Dur::parse(bad).unwrap_err();
+            assert!(
+                e.contains("invalid duration") || e.contains("too long"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]
@@ -1362,8 +1390,8 @@ mod tests {
         }
 
         #[test]
-        fn durations_round_trip(ms in 0u64..10_000_000_000) {
-            let d = Dur(Duration::from_millis(ms));
+        fn durations_round_trip(secs in 0u64..100_000_000_000, nanos in 0u32..1_000_000_000) {
+            let d = Dur(Duration::new(secs, nanos));
             proptest::prop_assert_eq!(Dur::parse(&d.to_string()).unwrap(), d);
         }
     }
