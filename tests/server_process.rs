@@ -763,6 +763,37 @@ fn site_frame_demo_and_access_log_through_the_binary() {
             .is_ok_and(|t| t.contains("\"GET /api/status HTTP/1.1\" 200") && t.contains(" site"))
     });
     assert_eq!(echo_once(h.addr(), "echo too").unwrap(), "echo too");
+
+    // Malformed requests, as a scanner sends them: each answered 400 and access-logged, but
+    // only the first of each reason (per minute, per loop) is a WARN line.
+    let bad = [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"NOT HTTP\r\n\r\n",
+        b"NOT HTTP\r\n\r\n",
+    ];
+    for req in bad {
+        let mut s = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(req).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    }
+    wait_until("access log lines of the bad requests", || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.matches("\" 400 ").count() == bad.len())
+    });
+    let warned: Vec<String> = h
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.msg.contains("http: bad request"))
+        .map(|l| format!("{} {}", l.level, l.msg))
+        .collect();
+    assert_eq!(warned.len(), 2, "{warned:#?}");
+    assert!(warned.iter().all(|l| l.starts_with("WARN ")), "{warned:#?}");
+    assert!(warned[0].contains("missing Host header"), "{warned:#?}");
+    assert!(warned[1].contains("malformed request line"), "{warned:#?}");
 }
 
 /// Whichever worker answers `/api/status`, the totals cover both workers: each publishes its
