@@ -307,8 +307,10 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
 
 /// Why the last segment of `segs` is not a key.
 fn explain(segs: &[Seg]) -> String {
-    let (Some(Seg::Key(key)), Some(table)) = (segs.last(), Table::at(&segs[..segs.len() - 1]))
-    else {
+    let Some((Seg::Key(key), place)) = segs.split_last() else {
+        return "unknown key".into();
+    };
+    let Some(table) = Table::at(place) else {
         return "unknown key".into();
     };
     let key = key.as_str();
@@ -397,5 +399,84 @@ impl<'de> Deserializer<'de> for FieldNames<'_> {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
         option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
         ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> Seg {
+        Seg::Key(k.into())
+    }
+
+    #[test]
+    fn field_lists_come_from_the_derives() {
+        let top = Table::Top.fields();
+        assert!(
+            top.contains(&"listener") && top.contains(&"workers"),
+            "{top:?}"
+        );
+        assert!(
+            !top.contains(&"listeners"),
+            "the serde name, after the rename"
+        );
+        assert!(Table::Listener(0).fields().contains(&"proxy_timeout"));
+        assert_eq!(Table::Cert(0, 0).fields(), ["cert", "key", "ocsp"]);
+    }
+
+    #[test]
+    fn odd_paths_get_a_plain_message_and_never_panic() {
+        assert_eq!(explain(&[]), "unknown key");
+        assert_eq!(explain(&[key("listener"), Seg::Index(3)]), "unknown key");
+        assert_eq!(
+            explain(&[key("proxy_trusted"), key("x")]),
+            "unknown key",
+            "not a table of the schema"
+        );
+        assert_eq!(
+            display(&[
+                key("listener"),
+                Seg::Index(2),
+                key("tls"),
+                key("certs"),
+                Seg::Index(0)
+            ]),
+            "listener[2].tls.certs[0]"
+        );
+        assert!(error(&[]).is_none());
+    }
+
+    #[test]
+    fn typos_are_matched_only_when_close() {
+        let f = Table::Listener(0).fields();
+        assert_eq!(nearest("rot", f), Some("root"));
+        assert_eq!(nearest("max_bdoy", f), Some("max_body"));
+        assert_eq!(nearest("idle_timeuot", f), Some("idle_timeout"));
+        assert_eq!(nearest("colour", f), None);
+        assert_eq!(nearest("x", f), None);
+    }
+
+    #[test]
+    fn nginx_names_are_not_herd_keys_and_point_at_real_ones() {
+        let known: Vec<&str> = [Table::Top, Table::Log, Table::Listener(0)]
+            .iter()
+            .flat_map(|t| t.fields().iter().copied())
+            .collect();
+        for (nginx, herd) in NGINX {
+            assert!(
+                !known.contains(nginx),
+                "{nginx} is a herd key: the hint never shows"
+            );
+            if let Ok(eq) = herd {
+                // The first `...` names herd's key: its first word must be one.
+                let first = eq.split('`').nth(1).unwrap();
+                let word: String = first
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                assert!(known.contains(&word.as_str()), "{nginx}: {word} in {eq}");
+            }
+        }
     }
 }
