@@ -76,6 +76,7 @@ memory_budget = 1073741824
 name = "site"
 bind = "127.0.0.1:$SITE"
 protocol = "http"
+ws_path = "/ws"
 [[listener]]
 name = "admin"
 bind = "127.0.0.1:$ADMIN"

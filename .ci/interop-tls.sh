@@ -73,6 +73,7 @@ level = "info"
 name = "https"
 bind = "127.0.0.1:$HTTPS"
 protocol = "http"
+ws_path = "/ws"
 [listener.tls]
 $TLS
 hsts = "1h"

@@ -310,6 +310,32 @@ fn hup_with_a_broken_config_keeps_serving_the_old_one() {
     assert_eq!(echo_once(h.addr(), "old config").unwrap(), "old config");
 }
 
+/// An unknown key is an error on reload too: the master logs it with the key's path and hint
+/// and keeps serving with the old configuration and workers.
+#[test]
+fn hup_with_an_unknown_key_keeps_serving_the_old_config() {
+    let h = Herd::start("unknownhup", 1);
+    let master = h.pid();
+    let workers = h.wait_ready_workers(master, 1);
+    let good = std::fs::read_to_string(&h.config).unwrap();
+    // Two workers asked for, but written below the listener: TOML puts it in the listener.
+    std::fs::write(&h.config, format!("{good}workers = 2\nroots = \"/srv\"\n")).unwrap();
+    h.signal(Signal::Hup);
+    let e = h.wait_log("reload failed", |l| l.pid == master);
+    assert_eq!(e.level, "ERROR");
+    for part in [
+        "listener[0].roots: unknown key; did you mean `root`?",
+        "listener[0].workers: `workers` is a top-level key but is written after [[listener]] \
+         number 1",
+        "keeping the old configuration",
+    ] {
+        assert!(e.msg.contains(part), "{part} in {}", e.msg);
+    }
+    assert_eq!(echo_once(h.addr(), "old config").unwrap(), "old config");
+    assert_eq!(children(master), workers, "workers were replaced");
+    assert!(!h.log_lines().iter().any(|l| l.msg.contains("generation 2")));
+}
+
 /// systemd's `Type=notify`, against a fake notification socket: `READY=1` with the master's
 /// pid once its workers are ready, `RELOADING=1` then `READY=1` around a HUP, the new
 /// master's `READY=1` with its own `MAINPID` after USR2, nothing from the old master that QUIT
@@ -737,6 +763,37 @@ fn site_frame_demo_and_access_log_through_the_binary() {
             .is_ok_and(|t| t.contains("\"GET /api/status HTTP/1.1\" 200") && t.contains(" site"))
     });
     assert_eq!(echo_once(h.addr(), "echo too").unwrap(), "echo too");
+
+    // Malformed requests, as a scanner sends them: each answered 400 and access-logged, but
+    // only the first of each reason (per minute, per loop) is a WARN line.
+    let bad = [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"NOT HTTP\r\n\r\n",
+        b"NOT HTTP\r\n\r\n",
+    ];
+    for req in bad {
+        let mut s = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(req).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    }
+    wait_until("access log lines of the bad requests", || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.matches("\" 400 ").count() == bad.len())
+    });
+    let warned: Vec<String> = h
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.msg.contains("http: bad request"))
+        .map(|l| format!("{} {}", l.level, l.msg))
+        .collect();
+    assert_eq!(warned.len(), 2, "{warned:#?}");
+    assert!(warned.iter().all(|l| l.starts_with("WARN ")), "{warned:#?}");
+    assert!(warned[0].contains("missing Host header"), "{warned:#?}");
+    assert!(warned[1].contains("malformed request line"), "{warned:#?}");
 }
 
 /// Whichever worker answers `/api/status`, the totals cover both workers: each publishes its

@@ -1,12 +1,15 @@
-//! The server's configuration: the TOML schema, defaults in code, unknown-key warnings, path
+//! The server's configuration: the TOML schema, defaults in code, strict key checking, path
 //! resolution and validation.
 //!
-//! [`load`] reads a file, warns about every key it does not know (with its path, e.g.
-//! `listener.0.rot`) instead of failing, resolves relative paths against the file's directory,
-//! and [`Config::validate`]s the result; [`Config::builtin`] is the configuration used when no
-//! file is given. The master loads and validates; workers receive the already-validated
-//! configuration from the master (serialized in their environment) and never read the file, so a
-//! reload cannot race with an edit. This module must not bind sockets or start anything.
+//! [`load`] reads a file and refuses it if any key is unknown: the error names every such key
+//! with its full path (`listener[1].gzip_level`) and a hint (a typo's nearest key, nginx's
+//! directive and herd's equivalent, or a top-level key written after a `[[listener]]` header,
+//! which TOML reads into that listener; see the `unknown` module). It then resolves relative
+//! paths against the file's directory and [`Config::validate`]s the result;
+//! [`Config::builtin`] is the configuration used when no file is given. The master loads and
+//! validates; workers receive the already-validated configuration from the master (serialized
+//! in their environment) and never read the file, so a reload cannot race with an edit. This
+//! module must not bind sockets or start anything.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,13 +18,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A configuration error: where (a dotted key path, or the file) and why.
+mod unknown;
+
+/// A configuration error: where (a dotted key path, or the file) and why; when several keys
+/// are unknown, one error carries them all (`more`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The key path (`listener[0].bind`) or file the error is about.
     pub at: String,
     /// What is wrong.
     pub msg: String,
+    /// Further errors found in the same pass (every unknown key after the first).
+    pub more: Vec<ConfigError>,
 }
 
 impl ConfigError {
@@ -29,58 +37,73 @@ impl ConfigError {
         ConfigError {
             at: at.into(),
             msg: msg.into(),
+            more: Vec::new(),
+        }
+    }
+
+    /// This error and the further ones, one `at: msg` line each (for a terminal; `Display`
+    /// joins them with `; also ` for a log line).
+    pub fn lines(&self) -> Vec<String> {
+        std::iter::once(self)
+            .chain(&self.more)
+            .map(ConfigError::line)
+            .collect()
+    }
+
+    fn line(&self) -> String {
+        if self.at.is_empty() {
+            self.msg.clone()
+        } else {
+            format!("{}: {}", self.at, self.msg)
         }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.at.is_empty() {
-            f.write_str(&self.msg)
-        } else {
-            write!(f, "{}: {}", self.at, self.msg)
-        }
+        f.write_str(&self.lines().join("; also "))
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-/// A duration written as `"500ms"`, `"10s"`, `"2m"`, `"1h"` or a bare number of seconds.
+/// A duration: a string humantime parses (`"500ms"`, `"10s"`, `"2m"`, `"1h 30m"`, `"1.5s"`,
+/// `"2days"`), or a number of seconds (a TOML integer or a string of digits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
 
 impl Dur {
-    /// Parse `"250ms"`, `"3s"`, `"2m"`, `"1h"` or `"7"` (seconds).
+    /// Parse a duration with [`humantime::parse_duration`]; a bare number is seconds.
     ///
     /// ```
     /// use herd_server::config::Dur;
     /// use std::time::Duration;
     /// assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
     /// assert_eq!(Dur::parse("2m").unwrap().0, Duration::from_secs(120));
+    /// assert_eq!(Dur::parse("1h 30m").unwrap().0, Duration::from_secs(5400));
+    /// assert_eq!(Dur::parse("7").unwrap().0, Duration::from_secs(7));
     /// assert!(Dur::parse("soon").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Dur, String> {
         let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?} (use e.g. \"500ms\", \"10s\", \"2m\")"))?;
-        let ms = match unit.trim() {
-            "ms" => Some(n),
-            "" | "s" => n.checked_mul(1000),
-            "m" => n.checked_mul(60_000),
-            "h" => n.checked_mul(3_600_000),
-            other => return Err(format!("invalid duration unit {other:?} in {s:?}")),
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse()
+                .map(|n| Dur(Duration::from_secs(n)))
+                .map_err(|_| format!("duration {s:?} is too long"));
         }
-        .ok_or_else(|| format!("duration {s:?} is too long"))?;
-        Ok(Dur(Duration::from_millis(ms)))
+        humantime::parse_duration(s).map(Dur).map_err(|e| {
+            format!(
+                "invalid duration {s:?}: {e} (write e.g. \"500ms\", \"10s\", \"2m\", \"1h 30m\")"
+            )
+        })
     }
 }
 
 impl fmt::Display for Dur {
+    /// humantime's form (`10s`, `1m 30s`, `1s 500ms`), which [`Dur::parse`] reads back exactly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        write!(f, "{}", humantime::format_duration(self.0))
     }
 }
 
@@ -178,7 +201,7 @@ impl<'de> Deserialize<'de> for Count {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// HTTP/1.1 (the bundled site or a static directory; WebSocket on `ws_path`).
+    /// HTTP/1.1 (the bundled site or a static directory; WebSocket echo on `ws_path` if set).
     Http,
     /// herd's frame protocol (the demo router).
     Frame,
@@ -274,7 +297,8 @@ pub struct ListenerConfig {
     pub loops: Option<usize>,
     /// http: serve this directory instead of the bundled page.
     pub root: Option<PathBuf>,
-    /// http: the WebSocket path (default `/ws`; `""` turns WebSocket off).
+    /// http: the path where the listener answers WebSocket upgrades (echo). Absent (or `""`):
+    /// no WebSocket on this listener.
     pub ws_path: Option<String>,
     /// Maximum open connections per worker.
     pub max_connections: Option<usize>,
@@ -529,13 +553,11 @@ impl Default for Config {
     }
 }
 
-/// A loaded configuration and the warnings (unknown keys) found while loading it.
+/// A loaded, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// The validated configuration, paths made absolute.
     pub config: Config,
-    /// One line per ignored key.
-    pub warnings: Vec<String>,
 }
 
 /// Read, parse and validate a configuration file.
@@ -551,29 +573,33 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     })
 }
 
-/// Parse and validate configuration text; relative paths resolve against `base`.
+/// Parse and validate configuration text; relative paths resolve against `base`. A key the
+/// schema does not have is an error, named with its path and a hint.
 ///
 /// ```
-/// let text = "workers = 2\n[[listener]]\nbind = \"127.0.0.1:7000\"\nprotocol = \"echo\"\nfoo = 1\n";
+/// let text = "workers = 2\n[[listener]]\nbind = \"127.0.0.1:7000\"\nprotocol = \"echo\"\n";
 /// let loaded = herd_server::config::parse(text, std::path::Path::new("/tmp")).unwrap();
 /// assert_eq!(loaded.config.workers.get(), 2);
-/// assert_eq!(loaded.warnings, ["unknown key `listener.0.foo` ignored"]);
+/// let e = herd_server::config::parse(&format!("{text}rot = 1\n"), std::path::Path::new("/tmp"))
+///     .unwrap_err();
+/// assert_eq!(e.to_string(), "listener[0].rot: unknown key; did you mean `root`?");
 /// ```
 pub fn parse(text: &str, base: &Path) -> Result<Loaded, ConfigError> {
     let de = toml::de::Deserializer::parse(text)
         .map_err(|e| ConfigError::new("", one_line(&e.to_string())))?;
-    let mut warnings = Vec::new();
-    let mut config: Config = serde_ignored::deserialize(de, |p| {
-        // serde_ignored writes an `Option`'s `Some` as a `?` segment; a reader wants the key.
-        let path = p.to_string().replace(".?", "");
-        warnings.push(format!("unknown key `{path}` ignored"));
-    })
-    .map_err(|e| ConfigError::new("", one_line(&e.to_string())))?;
-    warnings.sort();
+    let mut unknown = Vec::new();
+    let parsed: Result<Config, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(unknown::segments(&p)));
+    // Unknown keys first: a key in the wrong table (a top-level key below a [[listener]]) can
+    // also leave a required key missing, and the misplacement is the cause to report.
+    if let Some(e) = unknown::error(&unknown) {
+        return Err(e);
+    }
+    let mut config = parsed.map_err(|e| ConfigError::new("", one_line(&e.to_string())))?;
     config.resolve_paths(base);
     config.fill_names();
     config.validate()?;
-    Ok(Loaded { config, warnings })
+    Ok(Loaded { config })
 }
 
 /// toml's multi-line error (with a source excerpt) as one line: the position, then the
@@ -611,13 +637,15 @@ pub const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"]
 
 impl Config {
     /// The configuration used when no file is given: the HTTP site on 127.0.0.1:8081 (with
-    /// WebSocket on `/ws`) and the frame demo on 127.0.0.1:8082, logging to stderr.
+    /// its WebSocket echo on `/ws`, configured like any other, which the page uses) and the
+    /// frame demo on 127.0.0.1:8082, logging to stderr.
     pub fn builtin() -> Config {
         let mut c = Config::default();
         c.listeners.push(ListenerConfig {
             name: "site".into(),
             bind: "127.0.0.1:8081".into(),
             protocol: Protocol::Http,
+            ws_path: Some("/ws".into()),
             ..ListenerConfig::default()
         });
         c.listeners.push(ListenerConfig {
@@ -968,20 +996,150 @@ mod tests {
         assert_eq!(c.log.level, "info");
         assert_eq!(c.listeners[0].name, "echo@127.0.0.1:7000");
         assert!(c.listeners[0].reuseport);
+        // WebSocket only where configured: the built-in site asks for its page's echo.
+        let http = "[[listener]]\nbind = \"127.0.0.1:7002\"\nprotocol = \"http\"\n";
+        let c = p(&format!("{http}root = \"/tmp\"\n")).unwrap().config;
+        assert_eq!(crate::protocols::ws_path(&c.listeners[0]), None);
+        let c = p(&format!("{http}ws_path = \"/live\"\n")).unwrap().config;
+        assert_eq!(
+            crate::protocols::ws_path(&c.listeners[0]).as_deref(),
+            Some("/live")
+        );
+        let b = Config::builtin();
+        b.validate().unwrap();
+        assert_eq!(
+            crate::protocols::ws_path(&b.listeners[0]).as_deref(),
+            Some("/ws")
+        );
+    }
+
+    /// The error for `text` (which must be refused), as `herd -t` prints it.
+    fn refused(text: &str) -> String {
+        p(text).unwrap_err().to_string()
     }
 
     #[test]
-    fn unknown_keys_are_warned_with_their_path() {
-        let text = format!("wrokers = 3\n[log]\nlevle = \"x\"\n{ECHO}rot = \"/\"\n");
-        let w = p(&text).unwrap().warnings;
+    fn unknown_keys_are_errors_with_their_full_path_and_a_hint() {
+        // A typo: the nearest key at that place.
         assert_eq!(
-            w,
-            [
-                "unknown key `listener.0.rot` ignored",
-                "unknown key `log.levle` ignored",
-                "unknown key `wrokers` ignored",
-            ]
+            refused(&format!("{ECHO}rot = \"/\"\n")),
+            "listener[0].rot: unknown key; did you mean `root`?"
         );
+        assert_eq!(
+            refused(&format!("wrokers = 3\n{ECHO}")),
+            "wrokers: unknown key; did you mean `workers`?"
+        );
+        assert_eq!(
+            refused(&format!("[log]\nlevle = \"x\"\n{ECHO}")),
+            "log.levle: unknown key; did you mean `level`?"
+        );
+        // In a sub-table, through the `Option`, and in the second listener.
+        let http = "[[listener]]\nbind = \"127.0.0.1:7002\"\nprotocol = \"http\"\n";
+        let e = p(&format!(
+            "{ECHO}{http}tls = {{ certt = \"c.pem\", key = \"k.pem\" }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (e.at.as_str(), e.msg.as_str()),
+            ("listener[1].tls.certt", "unknown key; did you mean `cert`?")
+        );
+        assert_eq!(
+            refused(&format!(
+                "{http}[[listener.tls.certs]]\ncert = \"c\"\nkey = \"k\"\nocps = \"o\"\n"
+            )),
+            "listener[0].tls.certs[0].ocps: unknown key; did you mean `ocsp`?"
+        );
+        // A key of a listener's sub-table, written on the listener.
+        assert_eq!(
+            refused(&format!("{ECHO}{http}gzip_level = 6\n")),
+            "listener[1].gzip_level: unknown key: `gzip_level` belongs in the `compression` \
+             table: compression = { gzip_level = ... }"
+        );
+        // Nothing close: no guess.
+        assert_eq!(
+            refused(&format!("{ECHO}colour = \"blue\"\n")),
+            "listener[0].colour: unknown key (docs/config.md lists the keys)"
+        );
+        // Every unknown key is named, in one error (in the order toml hands them over).
+        let e = refused(&format!(
+            "wrokers = 3\n[log]\nlevle = \"x\"\n{ECHO}rot = \"/\"\n"
+        ));
+        assert_eq!(
+            e,
+            "listener[0].rot: unknown key; did you mean `root`?; \
+             also log.levle: unknown key; did you mean `level`?; \
+             also wrokers: unknown key; did you mean `workers`?"
+        );
+        // Unknown keys are reported before the errors they may cause.
+        let e = p(&format!(
+            "{http}[[listener.tls.certs]]\ncert = \"c\"\nkye = \"k\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.at, "listener[0].tls.certs[0].kye", "{e}");
+    }
+
+    #[test]
+    fn nginx_directives_name_the_herd_equivalent() {
+        let http = "[[listener]]\nbind = \"127.0.0.1:7002\"\nprotocol = \"http\"\n";
+        for (key, herd) in [
+            (
+                "ssl_certificate",
+                "herd's equivalent is `tls.cert` on a [[listener]]",
+            ),
+            ("ssl_certificate_key", "herd's equivalent is `tls.key`"),
+            ("gzip", "herd's equivalent is `compression = {}`"),
+            (
+                "server_name",
+                "herd has no equivalent: a listener answers every Host name",
+            ),
+            ("proxy_pass", "herd has no equivalent"),
+            ("listen", "herd's equivalent is `bind`"),
+            ("keepalive_timeout", "herd's equivalent is `idle_timeout`"),
+            ("client_max_body_size", "herd's equivalent is `max_body`"),
+        ] {
+            let e = p(&format!("{http}{key} = \"x\"\n")).unwrap_err();
+            assert_eq!(e.at, format!("listener[0].{key}"));
+            assert!(
+                e.msg
+                    .starts_with(&format!("unknown key: `{key}` is nginx's"))
+                    && e.msg.contains(herd),
+                "{key}: {e}"
+            );
+        }
+        let e = p(&format!("worker_processes = 4\n{ECHO}")).unwrap_err();
+        assert!(e.msg.contains("`workers`"), "{e}");
+    }
+
+    #[test]
+    fn a_top_level_key_below_a_table_header_is_reported_as_such() {
+        let e = p(&format!("{ECHO}{ECHO}workers = 3\n")).unwrap_err();
+        assert_eq!(e.at, "listener[1].workers");
+        assert_eq!(
+            e.msg,
+            "`workers` is a top-level key but is written after [[listener]] number 2, so TOML \
+             reads it as part of that listener: move it above the first [[listener]] \
+             (top-level keys go before every table)"
+        );
+        let e = p(&format!(
+            "[log]\nlevel = \"info\"\npid_file = \"/tmp/h.pid\"\n{ECHO}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.at, "log.pid_file");
+        assert!(
+            e.msg.starts_with("`pid_file` is a top-level key but is written after [log], so TOML reads it as part of that table: move it above [log]"),
+            "{e}"
+        );
+        // A listener key below its [listener.tls] header lands in the tls table.
+        let e = p("[[listener]]\nbind = \"127.0.0.1:7002\"\n[listener.tls]\ncert = \"c\"\nkey = \"k\"\nmax_body = 10\n")
+            .unwrap_err();
+        assert_eq!(e.at, "listener[0].tls.max_body");
+        assert!(
+            e.msg.starts_with("`max_body` is a [[listener]] key but is written after [listener.tls] (of [[listener]] number 1)"),
+            "{e}"
+        );
+        // `loops` is a listener key too: below a listener it is that listener's.
+        let c = p(&format!("{ECHO}loops = 2\n")).unwrap().config;
+        assert_eq!((c.loops, c.listeners[0].loops), (1, Some(2)));
     }
 
     #[test]
@@ -1095,10 +1253,10 @@ mod tests {
         assert!(crate::protocols::ws_options(&ListenerConfig::default())
             .deflate
             .is_none());
-        let w = p(&format!("{ws}ws_deflate = {{ levle = 3 }}\n"))
-            .unwrap()
-            .warnings;
-        assert_eq!(w, ["unknown key `listener.0.ws_deflate.levle` ignored"]);
+        assert_eq!(
+            refused(&format!("{ws}ws_deflate = {{ levle = 3 }}\n")),
+            "listener[0].ws_deflate.levle: unknown key; did you mean `level`?"
+        );
         for (bad, key) in [
             ("level = 10", "listener[0].ws_deflate.level"),
             ("window_bits = 8", "listener[0].ws_deflate.window_bits"),
@@ -1172,6 +1330,33 @@ mod tests {
             Some(Dur(Duration::from_secs(120)))
         );
         assert!(Dur::parse("99999999999999999h").is_err());
+        assert!(Dur::parse("99999999999999999999").is_err());
+        // Every form docs/config.md shows, and humantime's others.
+        for (text, want) in [
+            ("500ms", Duration::from_millis(500)),
+            ("10s", Duration::from_secs(10)),
+            ("1m", Duration::from_secs(60)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("8760h", Duration::from_secs(8760 * 3600)),
+            ("0s", Duration::ZERO),
+            ("0", Duration::ZERO),
+            ("7", Duration::from_secs(7)),
+            (" 3s ", Duration::from_secs(3)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("2days", Duration::from_secs(2 * 86400)),
+            ("250us", Duration::from_micros(250)),
+        ] {
+            assert_eq!(Dur::parse(text), Ok(Dur(want)), "{text}");
+        }
+        for bad in ["", "s", "-1s", "10 parsecs", "1e3s", "soon"] {
+            let e = Dur::parse(bad).unwrap_err();
+            assert!(
+                e.contains("invalid duration") || e.contains("too long"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]
@@ -1205,8 +1390,8 @@ mod tests {
         }
 
         #[test]
-        fn durations_round_trip(ms in 0u64..10_000_000_000) {
-            let d = Dur(Duration::from_millis(ms));
+        fn durations_round_trip(secs in 0u64..100_000_000_000, nanos in 0u32..1_000_000_000) {
+            let d = Dur(Duration::new(secs, nanos));
             proptest::prop_assert_eq!(Dur::parse(&d.to_string()).unwrap(), d);
         }
     }

@@ -4,7 +4,8 @@
 //! Top to bottom:
 //! - [`cli`]: the command line; [`run`] dispatches: `-s` ([`send_signal`]), `-t`, a worker
 //!   (`--worker`, see [`worker`]), or a master (optionally detached first, see [`daemon`]).
-//! - [`config`]: the schema, defaults, unknown-key warnings and validation.
+//! - [`config`]: the schema, defaults, strict key checking (unknown keys are errors) and
+//!   validation.
 //! - [`master`]: the single-threaded supervisor: it binds every socket ([`listeners`]), writes
 //!   the [`pidfile`], starts one worker process per slot and acts on signals (reload, reopen,
 //!   graceful and fast stop, binary upgrade), respawning workers that die.
@@ -86,17 +87,17 @@ pub fn run(cli: Cli) -> i32 {
     let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {
-            if cli.test {
-                eprintln!("herd: {what} is invalid: {e}");
-            } else {
-                eprintln!("herd: {e}");
+            // One line per error (several unknown keys are reported together).
+            for line in e.lines() {
+                if cli.test {
+                    eprintln!("herd: {what} is invalid: {line}");
+                } else {
+                    eprintln!("herd: {line}");
+                }
             }
             return 1;
         }
     };
-    for w in &loaded.warnings {
-        eprintln!("herd: warning: {w}");
-    }
     if cli.test {
         eprintln!("herd: {what} is valid");
         return 0;
@@ -143,7 +144,7 @@ pub fn run(cli: Cli) -> i32 {
         exe,
         args,
     };
-    let started = start_master(startup, config, inherited.as_deref(), &loaded.warnings);
+    let started = start_master(startup, config, inherited.as_deref());
     match (started, detached) {
         (Ok(m), Some(d)) => {
             if let Err(e) = d.report(Ok(())) {
@@ -170,10 +171,7 @@ fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
         Some(p) => config::load(p),
         None => {
             let c = Config::builtin();
-            c.validate().map(|()| Loaded {
-                config: c,
-                warnings: Vec::new(),
-            })
+            c.validate().map(|()| Loaded { config: c })
         }
     }
 }
@@ -183,12 +181,8 @@ fn start_master(
     startup: Startup,
     config: Config,
     inherited: Option<&str>,
-    warnings: &[String],
 ) -> Result<Master, String> {
     let logs = Logs::init("master", &config.log).map_err(|e| format!("log file: {e}"))?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
     let pid_file = config
         .pid_file
         .as_deref()

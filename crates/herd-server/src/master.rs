@@ -693,19 +693,11 @@ impl Master {
             None => {
                 tracing::info!("reloading the built-in configuration");
                 let c = Config::builtin();
-                c.validate().map(|()| config::Loaded {
-                    config: c,
-                    warnings: Vec::new(),
-                })
+                c.validate().map(|()| config::Loaded { config: c })
             }
         };
         let mut new = match loaded {
-            Ok(l) => {
-                for w in &l.warnings {
-                    tracing::warn!("{w}");
-                }
-                l.config
-            }
+            Ok(l) => l.config,
             Err(e) => {
                 tracing::error!(reason = %e, "reload failed: {e}; keeping the old configuration");
                 return false;

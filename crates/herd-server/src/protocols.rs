@@ -35,13 +35,11 @@ pub fn available(p: Protocol) -> bool {
     true
 }
 
-/// The WebSocket path of an HTTP listener: `ws_path`, `/ws` by default, none if `""`.
+/// The WebSocket path of an HTTP listener: its `ws_path`; none (no WebSocket) if that is
+/// absent or `""`. WebSocket is only where the configuration asks for it: a static `root`
+/// or the bundled page alone never answers an upgrade.
 pub fn ws_path(l: &ListenerConfig) -> Option<String> {
-    match l.ws_path.as_deref() {
-        None => Some("/ws".to_owned()),
-        Some("") => None,
-        Some(p) => Some(p.to_owned()),
-    }
+    l.ws_path.clone().filter(|p| !p.is_empty())
 }
 
 /// Echoes every WebSocket message (the `ws` protocol, and `ws_path` on HTTP listeners).
@@ -693,13 +691,48 @@ mod tests {
         got
     }
 
+    /// The status line of the answer to a WebSocket upgrade request for `path`.
+    fn upgrade_status(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    }
+
     #[test]
     fn websocket_echo_on_the_site_and_on_ws_listeners() {
-        let (server, addr) = serve(Protocol::Http, |_| {});
+        let (server, addr) = serve(Protocol::Http, |l| l.ws_path = Some("/ws".into()));
         let got = ws_echo_roundtrip(addr, "/ws");
         assert!(got.starts_with(b"HTTP/1.1 101 "));
         assert!(http_get(addr, "/").starts_with("HTTP/1.1 200"));
         server.stop(Duration::ZERO);
+        // Only where configured: neither the bundled site nor a static root without
+        // `ws_path` (or with `ws_path = ""`) upgrades.
+        let site = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("site");
+        for (root, ws) in [
+            (None, None),
+            (Some(site.clone()), None),
+            (Some(site), Some("")),
+        ] {
+            let (server, addr) = serve(Protocol::Http, |l| {
+                l.root = root.clone();
+                l.ws_path = ws.map(String::from);
+            });
+            let status = upgrade_status(addr, "/ws");
+            assert!(
+                status.starts_with("HTTP/1.1 4"),
+                "{root:?} {ws:?}: {status}"
+            );
+            assert!(http_get(addr, "/").starts_with("HTTP/1.1 200"));
+            server.stop(Duration::ZERO);
+        }
         let (server, addr) = serve(Protocol::Ws, |_| {});
         assert!(ws_echo_roundtrip(addr, "/any/path").starts_with(b"HTTP/1.1 101 "));
         server.stop(Duration::ZERO);

@@ -920,7 +920,9 @@ fn decode_dispatch<H: Handler>(
                 }
             }
             Err(e) => {
-                tracing::warn!(
+                // Debug, not warn: a peer's garbage is the peer's problem, and one WARN line
+                // per connection is a log flood away (counted as the `decode` close reason).
+                tracing::debug!(
                     "conn {} ({}): bad input: {e}",
                     slot.conn.id(),
                     slot.conn.peer()

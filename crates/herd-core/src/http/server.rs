@@ -451,7 +451,7 @@ impl HttpProtocol {
                 }
             }
             Event::Error(e) => {
-                tracing::warn!(peer = %st.peer_addr, reason = %e, "http: bad request");
+                log_bad_request(st.peer_addr, e, cx.now_ms());
                 st.incoming = None;
                 if outstanding(st) {
                     st.pending_error = Some(e);
@@ -1202,6 +1202,37 @@ fn version_str(v: Version) -> &'static str {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_11 => "HTTP/1.1",
         _ => "-",
+    }
+}
+
+/// Log a malformed request: at warn level the first of each reason per minute on this loop,
+/// at debug level the rest, so a scanner's thousands are not one WARN line each. Every one is
+/// counted all the same (the `decode` close reason and its 4xx/5xx status class).
+#[cold]
+#[inline(never)]
+fn log_bad_request(peer: SocketAddr, e: HttpError, now_ms: u64) {
+    thread_local! {
+        static WARNED: std::cell::RefCell<Vec<(HttpError, u64)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let warn = WARNED.with(|w| {
+        let mut w = w.borrow_mut();
+        match w.iter_mut().find(|(k, _)| *k == e) {
+            Some((_, at)) if now_ms.saturating_sub(*at) < 60_000 => false,
+            Some((_, at)) => {
+                *at = now_ms;
+                true
+            }
+            None => {
+                w.push((e, now_ms));
+                true
+            }
+        }
+    });
+    if warn {
+        tracing::warn!(peer = %peer, reason = %e, "http: bad request (further ones for this reason are logged at debug level for a minute)");
+    } else {
+        tracing::debug!(peer = %peer, reason = %e, "http: bad request");
     }
 }
 
