@@ -1,7 +1,7 @@
 //! The message-id router: [`Router`] maps message ids to handlers; [`FrameConn`] is what a
 //! handler sees of its connection; [`FrameHandle`] pushes frames from anywhere.
 //!
-//! Three kinds of route, all stored behind one type-erased signature so dispatch is one
+//! Four kinds of route, all stored behind one type-erased signature so dispatch is one
 //! binary search and one indirect call:
 //! - [`Router::route_raw`]: the body as borrowed bytes (straight from the loop's read buffer);
 //! - [`Router::route`]: a prost message decoded from the body, a prost reply encoded straight
@@ -9,7 +9,10 @@
 //! - [`Router::route_blocking`] / [`Router::route_blocking_raw`]: the request is decoded (or
 //!   copied) on the loop, run on the [`WorkerPool`](crate::pool::WorkerPool), and its reply
 //!   comes back through the connection's [`Handle`] and the loop's queue; a full pool answers
-//!   [`ErrorCode::Busy`] at once.
+//!   [`ErrorCode::Busy`] at once;
+//! - [`Router::route_async`]: the request is decoded on the loop and an async function's
+//!   future runs as a task of the connection (see [`crate::task`]); its reply takes the pool
+//!   reply's path back.
 //!
 //! This module does not read sockets, time anything out or rate-limit: each loop's
 //! [`FrameProtocol`](super::FrameProtocol) decodes frames, applies the heartbeat and flood
@@ -292,6 +295,39 @@ impl<U: 'static> Router<U> {
         )
     }
 
+    /// Handle `msg_id` with an async function: the body is decoded into `Req` on the loop
+    /// ([`ErrorCode::BadBody`] if it does not decode), and the future `f` returns runs as a task
+    /// of the connection on its loop, so it may await cosockets, TLS cosockets, sleeps and
+    /// other tasks without blocking the loop (it need not be `Send`). Its reply, or error
+    /// frame ([`ErrorCode::Internal`] if it panics), is written when it is ready: replies carry
+    /// their request id, so later requests are not held behind a slow one (as with
+    /// [`route_blocking`](Self::route_blocking)). A connection that closes cancels its tasks.
+    ///
+    /// # Panics
+    ///
+    /// If `msg_id` is reserved or already routed.
+    pub fn route_async<Req, Resp, F, Fut>(self, msg_id: u16, f: F) -> Self
+    where
+        Req: Message + Default + 'static,
+        Resp: Message + 'static,
+        F: Fn(Req) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Resp, HandlerError>> + 'static,
+    {
+        self.insert(
+            msg_id,
+            false,
+            Box::new(move |cx: &mut FrameConn<'_, '_, U>, body: &[u8]| {
+                let req = Req::decode(body).map_err(bad_body)?;
+                let fut = f(req);
+                cx.spawn_reply(async move {
+                    let resp = fut.await?;
+                    Ok(move |out: &mut Vec<u8>| resp.encode_raw(out))
+                });
+                Ok(())
+            }),
+        )
+    }
+
     /// Run `hook` with the user data of every connection that closes (after its last frame),
     /// e.g. to leave chat rooms. It runs on the connection's loop and must not block.
     pub fn on_close<F>(mut self, hook: F) -> Self
@@ -532,6 +568,41 @@ impl<'a, 'c, U: 'static> FrameConn<'a, 'c, U> {
 
     /// Run `job` on the worker pool; it appends the reply body to the buffer it is given. The
     /// finished frame (or error frame) goes back through the connection's handle.
+    /// Run `fut` as a task of this connection; the encoder it resolves to writes the reply
+    /// body (or its error becomes an error frame), sent like a pool reply.
+    pub(crate) fn spawn_reply<Fut, E>(&mut self, fut: Fut)
+    where
+        Fut: std::future::Future<Output = Result<E, HandlerError>> + 'static,
+        E: FnOnce(&mut Vec<u8>),
+    {
+        let (msg_id, rid) = (self.msg_id, self.request_id);
+        let max = self.max_frame();
+        let handle = self.conn.handle();
+        let counters = self.dispatch.counters.clone();
+        self.state.pending_jobs += 1;
+        self.conn.spawn(async move {
+            let mut fut = std::pin::pin!(fut);
+            let done = std::future::poll_fn(|tcx| {
+                match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(tcx))) {
+                    Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
+                    Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                    Err(panic) => std::task::Poll::Ready(Err(panic)),
+                }
+            })
+            .await;
+            let out = finish_job(msg_id, rid, max, &counters, move |b| match done {
+                Ok(Ok(encode)) => {
+                    encode(b);
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e),
+                // Re-raised inside the job, so it is counted and logged as a handler panic.
+                Err(panic) => std::panic::resume_unwind(panic),
+            });
+            handle.notify(POOL_REPLY, out);
+        });
+    }
+
     pub(crate) fn submit<J>(&mut self, job: J) -> Result<(), HandlerError>
     where
         J: FnOnce(&mut Vec<u8>) -> Result<(), HandlerError> + Send + 'static,
@@ -547,46 +618,7 @@ impl<'a, 'c, U: 'static> FrameConn<'a, 'c, U> {
         let handle = self.conn.handle();
         let counters = self.dispatch.counters.clone();
         let run = move || {
-            let mut out = Vec::new();
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                let mut failed = None;
-                let _ = wire::encode_with(&mut out, msg_id, Flags::RESPONSE, rid, |b| {
-                    failed = job(b).err();
-                });
-                failed
-            }));
-            let error = match result {
-                Ok(None) if out.len() - HEADER_LEN <= max => None,
-                Ok(None) => {
-                    counters.bump_oversized();
-                    Some(HandlerError::with_code(
-                        ErrorCode::TooLarge,
-                        format!(
-                            "reply too large: {} bytes > max {max}",
-                            out.len() - HEADER_LEN
-                        ),
-                    ))
-                }
-                Ok(Some(e)) => {
-                    counters.count_error(e.code());
-                    Some(e)
-                }
-                Err(panic) => {
-                    counters.count_error(ErrorCode::Internal);
-                    tracing::error!(
-                        "blocking handler for message {msg_id} panicked: {}",
-                        super::service::panic_text(&panic)
-                    );
-                    Some(HandlerError::with_code(
-                        ErrorCode::Internal,
-                        "internal error",
-                    ))
-                }
-            };
-            if let Some(e) = error {
-                out.clear();
-                let _ = wire::encode_error(&mut out, rid, e.code(), e.text());
-            }
+            let out = finish_job(msg_id, rid, max, &counters, job);
             handle.notify(POOL_REPLY, out);
         };
         pool.try_submit(run).map_err(|_| {
@@ -595,6 +627,62 @@ impl<'a, 'c, U: 'static> FrameConn<'a, 'c, U> {
         self.state.pending_jobs += 1;
         Ok(())
     }
+}
+
+/// Run a job that encodes a reply body, and frame its result for request `rid`: the reply
+/// (RESPONSE flag), or an error frame if it failed, panicked ([`ErrorCode::Internal`]) or made
+/// a body over `max` ([`ErrorCode::TooLarge`]); failures are counted.
+fn finish_job<J>(
+    msg_id: u16,
+    rid: u32,
+    max: usize,
+    counters: &super::service::Counters,
+    job: J,
+) -> Vec<u8>
+where
+    J: FnOnce(&mut Vec<u8>) -> Result<(), HandlerError>,
+{
+    let mut out = Vec::new();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut failed = None;
+        let _ = wire::encode_with(&mut out, msg_id, Flags::RESPONSE, rid, |b| {
+            failed = job(b).err();
+        });
+        failed
+    }));
+    let error = match result {
+        Ok(None) if out.len() - HEADER_LEN <= max => None,
+        Ok(None) => {
+            counters.bump_oversized();
+            Some(HandlerError::with_code(
+                ErrorCode::TooLarge,
+                format!(
+                    "reply too large: {} bytes > max {max}",
+                    out.len() - HEADER_LEN
+                ),
+            ))
+        }
+        Ok(Some(e)) => {
+            counters.count_error(e.code());
+            Some(e)
+        }
+        Err(panic) => {
+            counters.count_error(ErrorCode::Internal);
+            tracing::error!(
+                "handler for message {msg_id} panicked: {}",
+                super::service::panic_text(&panic)
+            );
+            Some(HandlerError::with_code(
+                ErrorCode::Internal,
+                "internal error",
+            ))
+        }
+    };
+    if let Some(e) = error {
+        out.clear();
+        let _ = wire::encode_error(&mut out, rid, e.code(), e.text());
+    }
+    out
 }
 
 /// Pushes frames to one connection from any thread: a [`Handle`] that speaks frames.
