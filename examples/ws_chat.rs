@@ -107,29 +107,12 @@ pub fn name_from_query(query: &str) -> String {
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as a space); a malformed escape is kept as written, and
-/// invalid UTF-8 becomes U+FFFD.
+/// Decodes `%XX` escapes and `+` (as a space; `%2B` is a `+`); a malformed escape is kept as
+/// written, and invalid UTF-8 becomes U+FFFD.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn main() -> io::Result<()> {

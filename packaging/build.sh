@@ -65,7 +65,7 @@ build_deb() {
     generate
     say "cargo deb $*"
     local out
-    out=$(cargo deb -p herd --locked --strip --output "$DIST/" "$@" | tail -n 1)
+    out=$(cargo deb -p herd-bin --locked --strip --output "$DIST/" "$@" | tail -n 1)
     say "built $out ($(du -k "$out" | cut -f1) KiB)"
 }
 
@@ -95,7 +95,7 @@ build_image() {
     say "static build: herd ($TRIPLE, +crt-static, profile dist)"
     # The dist profile (Cargo.toml): fat LTO, one codegen unit, cold crates at opt-level z.
     RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --profile dist --locked -q --target "$TRIPLE" -p herd --bin herd
+        cargo build --profile dist --locked -q --target "$TRIPLE" -p herd-bin --bin herd
     local bin=$TARGET_DIR/$TRIPLE/dist
     for b in herd; do
         # A dynamic executable names an interpreter; a static one has no PT_INTERP.

@@ -90,6 +90,7 @@ fn long_names_are_cut_to_32_characters() {
     assert_eq!(ws_chat::name_from_query("name=%FF"), "\u{FFFD}");
     assert_eq!(ws_chat::name_from_query("name=%"), "%");
     assert_eq!(ws_chat::name_from_query("name=%0D%0A"), "anon");
+    assert_eq!(ws_chat::name_from_query("name=a+b%2Bc"), "a b+c");
 }
 
 #[test]

@@ -94,8 +94,12 @@ impl From<io::Error> for Error {
     }
 }
 
-/// Parses a duration written as a number and a unit: `10s`, `300ms`, `1.5s`, `2m`, `500us`;
-/// a bare number means seconds.
+/// The longest duration [`parse_duration`] accepts (about 31 years): anything longer is a
+/// typo, and would overflow the clock arithmetic of a run.
+const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
+/// Parses a duration with `humantime`: a number and a unit (`10s`, `300ms`, `1.5s`, `2m`,
+/// `500us`, also sums such as `1m 30s`); a bare number means seconds.
 ///
 /// ```
 /// use std::time::Duration;
@@ -107,26 +111,17 @@ impl From<io::Error> for Error {
 /// ```
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (try 10s, 300ms, 2m)"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e9 {
+    let bare = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let d = if bare {
+        humantime::parse_duration(&format!("{s}s"))
+    } else {
+        humantime::parse_duration(s)
+    }
+    .map_err(|e| format!("`{s}` is not a duration ({e}; try 10s, 300ms, 2m)"))?;
+    if d > MAX_DURATION {
         return Err(format!("duration `{s}` is too long"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -145,5 +140,11 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1e999").is_err());
         assert!(parse_duration("99999999999999999999s").is_err());
+        assert!(parse_duration("40years").is_err());
+        assert!(parse_duration("1.2.3").is_err());
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250µs"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
     }
 }

@@ -3,9 +3,15 @@
 //! [`Histogram`] is a log-linear bucket histogram (the HdrHistogram idea in ~100 lines): values
 //! below 256 are kept exactly, larger values land in one of 128 equal buckets per power of two,
 //! so any recorded value is reported within 1/128 (0.8%) of itself. Recording is one index
-//! computation and one add, cheap enough to call once per echoed message. [`Report`] is what a
-//! mode's `run` returns; it prints as a human table ([`Report::to_table`]) or as one JSON object
-//! ([`Report::to_json`]) for scripts.
+//! computation and one add, cheap enough to call once per echoed message. It stays instead of
+//! the `hdrhistogram` crate because that is slower on this path at the same precision (2
+//! significant digits is the same 1/128 buckets): 10M records of latency-like values (1 us to
+//! 4 ms) in a release build took 2.2-2.3 ns each here and 4.2 ns with `hdrhistogram` 7.6's
+//! `record` (4.6 ns with `saturating_record`), which checks bounds and returns a `Result`
+//! per value; both answered the same p99.
+//!
+//! [`Report`] is what a mode's `run` returns; it prints as a human table
+//! ([`Report::to_table`]) or as one JSON object ([`Report::to_json`]) for scripts.
 //!
 //! This module does no I/O and reads no clock: the modes (echo, frame, ws through the shared
 //! `driver`) measure, this module only counts and formats. Callers: `driver::run`, `main`

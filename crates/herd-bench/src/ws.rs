@@ -4,8 +4,9 @@
 //! Setup (before the measured run, blocking, per connection): connect, send an HTTP/1.1
 //! upgrade request with a per-connection `Sec-WebSocket-Key`, and check the answer: status
 //! `101`, `Upgrade: websocket`, `Connection: upgrade`, the `Sec-WebSocket-Accept` computed from
-//! the key (SHA-1 and base64, written here), no extension, and nothing sent after the head. A
-//! failed handshake fails the run ([`Error::Echo`]). Then, as in [`echo`](crate::echo), each
+//! the key (with the `sha1` and `base64` crates, not with herd-proto's handshake code), no
+//! extension, and nothing sent after the head. A failed handshake fails the run
+//! ([`Error::Echo`]). Then, as in [`echo`](crate::echo), each
 //! connection sends `depth` messages and one more for each one that comes back: a masked
 //! (client-role) binary frame whose `size` payload bytes are the next bytes of the
 //! connection's [`Pattern`] stream, under a fresh mask key per frame. The server's frames are
@@ -42,7 +43,10 @@ use crate::driver::{self, connect_with_retry, Client, Plan, Stop, Window};
 use crate::pattern::Pattern;
 use crate::stats::Report;
 use crate::Error;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use herd_proto::ws::deflate::{Deflater, Inflater};
+use sha1::{Digest, Sha1};
 
 /// Largest message accepted, so a typo cannot allocate gigabytes.
 pub const MAX_SIZE: usize = 16 << 20;
@@ -206,79 +210,6 @@ impl WsOpts {
     }
 }
 
-/// SHA-1 of `data` (FIPS 180-4), for the handshake only.
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [
-        0x6745_2301,
-        0xEFCD_AB89,
-        0x98BA_DCFE,
-        0x1032_5476,
-        0xC3D2_E1F0,
-    ];
-    let mut msg = Vec::with_capacity(data.len() + 72);
-    msg.extend_from_slice(data);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
-    for block in msg.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, &wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(wi);
-            (e, d, c, b, a) = (d, c, b.rotate_left(30), a, t);
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (chunk, x) in out.chunks_exact_mut(4).zip(h) {
-        chunk.copy_from_slice(&x.to_be_bytes());
-    }
-    out
-}
-
-/// Standard base64 with padding (RFC 4648 section 4).
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from_be_bytes([0, b[0], b[1], b[2]]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The `Sec-WebSocket-Accept` a server must answer to `key`: base64(SHA-1(key + GUID)).
 ///
 /// ```
@@ -287,10 +218,11 @@ fn base64(data: &[u8]) -> String {
 /// assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// ```
 pub fn accept_key(key: &str) -> String {
-    let mut input = Vec::with_capacity(key.len() + GUID.len());
-    input.extend_from_slice(key.as_bytes());
-    input.extend_from_slice(GUID.as_bytes());
-    base64(&sha1(&input))
+    let digest = Sha1::new()
+        .chain_update(key.as_bytes())
+        .chain_update(GUID.as_bytes())
+        .finalize();
+    STANDARD.encode(digest)
 }
 
 /// The `Sec-WebSocket-Key` connection `index` sends: 16 bytes of its own stream, base64.
@@ -303,7 +235,7 @@ pub fn accept_key(key: &str) -> String {
 pub fn client_key(index: usize) -> String {
     let mut raw = [0u8; 16];
     Pattern::new(!(index as u64)).fill(0, &mut raw);
-    base64(&raw)
+    STANDARD.encode(raw)
 }
 
 /// The upgrade request a connection sends.
@@ -1366,44 +1298,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     #[test]
-    fn sha1_matches_the_standard_vectors() {
-        assert_eq!(hex(&sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    fn client_keys_are_the_pattern_bytes_in_base64() {
+        let mut raw = [0u8; 16];
+        Pattern::new(!7u64).fill(0, &mut raw);
+        assert_eq!(STANDARD.decode(client_key(7)).unwrap(), raw);
+        // A second vector beside the RFC 6455 one in the doc test.
         assert_eq!(
-            hex(&sha1(b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
+            accept_key("x3JJHMbDL1EzLkh9GBhXDw=="),
+            "HSmrc0sMlYUkAGmm5OPpG2HaGWk="
         );
-        // 56 bytes: the padding spills into a second block.
-        assert_eq!(
-            hex(&sha1(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
-            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-        );
-        assert_eq!(
-            hex(&sha1(&[b'a'; 1000])),
-            "291e9a6c66994949b57ba5e650361e98fc36b1ba"
-        );
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc);
-        }
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
     }
 
     #[test]

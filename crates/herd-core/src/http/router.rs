@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ::http::{Method, Request, Response};
+use percent_encoding::percent_decode_str;
 
 use super::Body;
 
@@ -54,8 +55,9 @@ impl fmt::Debug for Endpoint {
 
 /// Path parameters of a matched pattern route, in the request's extensions.
 ///
-/// `:name` segments are percent-decoded (kept as written if that is not UTF-8); the rest of
-/// a `/*` route is available as `"*"`, as written (not decoded), without a leading `/`.
+/// `:name` segments are percent-decoded (a malformed escape stays as written, and the whole
+/// segment does if the result is not UTF-8); the rest of a `/*` route is available as `"*"`,
+/// as written (not decoded), without a leading `/`.
 ///
 /// ```
 /// use herd_core::http::{Body, Params, Request, Response, Router};
@@ -441,33 +443,13 @@ fn match_pattern(p: &Pattern, path: &str) -> Option<Params> {
     }
 }
 
-/// Percent-decodes a path segment; keeps it as written if the result is not UTF-8 or an
-/// escape is malformed.
+/// Percent-decodes a path segment (a malformed escape stays as written); keeps the whole
+/// segment as written if the result is not UTF-8.
 fn percent_decode(s: &str) -> String {
-    if !s.contains('%') {
-        return s.to_owned();
+    match percent_decode_str(s).decode_utf8() {
+        Ok(decoded) => decoded.into_owned(),
+        Err(_) => s.to_owned(),
     }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => return s.to_owned(),
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 #[cfg(test)]
@@ -519,6 +501,12 @@ mod tests {
         assert_eq!(hit(&r, Method::GET, "/users/42"), "user id=42");
         assert_eq!(hit(&r, Method::GET, "/users/a%20b"), "user id=a b");
         assert_eq!(hit(&r, Method::GET, "/users/a%zz"), "user id=a%zz");
+        assert_eq!(hit(&r, Method::GET, "/users/%41%zz%2"), "user id=A%zz%2");
+        assert_eq!(
+            hit(&r, Method::GET, "/users/caf%C3%A9"),
+            "user id=caf\u{e9}"
+        );
+        assert_eq!(hit(&r, Method::GET, "/users/%ff%41"), "user id=%ff%41");
         assert_eq!(hit(&r, Method::DELETE, "/users/42"), "del id=42");
         assert_eq!(hit(&r, Method::GET, "/users/1/posts/2"), "post id=1 post=2");
         assert_eq!(hit(&r, Method::GET, "/users/1/posts"), "404");

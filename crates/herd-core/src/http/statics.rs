@@ -12,6 +12,7 @@
 //! files or serve anything outside the root. Callers: [`Router::statics`] (mounting) and the
 //! `herd` server.
 
+use std::borrow::Cow;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -180,7 +181,7 @@ impl StaticDir {
                 }
             }
             let mut resp = file_response(req, file, &meta, &path, &path, self.inline_max);
-            if is_compressible(mime_for(extension(&path))) {
+            if is_compressible(&mime_for(extension(&path))) {
                 set_vary(resp.headers_mut());
             }
             return resp;
@@ -192,7 +193,7 @@ impl StaticDir {
     /// request accepts, if `path` is of a compressible type, the request has no `Range` and
     /// such a variant exists; `Vary: Accept-Encoding` on it.
     fn serve_variant(&self, req: &Request<Body>, path: &Path) -> Option<Response<Body>> {
-        if !is_compressible(mime_for(extension(path))) || req.headers().contains_key(RANGE) {
+        if !is_compressible(&mime_for(extension(path))) || req.headers().contains_key(RANGE) {
             return None;
         }
         let accept = AcceptEncoding::parse(req.headers().get_all(ACCEPT_ENCODING));
@@ -394,8 +395,12 @@ fn file_response(
     *resp.status_mut() = status;
     if status != StatusCode::RANGE_NOT_SATISFIABLE {
         let ext = type_path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(mime_for(ext)));
+        let mime = match mime_for(ext) {
+            Cow::Borrowed(mime) => HeaderValue::from_static(mime),
+            Cow::Owned(mime) => HeaderValue::try_from(mime)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        };
+        resp.headers_mut().insert(CONTENT_TYPE, mime);
         validators(&mut resp);
     }
     resp.headers_mut()

@@ -5,12 +5,14 @@
 //! `stat`; they never open a file, read a clock or touch the file system. [`resolve_path`] is the
 //! security boundary: what it returns can be joined to a document root without escaping it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE};
 use http::HeaderMap;
+use percent_encoding::percent_decode_str;
 
 use super::request::parse_decimal;
 
@@ -127,38 +129,47 @@ pub fn resolve_path(url_path: &str) -> Result<RelPath, PathError> {
 }
 
 /// Percent-decodes one segment and checks its bytes.
+///
+/// `percent-encoding` keeps a malformed escape as written; here it is an error, so it is
+/// looked for first. A decoded `/` can only come from `%2F`, since `raw` holds none.
 fn decode_segment(raw: &str) -> Result<String, PathError> {
-    let raw = raw.as_bytes();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let b = if raw[i] == b'%' {
-            let hex = raw.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
-            let value = hex_value(hex[0])
-                .zip(hex_value(hex[1]))
-                .ok_or(PathError::BadEscape)?;
-            i += 3;
-            (value.0 << 4) | value.1
-        } else {
-            i += 1;
-            raw[i - 1]
-        };
-        match b {
-            b'/' => return Err(PathError::EncodedSlash),
-            b'\\' => return Err(PathError::Backslash),
-            0..=0x1f | 0x7f => return Err(PathError::ControlByte),
-            _ => out.push(b),
-        }
+    if has_bad_escape(raw) {
+        return Err(PathError::BadEscape);
     }
-    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+    let decoded = Cow::from(percent_decode_str(raw));
+    if let Some(b) = decoded
+        .iter()
+        .find(|&&b| matches!(b, b'/' | b'\\' | 0..=0x1f | 0x7f))
+    {
+        return Err(match b {
+            b'/' => PathError::EncodedSlash,
+            b'\\' => PathError::Backslash,
+            _ => PathError::ControlByte,
+        });
+    }
+    String::from_utf8(decoded.into_owned()).map_err(|_| PathError::NotUtf8)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
+/// Whether some `%` in `s` is not followed by two hex digits.
+fn has_bad_escape(s: &str) -> bool {
+    s.match_indices('%').any(|(i, _)| {
+        !s.as_bytes()
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
-/// The `Content-Type` for a file extension (without the dot, any case); text types carry
-/// `; charset=utf-8`; unknown extensions are `application/octet-stream`.
+/// Types `mime_guess` gives otherwise: the registered ones (RFC 9239 `text/javascript` for
+/// modules, RFC 7303 `application/xml`, RFC 8081 `font/woff`).
+const MIME_OVERRIDES: &[(&str, &str)] = &[
+    ("mjs", "text/javascript; charset=utf-8"),
+    ("xml", "application/xml"),
+    ("woff", "font/woff"),
+];
+
+/// The `Content-Type` for a file extension (without the dot, any case), from `mime_guess`'s
+/// table; text types carry `; charset=utf-8`; unknown extensions are
+/// `application/octet-stream`.
 ///
 /// ```
 /// use herd_proto::http1::statics::mime_for;
@@ -167,40 +178,18 @@ fn hex_value(b: u8) -> Option<u8> {
 /// assert_eq!(mime_for("wasm"), "application/wasm");
 /// assert_eq!(mime_for("exe"), "application/octet-stream");
 /// ```
-pub fn mime_for(ext: &str) -> &'static str {
-    const TABLE: &[(&str, &str)] = &[
-        ("html", "text/html; charset=utf-8"),
-        ("htm", "text/html; charset=utf-8"),
-        ("css", "text/css; charset=utf-8"),
-        ("js", "text/javascript; charset=utf-8"),
-        ("mjs", "text/javascript; charset=utf-8"),
-        ("json", "application/json"),
-        ("txt", "text/plain; charset=utf-8"),
-        ("md", "text/markdown; charset=utf-8"),
-        ("csv", "text/csv; charset=utf-8"),
-        ("xml", "application/xml"),
-        ("svg", "image/svg+xml"),
-        ("png", "image/png"),
-        ("jpg", "image/jpeg"),
-        ("jpeg", "image/jpeg"),
-        ("gif", "image/gif"),
-        ("webp", "image/webp"),
-        ("avif", "image/avif"),
-        ("ico", "image/x-icon"),
-        ("wasm", "application/wasm"),
-        ("pdf", "application/pdf"),
-        ("woff", "font/woff"),
-        ("woff2", "font/woff2"),
-        ("mp4", "video/mp4"),
-        ("webm", "video/webm"),
-        ("mp3", "audio/mpeg"),
-        ("zip", "application/zip"),
-        ("gz", "application/gzip"),
-    ];
-    TABLE
+pub fn mime_for(ext: &str) -> Cow<'static, str> {
+    if let Some((_, mime)) = MIME_OVERRIDES
         .iter()
         .find(|(e, _)| e.eq_ignore_ascii_case(ext))
-        .map_or("application/octet-stream", |(_, mime)| mime)
+    {
+        return Cow::Borrowed(mime);
+    }
+    match mime_guess::from_ext(ext).first_raw() {
+        Some(mime) if mime.starts_with("text/") => Cow::Owned(format!("{mime}; charset=utf-8")),
+        Some(mime) => Cow::Borrowed(mime),
+        None => Cow::Borrowed("application/octet-stream"),
+    }
 }
 
 /// A strong entity tag (with its quotes) from a file's length and modification time, in the

@@ -19,6 +19,11 @@ fn traversal_corpus_is_refused() {
         ("/a%0a", PathError::ControlByte),
         ("/%zz", PathError::BadEscape),
         ("/%2", PathError::BadEscape),
+        ("/a%g1", PathError::BadEscape),
+        ("/ok%41/x%", PathError::BadEscape),
+        ("/%%41", PathError::BadEscape),
+        ("/a%7F", PathError::ControlByte),
+        ("/a\x01", PathError::ControlByte),
         ("/%ff", PathError::NotUtf8),
         ("relative", PathError::NotAbsolute),
         ("", PathError::NotAbsolute),
@@ -49,6 +54,11 @@ fn paths_are_normalised() {
         ["docs", "..."]
     );
     assert_eq!(resolve_path("/%2e/x").unwrap().segments(), ["x"]);
+    // An encoded `%` decodes once: `%2541` is the three characters `%41`.
+    assert_eq!(
+        resolve_path("/100%25/%2541").unwrap().segments(),
+        ["100%", "%41"]
+    );
     assert_eq!(
         resolve_path("/caf%C3%A9.txt?x=../..").unwrap().segments(),
         ["café.txt"]
@@ -83,8 +93,14 @@ fn mime_types() {
         ("woff2", "font/woff2"),
         ("mp4", "video/mp4"),
         ("zip", "application/zip"),
+        ("MJS", "text/javascript; charset=utf-8"),
+        // Beyond the few herd used to list itself: mime_guess's table.
+        ("tar", "application/x-tar"),
+        ("odt", "application/vnd.oasis.opendocument.text"),
+        ("webmanifest", "application/manifest+json"),
+        ("yaml", "text/x-yaml; charset=utf-8"),
         ("", "application/octet-stream"),
-        ("tar", "application/octet-stream"),
+        ("herd-unknown", "application/octet-stream"),
     ] {
         assert_eq!(mime_for(ext), mime, "{ext}");
     }

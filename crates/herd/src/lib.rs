@@ -1,9 +1,25 @@
-//! herd: a high-performance network server framework, and the pieces of the `herd` server.
+//! herd: a high-performance network server framework, the library behind the `herd` server.
+//!
+//! This crate is what a program that embeds herd depends on; it pulls in herd-core and
+//! herd-proto and nothing of the server (no clap, toml, tracing-subscriber or herd-server):
+//!
+//! ```toml
+//! [dependencies]
+//! # A checkout beside your project; with `git = "<herd's repository>"` instead of `path`,
+//! # Cargo finds this package (it is the one named `herd`) in the repository's workspace.
+//! herd = { path = "../herd/crates/herd" }
+//! # Without TLS (no rustls, no aws-lc-rs to build):
+//! # herd = { path = "../herd/crates/herd", default-features = false }
+//! ```
+//!
+//! Features: `tls` (default: TLS listeners on rustls) and `tokio-io` (tokio's
+//! `AsyncRead`/`AsyncWrite` for cosockets, the traits only).
 //!
 //! Layers, top to bottom (each depends only on the ones below it):
-//! - the `herd` binary (crates/herd-server): config, master/worker processes, signals, logs;
-//! - this facade: re-exports, plus the examples, integration tests and benchmarks at the top
-//!   of the repository;
+//! - the `herd` binary (the repository's root package, its logic in crates/herd-server):
+//!   config, master/worker processes, signals, logs; the examples and integration tests live
+//!   beside it and use this crate as any user would;
+//! - this facade: re-exports, and [`args`], the examples' tiny command-line parser;
 //! - [`herd_core`](crate#core-re-exports): per-thread event loops on mio, connections, buffers,
 //!   the timer wheel, codecs, handles, accept modes, stats;
 //! - [`proto`]: sans-IO protocol codecs (frame, HTTP/1.1, WebSocket): no sockets, no clocks.
