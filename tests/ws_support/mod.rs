@@ -19,6 +19,19 @@ pub enum Got {
     Close(Option<u16>),
 }
 
+/// One masked client text frame (for writing many in one go).
+pub fn masked_text(t: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(
+        &mut out,
+        true,
+        Opcode::Text,
+        t.as_bytes(),
+        Some([0x12, 0x34, 0x56, 0x78]),
+    );
+    out
+}
+
 /// A raw WebSocket client.
 pub struct Client {
     pub s: TcpStream,

@@ -57,6 +57,7 @@ mod broadcast;
 mod codec;
 mod deflate;
 mod server;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,6 +70,7 @@ pub use codec::{UpgradeCodec, UpgradeError, Upgraded, WsCodec, WsEvent, WAIT_MAX
 pub use herd_proto::ws::close as codes;
 pub use herd_proto::ws::deflate::DeflateConfig;
 pub use server::{WsConn, WsConnState, WsProtocol, WsService};
+pub use tasks::{WsMessage, WsTaskConn, WsTaskState, WsTasks};
 
 /// The `Handle::notify` token under which [`Room`] delivers pre-encoded frames; a handler's
 /// own notify tokens must differ from it.

@@ -304,6 +304,26 @@ impl<'a, W: WsHandler> WsConn<'a, W> {
     pub fn cancel_timer(&mut self, timer: Timer) {
         self.conn.cancel_timer(timer);
     }
+
+    /// Run `fut` as a task of this connection on its loop (see [`crate::task`]): dropped when
+    /// the connection closes; a panic in it closes the connection.
+    pub fn spawn<F>(&mut self, fut: F) -> crate::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + 'static,
+        F::Output: 'static,
+    {
+        self.conn.spawn(fut)
+    }
+
+    /// Stop reading from the peer until [`resume_reading`](Self::resume_reading).
+    pub fn pause_reading(&mut self) {
+        self.conn.pause_reading();
+    }
+
+    /// Undo [`pause_reading`](Self::pause_reading).
+    pub fn resume_reading(&mut self) {
+        self.conn.resume_reading();
+    }
 }
 
 /// Send this side's Close (if not sent yet) and arm the close-handshake deadline.
