@@ -1,7 +1,9 @@
 //! Async frame routes over loopback: the future runs as a task of the connection on a fake
 //! clock; a slow call does not hold back a later fast one (replies carry their request ids);
 //! a handler error and a panic become error frames for their request; a closed connection
-//! cancels its tasks; an async route can call another frame server through a cosocket.
+//! cancels its tasks; an async route can call another frame server through a cosocket, and
+//! through the loop's `FramePool`: concurrent calls multiplexed on one pipelined connection,
+//! a call timeout on the loop clock, a backend that goes away.
 
 mod frame_common;
 
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use frame_common::*;
 use herd::clock::FakeClock;
-use herd::frame::{FrameService, HandlerError, Router};
+use herd::frame::{AsyncClientOptions, ClientError, FramePool, FrameService, HandlerError, Router};
 use herd::proto::frame::{ErrorCode, ErrorPayload, Flags, ERROR_ID};
 use herd::task::{self, TcpStream};
 use herd::{Server, ServerHandle};
@@ -25,6 +27,25 @@ const FAIL: u16 = 3;
 const PANIC: u16 = 4;
 const HOLD: u16 = 5;
 const RELAY: u16 = 6;
+/// Through the loop's pool: `b` concurrent ECHO calls of "1".."b" to the server at port `a`,
+/// answered with their sum.
+const FAN_OUT: u16 = 7;
+/// Through the loop's pool: one HOLD call to port `a`, answered with the error's kind.
+const CALL_HOLD: u16 = 8;
+
+thread_local! {
+    static POOL: FramePool = FramePool::new(
+        AsyncClientOptions {
+            call_timeout: Duration::from_millis(2_000),
+            ..AsyncClientOptions::default()
+        },
+        Duration::from_secs(60),
+    );
+}
+
+fn backend_addr(port: i64) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port as u16))
+}
 
 struct DropFlag(Arc<AtomicUsize>);
 impl Drop for DropFlag {
@@ -57,6 +78,32 @@ fn router(dropped: Arc<AtomicUsize>) -> Router {
                 let _flag = flag;
                 std::future::pending::<Result<Sum, HandlerError>>().await
             }
+        })
+        .route_async(FAN_OUT, |req: Add| async move {
+            let client = POOL.with(|p| p.client(backend_addr(req.a))).await?;
+            let calls: Vec<_> = (1..=req.b)
+                .map(|i| {
+                    let c = client.clone();
+                    task::spawn_local(
+                        async move { c.call_raw(ECHO, i.to_string().as_bytes()).await },
+                    )
+                })
+                .collect();
+            let mut total = 0;
+            for call in calls {
+                let body = call.await.map_err(|_| HandlerError::new("cancelled"))??;
+                total += std::str::from_utf8(&body)?.parse::<i64>()?;
+            }
+            Ok(Sum { sum: total })
+        })
+        .route_async(CALL_HOLD, |req: Add| async move {
+            let client = POOL.with(|p| p.client(backend_addr(req.a))).await?;
+            let r = client.call::<Add, Sum>(HOLD, &Add { a: 0, b: 0 }).await;
+            let kind = match r {
+                Err(ClientError::Io(e)) => format!("{:?}", e.kind()),
+                other => format!("{other:?}"),
+            };
+            Err::<Sum, _>(HandlerError::new(kind))
         })
         // Calls ECHO on the frame server at port `a` and answers what it said, as a sum.
         .route_async(RELAY, |req: Add| async move {
@@ -160,6 +207,63 @@ fn an_async_route_calls_another_frame_server() {
         .unwrap();
     let (h, body) = read_frame(&mut s);
     assert_eq!((h.request_id, sum(&body)), (4, 12_355));
+    front.stop(Duration::ZERO);
+    backend.stop(Duration::ZERO);
+}
+
+#[test]
+fn the_pool_multiplexes_concurrent_calls_on_one_connection_per_loop() {
+    let (backend, _) = serve(None);
+    let (front, _) = serve(None);
+    let port = i64::from(backend.local_addr().port());
+    let mut s = connect(front.local_addr());
+    for rid in 1..=3 {
+        s.write_all(&frame(FAN_OUT, Flags::EMPTY, rid, &add(port, 100)))
+            .unwrap();
+        let (h, body) = read_frame(&mut s);
+        assert_eq!((h.request_id, sum(&body)), (rid, 5050));
+    }
+    // 300 calls, one connection: the calls of one request went out together (pipelined).
+    let st = backend.stats();
+    assert_eq!(st.accepted, 1);
+    assert_eq!(st.msgs_in, 300);
+    assert!(st.reads < 300, "{} reads for 300 calls", st.reads);
+    // The backend goes away: the pooled connection fails, the pool connects anew, finds the
+    // port closed, and the route answers with an error frame instead of hanging.
+    backend.stop(Duration::ZERO);
+    s.write_all(&frame(FAN_OUT, Flags::EMPTY, 9, &add(port, 1)))
+        .unwrap();
+    let (h, _) = read_frame(&mut s);
+    assert_eq!((h.msg_id, h.request_id), (ERROR_ID, 9));
+    front.stop(Duration::ZERO);
+}
+
+#[test]
+fn a_call_times_out_on_the_loop_clock() {
+    let (backend, _) = serve(None);
+    let clock = FakeClock::new(1_000);
+    let (front, _) = serve(Some(&clock));
+    let port = i64::from(backend.local_addr().port());
+    let mut s = connect(front.local_addr());
+    s.write_all(&frame(CALL_HOLD, Flags::EMPTY, 5, &add(port, 0)))
+        .unwrap();
+    wait_until("the backend holds the call", || {
+        backend.stats().msgs_in == 1
+    });
+    clock.advance(1_999);
+    settle(&front);
+    clock.advance(1);
+    settle(&front);
+    let (h, body) = read_frame(&mut s);
+    assert_eq!((h.msg_id, h.request_id), (ERROR_ID, 5));
+    assert!(
+        ErrorPayload::parse(&body)
+            .unwrap()
+            .text
+            .contains("TimedOut"),
+        "{:?}",
+        ErrorPayload::parse(&body).unwrap().text
+    );
     front.stop(Duration::ZERO);
     backend.stop(Duration::ZERO);
 }

@@ -70,12 +70,14 @@
 //! `#[derive(herd_core::frame::prost::Message)] #[prost(prost_path = "::herd_core::frame::prost")]`
 //! (or `herd::frame::prost` through the facade).
 
+mod async_client;
 mod client;
 mod codec;
 mod guard;
 mod router;
 mod service;
 
+pub use async_client::{AsyncClient, AsyncClientOptions, FramePool};
 pub use client::{Client, ClientError, OwnedFrame};
 pub use codec::{FrameCodec, OutFrame};
 pub use guard::{Flood, FloodGuard, FloodLimits, TokenBucket};

@@ -134,6 +134,11 @@ pub(crate) fn push_local(inbox: &Arc<Inbox>, cmd: Cmd) -> Result<(), Cmd> {
     })
 }
 
+/// The current loop's clock in ms (as of its last poll), or 0 outside a loop.
+pub(crate) fn loop_now_ms() -> u64 {
+    current().map_or(0, |e| e.now())
+}
+
 /// What a task's waker holds: enough to find the task from any thread.
 struct TaskWaker {
     exec: usize,
