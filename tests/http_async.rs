@@ -70,6 +70,8 @@ fn router(started: Arc<AtomicUsize>, dropped: Arc<AtomicUsize>) -> Router {
         .get_async("/panic", |_: Request<Body>| async {
             task::sleep(Duration::from_millis(1)).await;
             panic!("an async handler asked to panic");
+            #[allow(unreachable_code)]
+            ()
         })
         .get_async("/hold", move |_: Request<Body>| {
             started.fetch_add(1, Ordering::SeqCst);

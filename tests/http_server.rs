@@ -504,7 +504,7 @@ fn max_requests_per_connection() {
 
 #[test]
 fn handler_panic_answers_500_and_closes() {
-    let router = router().get("/boom", |_| panic!("handler bug"));
+    let router = router().get("/boom", |_| -> Response<Body> { panic!("handler bug") });
     let server = serve(router, HttpOptions::default());
     let mut c = Client::connect(server.local_addr());
     let r = c.get("/boom");

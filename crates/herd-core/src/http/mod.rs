@@ -37,6 +37,7 @@
 mod body;
 mod codec;
 mod compress;
+mod response;
 mod router;
 mod server;
 mod service;
@@ -55,7 +56,12 @@ pub use herd_proto::http1::Limits;
 pub use body::{Body, ChunkSource, Trailers};
 pub use codec::{Event, HttpCodec};
 pub use compress::Compression;
-pub use router::{AsyncHandlerFn, Endpoint, HandlerFn, Params, ResponseFuture, Route, Router};
+#[cfg(feature = "json")]
+pub use response::Json;
+pub use response::{Html, IntoResponse, Redirect};
+pub use router::{
+    AsyncHandlerFn, Endpoint, ErrorPage, HandlerFn, Params, ResponseFuture, Route, Router,
+};
 pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
 pub use statics::StaticDir;

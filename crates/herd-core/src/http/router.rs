@@ -16,10 +16,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ::http::{Method, Request, Response};
+use ::http::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 
-use super::Body;
+use super::{Body, IntoResponse};
 
 /// A request handler: takes the request, returns the response.
 pub type HandlerFn = dyn Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static;
@@ -30,6 +30,32 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + 'static>
 
 /// An async request handler: takes the request, returns the future of its response.
 pub type AsyncHandlerFn = dyn Fn(Request<Body>) -> ResponseFuture + Send + Sync + 'static;
+
+/// Box `f` as a [`HandlerFn`], its return value made a response.
+fn handler<F, R>(f: F) -> Arc<HandlerFn>
+where
+    F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+    R: IntoResponse,
+{
+    Arc::new(move |req| f(req).into_response())
+}
+
+/// Makes the router's own error answers (404, 405) in the application's format.
+#[derive(Clone)]
+pub struct ErrorPage(Arc<dyn Fn(StatusCode) -> Response<Body> + Send + Sync + 'static>);
+
+impl ErrorPage {
+    /// The answer for `status`.
+    pub fn render(&self, status: StatusCode) -> Response<Body> {
+        (self.0)(status)
+    }
+}
+
+impl fmt::Debug for ErrorPage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErrorPage")
+    }
+}
 
 /// How a matched handler runs.
 #[derive(Clone)]
@@ -192,6 +218,10 @@ pub struct Router {
     exact: HashMap<Box<str>, Methods, BuildHasherDefault<Fnv>>,
     patterns: Vec<Pattern>,
     has_blocking: bool,
+    /// Runs for paths no route matches (instead of 404).
+    fallback: Option<Endpoint>,
+    /// Makes the router's 404 and 405 answers.
+    errors: Option<ErrorPage>,
 }
 
 /// FNV-1a for the exact-path table: a few times cheaper than SipHash on short paths. Flooding
@@ -227,20 +257,22 @@ impl Router {
     /// block. `path` is exact (`/a/b`), has parameters (`/users/:id`), or ends in `/*` (the
     /// prefix and everything below it). A later route for the same method and path replaces
     /// an earlier one.
-    pub fn route<F>(self, method: Method, path: &str, f: F) -> Router
+    pub fn route<F, R>(self, method: Method, path: &str, f: F) -> Router
     where
-        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
-        self.add(Some(method), path, Endpoint::Inline(Arc::new(f)))
+        self.add(Some(method), path, Endpoint::Inline(handler(f)))
     }
 
     /// Add a handler that runs on the worker pool (it may block); its response is written by
     /// the loop, in request order.
-    pub fn route_blocking<F>(self, method: Method, path: &str, f: F) -> Router
+    pub fn route_blocking<F, R>(self, method: Method, path: &str, f: F) -> Router
     where
-        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
-        self.add(Some(method), path, Endpoint::Blocking(Arc::new(f)))
+        self.add(Some(method), path, Endpoint::Blocking(handler(f)))
     }
 
     /// Add an async handler for `method` and `path`: each request runs as a task on its
@@ -262,9 +294,13 @@ impl Router {
     pub fn route_async<F, Fut>(self, method: Method, path: &str, f: F) -> Router
     where
         F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Response<Body>> + 'static,
+        Fut: Future + 'static,
+        Fut::Output: IntoResponse,
     {
-        let ep = Endpoint::Async(Arc::new(move |req| Box::pin(f(req)) as ResponseFuture));
+        let ep = Endpoint::Async(Arc::new(move |req| {
+            let fut = f(req);
+            Box::pin(async move { fut.await.into_response() }) as ResponseFuture
+        }));
         self.add(Some(method), path, ep)
     }
 
@@ -272,7 +308,8 @@ impl Router {
     pub fn get_async<F, Fut>(self, path: &str, f: F) -> Router
     where
         F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Response<Body>> + 'static,
+        Fut: Future + 'static,
+        Fut::Output: IntoResponse,
     {
         self.route_async(Method::GET, path, f)
     }
@@ -281,47 +318,53 @@ impl Router {
     pub fn post_async<F, Fut>(self, path: &str, f: F) -> Router
     where
         F: Fn(Request<Body>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Response<Body>> + 'static,
+        Fut: Future + 'static,
+        Fut::Output: IntoResponse,
     {
         self.route_async(Method::POST, path, f)
     }
 
     /// Add an inline handler for every method of `path` (tried after method-specific ones).
-    pub fn any<F>(self, path: &str, f: F) -> Router
+    pub fn any<F, R>(self, path: &str, f: F) -> Router
     where
-        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
-        self.add(None, path, Endpoint::Inline(Arc::new(f)))
+        self.add(None, path, Endpoint::Inline(handler(f)))
     }
 
     /// `route(Method::GET, ..)`: also answers HEAD unless a HEAD route exists.
-    pub fn get<F>(self, path: &str, f: F) -> Router
+    pub fn get<F, R>(self, path: &str, f: F) -> Router
     where
-        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
         self.route(Method::GET, path, f)
     }
 
     /// `route(Method::POST, ..)`.
-    pub fn post<F>(self, path: &str, f: F) -> Router
+    pub fn post<F, R>(self, path: &str, f: F) -> Router
     where
-        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
         self.route(Method::POST, path, f)
     }
 
     /// `route(Method::PUT, ..)`.
-    pub fn put<F>(self, path: &str, f: F) -> Router
+    pub fn put<F, R>(self, path: &str, f: F) -> Router
     where
-        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
         self.route(Method::PUT, path, f)
     }
 
     /// `route(Method::DELETE, ..)`.
-    pub fn delete<F>(self, path: &str, f: F) -> Router
+    pub fn delete<F, R>(self, path: &str, f: F) -> Router
     where
-        F: Fn(Request<Body>) -> Response<Body> + Send + Sync + 'static,
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
     {
         self.route(Method::DELETE, path, f)
     }
@@ -373,6 +416,46 @@ impl Router {
         self
     }
 
+    /// Run `f` for every request whose path no route matches, instead of answering 404
+    /// (e.g. a single-page application's `index.html`, or a JSON 404).
+    pub fn fallback<F, R>(mut self, f: F) -> Router
+    where
+        F: Fn(Request<Body>) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.fallback = Some(Endpoint::Inline(handler(f)));
+        self
+    }
+
+    /// Make the router's own error answers (404 without a fallback, 405 with its `Allow`
+    /// header added) with `f`, in the application's format:
+    ///
+    /// ```
+    /// use herd_core::http::{Router, StatusCode};
+    ///
+    /// let router = Router::new().error_page(|status: StatusCode| {
+    ///     (status, format!("{{\"error\":{}}}", status.as_u16()))
+    /// });
+    /// # let _ = router;
+    /// ```
+    pub fn error_page<F, R>(mut self, f: F) -> Router
+    where
+        F: Fn(StatusCode) -> R + Send + Sync + 'static,
+        R: IntoResponse,
+    {
+        self.errors = Some(ErrorPage(Arc::new(move |s| f(s).into_response())));
+        self
+    }
+
+    /// The router's answer for an error status it makes itself (404, 405): the
+    /// [`error_page`](Self::error_page) if one is set, else plain text.
+    pub fn error_response(&self, status: StatusCode) -> Response<Body> {
+        match &self.errors {
+            Some(page) => page.render(status),
+            None => super::text_response(status),
+        }
+    }
+
     /// Whether any route runs on the worker pool.
     pub fn has_blocking(&self) -> bool {
         self.has_blocking
@@ -402,6 +485,12 @@ impl Router {
             }
         }
         if allow.is_empty() {
+            if let Some(endpoint) = &self.fallback {
+                return Route::Found {
+                    endpoint,
+                    params: Params::default(),
+                };
+            }
             return Route::NotFound;
         }
         let list: Vec<&str> = allow.iter().map(Method::as_str).collect();

@@ -791,7 +791,10 @@ fn answer_early(
     if meta.limit >= OVERLOADED {
         return Some(refused_response(config, meta.limit));
     }
-    match routed(config.router.lookup(&head.method, head.uri.path())) {
+    match routed(
+        &config.router,
+        config.router.lookup(&head.method, head.uri.path()),
+    ) {
         Routed::Run(..) => None,
         Routed::Answer(resp) => Some(resp),
     }
@@ -804,12 +807,12 @@ enum Routed<'r> {
 }
 
 /// A found route's endpoint and parameters, or the 404 / 405 answer.
-fn routed(route: Route<'_>) -> Routed<'_> {
+fn routed<'r>(router: &'r super::Router, route: Route<'r>) -> Routed<'r> {
     match route {
         Route::Found { endpoint, params } => Routed::Run(endpoint, params),
-        Route::NotFound => Routed::Answer(text_response(StatusCode::NOT_FOUND)),
+        Route::NotFound => Routed::Answer(router.error_response(StatusCode::NOT_FOUND)),
         Route::MethodNotAllowed(allow) => {
-            let mut resp = text_response(StatusCode::METHOD_NOT_ALLOWED);
+            let mut resp = router.error_response(StatusCode::METHOD_NOT_ALLOWED);
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 resp.headers_mut().insert(ALLOW, v);
             }
@@ -844,7 +847,10 @@ fn run<H: Handler>(
     if config.opts.max_requests.is_some_and(|m| st.served >= m) {
         meta.keep_alive = false;
     }
-    let resp = match routed(config.router.lookup(req.method(), req.uri().path())) {
+    let resp = match routed(
+        &config.router,
+        config.router.lookup(req.method(), req.uri().path()),
+    ) {
         Routed::Run(endpoint, params) => {
             if !params.is_empty() {
                 req.extensions_mut().insert(params);
