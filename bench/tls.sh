@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/tls.sh: the herd server's TLS against nginx's, with wrk over https, on loopback.
+# bench/tls.sh: the herd server's TLS against nginx's over https on loopback (wrk, herd-tls-client).
 #
 # Scenarios (KIND:N; KIND-rsa runs KIND with the RSA 2048 certificate instead of ECDSA P-256):
 #   ka:100    keep-alive `GET /4k.bin` over TLS (the record layer), wrk, N connections
@@ -37,6 +37,7 @@
 #   SERVERS ["herd nginx"]                    PORT_BASE [19700] first port tried
 #   SERVER_CPU [0] CLIENT_CPU [1]             KEEP_LOGS [0] keep the work directory
 #   IDLE_HOLD [30] the longest the idle connections are held (they close once measured)
+#   IDLE_REQUEST [0] 1: each idle connection first gets one keep-alive `GET /hello.txt`
 #
 # Only 127.0.0.1 is used. Every client run is bounded by `timeout`; every server and client
 # this script started is stopped by its PID. Installs wrk, nginx and openssl through apt when
@@ -56,6 +57,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 KEEP_LOGS=${KEEP_LOGS:-0}
 IDLE_HOLD=${IDLE_HOLD:-30}
+IDLE_REQUEST=${IDLE_REQUEST:-0}
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -324,7 +326,8 @@ run_res() {
 run_idle() {
     local scen=$1 name=$2 round=$3
     local conns=${scen##*:}
-    local out=$WORK/idle.$conns.$name.$round.txt before after rc why="" cpid
+    local out=$WORK/idle.$conns.$name.$round.txt before after rc why="" cpid opt=()
+    [ "$IDLE_REQUEST" = 1 ] && opt=(--request)
     timeout 30 taskset -c "$CLIENT_CPU" "$CLIENT_BIN" loop --addr "127.0.0.1:$PORT" --full \
         --threads 4 --warmup 0 --duration 0.5 >/dev/null 2>&1
     sleep 0.2
@@ -332,7 +335,7 @@ run_idle() {
     # Held for at most IDLE_HOLD seconds after the last handshake; the memory is read as soon
     # as the client reports them all open, then the client is stopped.
     timeout $((IDLE_HOLD + 120)) taskset -c "$CLIENT_CPU" "$CLIENT_BIN" hold \
-        --addr "127.0.0.1:$PORT" --conns "$conns" --threads 4 --hold "$IDLE_HOLD" >"$out" 2>&1 &
+        --addr "127.0.0.1:$PORT" --conns "$conns" --threads 4 --hold "$IDLE_HOLD" "${opt[@]}" >"$out" 2>&1 &
     cpid=$!
     for _ in $(seq 1 1200); do # up to 120 s for the handshakes
         grep -q '^open\|^failed' "$out" 2>/dev/null && break
@@ -413,9 +416,10 @@ print_table() { # print_table SCENARIO
 }
 
 print_idle() { # print_idle SCENARIO: the idle-connection memory table
-    local scen=$1
-    printf '\n== idle: %s idle TLS connections (handshake done, nothing sent), ECDSA P-256: server memory, master + workers (median of %s) ==\n' \
-        "${scen##*:}" "$REPEATS"
+    local scen=$1 what="handshake done, nothing sent"
+    [ "$IDLE_REQUEST" = 1 ] && what="handshake and one keep-alive GET /hello.txt done"
+    printf '\n== idle: %s idle TLS connections (%s), ECDSA P-256: server memory, master + workers (median of %s) ==\n' \
+        "${scen##*:}" "$what" "$REPEATS"
     awk -v scen="$scen" -v servers="${SERVERS[*]}" -f "$ROOT/bench/table.awk" -f /dev/stdin "$RESULTS" <<<'
         $1 == scen {
             runs[$2]++

@@ -1,18 +1,23 @@
 //! herd-tls-client: the TLS load generator of bench/tls.sh for what wrk cannot do.
 //!
-//! Two modes, both against one address on loopback, with rustls (aws-lc-rs) offering only
-//! X25519 (as wrk's and Python's OpenSSL clients do, so both servers run the same key
-//! exchange) and not checking the certificate chain (the handshake signature is still
-//! verified):
+//! Two modes, both against one address on loopback, with rustls (aws-lc-rs) sending an X25519
+//! key share (as wrk's and Python's OpenSSL clients do, so both servers run the same key
+//! exchange; P-256 is offered second, TLS 1.2 needs it with an ECDSA certificate), checking
+//! the handshake signature but not the certificate chain:
 //!
 //! - `loop`: `--threads` threads each make one connection after another: TCP connect, TLS
 //!   handshake (resuming the session of an earlier connection unless `--full`), `GET PATH`
 //!   with `Connection: close`, read until the server closes, check for `200` and `--expect`.
 //!   Unmeasured for `--warmup` seconds, then `--duration` measured seconds; prints
-//!   `total N resumed R errors E seconds S rate X p50_us P p99_us Q first_error ...`.
+//!   `total N resumed R errors E seconds S rate X p50_us P p99_us Q mean_us connect C
+//!   handshake H response R client_cpu_us U first_error ...` (the mean time of each phase and
+//!   the client's own CPU per request, warm-up included).
 //! - `hold`: opens `--conns` connections (`--threads` at a time), completes every handshake
 //!   (and with `--request` one keep-alive `GET PATH` on each), prints `open N` and holds them
 //!   all idle for `--hold` seconds, then closes them and exits.
+//!
+//! `--aes128` offers only the AES-128-GCM suites (SHA-256) instead of the default order
+//! (AES-256-GCM with SHA-384 first).
 //!
 //! Every socket has read and write timeouts, so a run is bounded.
 
@@ -41,13 +46,14 @@ struct Args {
     conns: usize,
     hold: f64,
     request: bool,
+    aes128: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: herd-tls-client loop|hold --addr IP:PORT [--path P] [--expect BODY] \
          [--threads N] [--duration S] [--warmup S] [--tls12] [--full] [--conns N] [--hold S] \
-         [--request]"
+         [--request] [--aes128]"
     );
     std::process::exit(2)
 }
@@ -71,6 +77,7 @@ fn parse_args() -> Args {
         conns: 1000,
         hold: 5.0,
         request: false,
+        aes128: false,
     };
     let mut addr = None;
     while let Some(k) = it.next() {
@@ -87,6 +94,7 @@ fn parse_args() -> Args {
             "--tls12" => a.tls12 = true,
             "--full" => a.full = true,
             "--request" => a.request = true,
+            "--aes128" => a.aes128 = true,
             _ => usage(),
         }
     }
@@ -145,10 +153,23 @@ impl ServerCertVerifier for AnyCert {
 }
 
 fn config(args: &Args) -> Arc<ClientConfig> {
-    let provider = Arc::new(CryptoProvider {
+    let mut provider = CryptoProvider {
         kx_groups: vec![aws_lc_rs::kx_group::X25519, aws_lc_rs::kx_group::SECP256R1],
         ..aws_lc_rs::default_provider()
-    });
+    };
+    if args.aes128 {
+        // Only the AES-128-GCM suites, whose hash is SHA-256 (the default prefers AES-256-GCM
+        // with SHA-384 for TLS 1.3, as wrk and Python's OpenSSL do).
+        provider.cipher_suites.retain(|s| {
+            matches!(
+                s.suite(),
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                    | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                    | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            )
+        });
+    }
+    let provider = Arc::new(provider);
     let versions: &[&rustls::SupportedProtocolVersion] = if args.tls12 {
         &[&rustls::version::TLS12]
     } else {
@@ -232,8 +253,19 @@ fn request(s: &mut Tls, args: &Args, close: bool) -> Result<(), String> {
     }
 }
 
+/// This process's utime + stime in seconds (/proc/self/stat, USER_HZ = 100 on Linux).
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After "(comm) ": state is field 0, utime 11, stime 12.
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn run_loop(args: Arc<Args>) {
     let cfg = config(&args);
+    let cpu0 = own_cpu();
     let start = Instant::now();
     let measure = start + Duration::from_secs_f64(args.warmup);
     let end = measure + Duration::from_secs_f64(args.duration);
@@ -300,6 +332,7 @@ fn run_loop(args: Arc<Args>) {
         }
     };
     let total = total.load(Ordering::Relaxed);
+    let client_cpu = (own_cpu() - cpu0) * 1e6 / total.max(1) as f64;
     let f = first_error.lock().unwrap().replace('\n', " ");
     let ph = phases
         .lock()
@@ -307,7 +340,7 @@ fn run_loop(args: Arc<Args>) {
         .map(|x| x * 1e6 / total.max(1) as f64);
     println!(
         "total {total} resumed {} errors {} seconds {:.3} rate {:.1} p50_us {:.1} p99_us {:.1} \
-         mean_us connect {:.1} handshake {:.1} response {:.1} first_error {}",
+         mean_us connect {:.1} handshake {:.1} response {:.1} client_cpu_us {:.1} first_error {}",
         resumed.load(Ordering::Relaxed),
         errors.load(Ordering::Relaxed),
         args.duration,
@@ -317,6 +350,7 @@ fn run_loop(args: Arc<Args>) {
         ph[0],
         ph[1],
         ph[2],
+        client_cpu,
         if f.is_empty() { "-" } else { &f }
     );
     std::process::exit(if total > 0 { 0 } else { 1 });
