@@ -29,7 +29,8 @@
 # the median requests/s, server CPU us per request (per handshake, per MiB) and p99, the
 # herd/nginx ratios (of the medians, and the median of the per-round ratios), and how busy the
 # run kept the server core (req/s x CPU/req; well under 100% means the client or the shared
-# machine set the pace, and 1e6 / CPU-per-request is what the core could do).
+# machine set the pace, and 1e6 / CPU-per-request is what the core could do) and how long per
+# request the server was runnable but waiting for its CPU (schedstat: other work on the core).
 #
 # Environment (defaults in brackets):
 #   DURATION [5] measured seconds per run     WARMUP [1] unmeasured seconds before it
@@ -199,6 +200,18 @@ mem_kib() {
     echo "$rss $pss"
 }
 
+# tree_rqwait PID: microseconds the threads of PID and its children have spent runnable but
+# waiting for a CPU (/proc/PID/task/TID/schedstat, second field, ns). Per request it shows how
+# much the rest of the machine held the server back (its CPU time does not include it).
+tree_rqwait() {
+    local p
+    for p in "$1" $(pgrep -P "$1"); do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+        awk '{ w += $2 } END { printf "%d\n", w / 1000 }'
+}
+
+# rq_per_op Q0 Q1 N: run-queue wait per operation, us.
+rq_per_op() { awk -v d=$(($2 - $1)) -v n="$3" 'BEGIN { if (n > 0) printf "%.1f", d / n; else print "nan" }'; }
+
 # run_one SCENARIO SERVER ROUND: one measured run; appends to RESULTS
 run_one() {
     local scen=$1 name=$2 round=$3
@@ -223,7 +236,7 @@ run_one() {
 run_wrk() {
     local scen=$1 name=$2 round=$3
     local kind=${scen%%:*} conns=${scen##*:}
-    local url out t0 t1 rc why="" hdr=()
+    local url out t0 t1 q0 q1 rc why="" hdr=()
     out=$WORK/wrk.$kind.$conns.$name.$round.txt
     case ${kind%-rsa} in
     ka) url="https://127.0.0.1:$PORT/4k.bin" ;;
@@ -234,11 +247,13 @@ run_wrk() {
         timeout $((WARMUP + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${WARMUP}s" \
             "${hdr[@]}" "$url" >/dev/null 2>&1
     fi
+    q0=$(tree_rqwait "$SERVER_PID")
     t0=$(tree_ticks "$SERVER_PID")
     timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" \
         --latency "${hdr[@]}" "$url" >"$out" 2>&1
     rc=$?
     t1=$(tree_ticks "$SERVER_PID")
+    q1=$(tree_rqwait "$SERVER_PID")
     local alive=1
     kill -0 "$SERVER_PID" 2>/dev/null || alive=0
     stop_pid "$SERVER_PID"
@@ -267,11 +282,12 @@ run_wrk() {
         record_failure "$scen" "$name" "$round" "$why"
         return
     fi
-    local cpu_us p99_us
+    local cpu_us p99_us rq
     cpu_us=$(cpu_us_per_op "$t0" "$t1" "$total")
     p99_us=$(to_us "$p99")
-    echo "$scen $name $round ok $rps $cpu_us $p99_us" >>"$RESULTS"
-    say "  round $round $name: $rps req/s, server ${cpu_us} us CPU/req, p99 ${p99_us} us${sockerr:+ ($sockerr)}"
+    rq=$(rq_per_op "$q0" "$q1" "$total")
+    echo "$scen $name $round ok $rps $cpu_us $p99_us - $rq" >>"$RESULTS"
+    say "  round $round $name: $rps req/s, server ${cpu_us} us CPU/req, waited ${rq} us/req for its CPU, p99 ${p99_us} us${sockerr:+ ($sockerr)}"
 }
 
 # run_res SCENARIO SERVER ROUND: res, res12 (N client threads, a resumed handshake per request)
@@ -280,7 +296,7 @@ run_wrk() {
 run_res() {
     local scen=$1 name=$2 round=$3
     local kind=${scen%%:*} conns=${scen##*:}
-    local out t0 t1 rc why="" opt=()
+    local out t0 t1 q0 q1 rc why="" opt=()
     out=$WORK/res.$kind.$conns.$name.$round.txt
     [ "${kind%-rsa}" = res12 ] && opt=(--tls12)
     local cmd=(taskset -c "$CLIENT_CPU" "$CLIENT_BIN" loop --addr "127.0.0.1:$PORT"
@@ -288,10 +304,12 @@ run_res() {
     if [ "$WARMUP" != 0 ]; then
         timeout $((WARMUP + 30)) "${cmd[@]}" --duration "$WARMUP" >/dev/null 2>&1
     fi
+    q0=$(tree_rqwait "$SERVER_PID")
     t0=$(tree_ticks "$SERVER_PID")
     timeout $((DURATION + 60)) "${cmd[@]}" --duration "$DURATION" >"$out" 2>&1
     rc=$?
     t1=$(tree_ticks "$SERVER_PID")
+    q1=$(tree_rqwait "$SERVER_PID")
     local alive=1
     kill -0 "$SERVER_PID" 2>/dev/null || alive=0
     stop_pid "$SERVER_PID"
@@ -314,10 +332,11 @@ run_res() {
         record_failure "$scen" "$name" "$round" "$why"
         return
     fi
-    local cpu_us
+    local cpu_us rq
     cpu_us=$(cpu_us_per_op "$t0" "$t1" "$total")
-    echo "$scen $name $round ok $rps $cpu_us $p99 $pct" >>"$RESULTS"
-    say "  round $round $name: $rps req/s, server ${cpu_us} us CPU/req, p99 ${p99} us, $pct% resumed ($(sed 's/.*\(mean_us.*\) first_error.*/\1/' "$out"))"
+    rq=$(rq_per_op "$q0" "$q1" "$total")
+    echo "$scen $name $round ok $rps $cpu_us $p99 $pct $rq" >>"$RESULTS"
+    say "  round $round $name: $rps req/s, server ${cpu_us} us CPU/req, waited ${rq} us/req for its CPU, p99 ${p99} us, $pct% resumed ($(sed 's/.*\(mean_us.*\) first_error.*/\1/' "$out"))"
 }
 
 # run_idle SCENARIO SERVER ROUND: idle (N connections): a short warm-up of full handshakes,
@@ -390,7 +409,7 @@ print_table() { # print_table SCENARIO
     awk -v scen="$scen" -v servers="${SERVERS[*]}" -v unit="$unit" -f "$ROOT/bench/table.awk" -f /dev/stdin "$RESULTS" <<<'
         $1 == scen {
             runs[$2]++
-            if ($4 == "ok") { ok[$2]++; r[$2] = r[$2] " " $5; c[$2] = c[$2] " " $6; p[$2] = p[$2] " " $7; rr[$2, $3] = $5; rc[$2, $3] = $6; rounds[$3] = 1; if (NF >= 8) { res = 1; q[$2] = q[$2] " " $8 } }
+            if ($4 == "ok") { ok[$2]++; r[$2] = r[$2] " " $5; c[$2] = c[$2] " " $6; p[$2] = p[$2] " " $7; w[$2] = w[$2] " " $9; rr[$2, $3] = $5; rc[$2, $3] = $6; rounds[$3] = 1; if ($8 != "-") { res = 1; q[$2] = q[$2] " " $8 } }
         }
         END {
             ns = split(servers, s, " ")
@@ -407,11 +426,13 @@ print_table() { # print_table SCENARIO
                 # The share of the server core the run kept busy: under ~90% the client (or the
                 # shared machine) bounded req/s, and 1e6 / CPU is what the core could do.
                 busy = busy sprintf("%s%s %.0f%% (%.0f/s)", busy == "" ? "" : ", ", k, mr[k] * mc[k] / 1e4, mc[k] > 0 ? 1e6 / mc[k] : 0)
+                wait = wait sprintf("%s%s %.0f us", wait == "" ? "" : ", ", k, median(w[k]))
             }
             printf "herd/nginx: req/s %s, %s %s, p99 %s\n",
                 ratio(mr["herd"], mr["nginx"]), unit, ratio(mc["herd"], mc["nginx"]), ratio(mp["herd"], mp["nginx"])
             printf "per-round ratios, median [range]: req/s %s, %s %s\n", paired("herd", "nginx", rr, 1), unit, paired("herd", "nginx", rc, 1)
             printf "server core busy (one core at 1e6/CPU would do): %s\n", busy
+            printf "server runnable but waiting for its CPU (other work on the machine), per request: %s\n", wait
         }'
 }
 
@@ -451,7 +472,7 @@ for scen in $SCENARIOS; do
 done
 
 say ""
-say "per-run results (also failures): scenario server round status, then req/s cpu_us p99_us [resumed%], or for idle rss/conn pss/conn rss-before rss-after pss-before pss-after (KiB)"
+say "per-run results (also failures): scenario server round status, then req/s cpu_us p99_us resumed% (- for wrk) runqueue_wait_us, or for idle rss/conn pss/conn rss-before rss-after pss-before pss-after (KiB)"
 cat "$RESULTS" >&2
 echo "herd TLS benchmark: server on CPU $SERVER_CPU, client on CPU $CLIENT_CPU, one worker and loop each"
 echo "herd = $HERD_BIN, nginx = $NGINX ($($NGINX -v 2>&1 | sed 's/.*: //'))"
