@@ -73,6 +73,11 @@ fn keep_alive_pipelining_and_one_write_per_read() {
         assert_eq!(body, b"Hello, World!");
     }
     assert_eq!(s.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    // The client lists AES-256-GCM first; the server's order (AES-128-GCM first) decides.
+    assert_eq!(
+        s.conn.negotiated_cipher_suite().map(|c| c.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
     // 64 pipelined requests in one record: their replies come back, in order.
     let before = server.stats().writes;
     let mut burst = Vec::new();
