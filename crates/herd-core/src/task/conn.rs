@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 
@@ -31,6 +31,79 @@ pub const QUEUE_MAX: usize = 256;
 /// The `on_notify` token a task uses to resume reading.
 const RESUME: u64 = u64::MAX;
 
+/// Items a loop hands to a task, in order, with the waker of the task waiting for them and
+/// the flow control both ends need (shared by [`ConnTasks`] and the WebSocket `WsTasks`).
+pub(crate) struct TaskQueue<T> {
+    items: RefCell<VecDeque<T>>,
+    waker: RefCell<Option<Waker>>,
+    /// The loop stopped reading the peer until the task catches up.
+    paused: Cell<bool>,
+    /// No more items will come.
+    ended: Cell<bool>,
+}
+
+impl<T> Default for TaskQueue<T> {
+    fn default() -> Self {
+        TaskQueue {
+            items: RefCell::new(VecDeque::new()),
+            waker: RefCell::new(None),
+            paused: Cell::new(false),
+            ended: Cell::new(false),
+        }
+    }
+}
+
+impl<T> TaskQueue<T> {
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Queue `item` and wake the task. True when the loop should stop reading the peer now
+    /// ([`QUEUE_MAX`] items wait).
+    pub(crate) fn push(&self, item: T) -> bool {
+        let len = {
+            let mut q = self.items.borrow_mut();
+            q.push_back(item);
+            q.len()
+        };
+        self.wake();
+        len >= QUEUE_MAX && !self.paused.replace(true)
+    }
+
+    /// Items waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.items.borrow().len()
+    }
+
+    /// No more items: the task sees `None` once it has taken the rest.
+    pub(crate) fn end(&self) {
+        self.ended.set(true);
+        self.wake();
+    }
+
+    /// The next item (`None` once ended and empty); `resume` runs when a paused queue has
+    /// drained to half.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>, resume: impl FnOnce()) -> Poll<Option<T>> {
+        let item = self.items.borrow_mut().pop_front();
+        match item {
+            Some(item) => {
+                if self.paused.get() && self.items.borrow().len() <= QUEUE_MAX / 2 {
+                    self.paused.set(false);
+                    resume();
+                }
+                Poll::Ready(Some(item))
+            }
+            None if self.ended.get() => Poll::Ready(None),
+            None => {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// What a connection and its task share (on one thread).
 #[derive(Default)]
 struct Shared {
@@ -39,22 +112,9 @@ struct Shared {
     /// views are dropped).
     bytes: RefCell<BytesMut>,
     /// The queued messages' lengths, in order.
-    queue: RefCell<VecDeque<usize>>,
-    waker: RefCell<Option<Waker>>,
-    /// Reading is paused until the task catches up.
-    paused: Cell<bool>,
-    /// The peer ended its side: `recv` returns `None` once the queue is empty.
-    ended: Cell<bool>,
+    queue: TaskQueue<usize>,
     /// The connection is closed or closing (no close to ask for when the task ends).
     closed: Cell<bool>,
-}
-
-impl Shared {
-    fn wake(&self) {
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
 }
 
 /// The per-connection state of [`ConnTasks`] (what the loop shares with the task; opaque).
@@ -71,7 +131,7 @@ impl std::fmt::Debug for TaskConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskConn")
             .field("peer", &self.peer)
-            .field("queued", &self.shared.queue.borrow().len())
+            .field("queued", &self.shared.queue.len())
             .finish()
     }
 }
@@ -81,26 +141,13 @@ impl TaskConn {
     /// was taken (the connection stays open for what the task still sends, and closes when
     /// the task returns or calls [`close`](Self::close)).
     pub async fn recv(&mut self) -> Option<Bytes> {
-        std::future::poll_fn(|cx| {
-            let len = self.shared.queue.borrow_mut().pop_front();
-            match len {
-                Some(len) => {
-                    let m = self.shared.bytes.borrow_mut().split_to(len).freeze();
-                    if self.shared.paused.get() && self.shared.queue.borrow().len() <= QUEUE_MAX / 2
-                    {
-                        self.shared.paused.set(false);
-                        self.handle.notify(RESUME, Bytes::new());
-                    }
-                    Poll::Ready(Some(m))
-                }
-                None if self.shared.ended.get() => Poll::Ready(None),
-                None => {
-                    *self.shared.waker.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
+        let len = std::future::poll_fn(|cx| {
+            self.shared
+                .queue
+                .poll_next(cx, || self.handle.notify(RESUME, Bytes::new()))
         })
-        .await
+        .await?;
+        Some(self.shared.bytes.borrow_mut().split_to(len).freeze())
     }
 
     /// Write already-encoded bytes to the connection (after everything sent before).
@@ -198,18 +245,10 @@ where
     }
 
     fn on_message(&mut self, cx: &mut Conn<'_, Self>, st: &mut TaskConnState, msg: &[u8]) {
-        let st = &st.0;
-        st.bytes.borrow_mut().extend_from_slice(msg);
-        let len = {
-            let mut q = st.queue.borrow_mut();
-            q.push_back(msg.len());
-            q.len()
-        };
-        if len >= QUEUE_MAX && !st.paused.get() {
-            st.paused.set(true);
+        st.0.bytes.borrow_mut().extend_from_slice(msg);
+        if st.0.queue.push(msg.len()) {
             cx.pause_reading();
         }
-        st.wake();
     }
 
     fn on_notify(
@@ -226,13 +265,12 @@ where
 
     fn on_peer_closed(&mut self, _cx: &mut Conn<'_, Self>, st: &mut TaskConnState) -> bool {
         // Half-open until the task has answered what was queued and returned.
-        st.0.ended.set(true);
-        st.0.wake();
+        st.0.queue.end();
         true
     }
 
     fn on_close(&mut self, _cx: &mut Conn<'_, Self>, st: TaskConnState, _reason: CloseReason) {
         st.0.closed.set(true);
-        st.0.ended.set(true);
+        st.0.queue.end();
     }
 }

@@ -261,27 +261,13 @@ impl TcpStream {
     }
 
     /// Write all of `buf`, waiting while the peer does not take it.
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = self.write(buf).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            buf = &buf[n..];
-        }
-        Ok(())
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        write_all(|cx, b| self.poll_write(cx, b), buf).await
     }
 
     /// Read until `buf` is full (`UnexpectedEof` if the stream ends first).
-    pub async fn read_exact(&mut self, mut buf: &mut [u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = self.read(buf).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            buf = &mut buf[n..];
-        }
-        Ok(())
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        read_exact(|cx, b| self.poll_read(cx, b), buf).await
     }
 
     /// Shut down the read side, the write side (a FIN to the peer) or both.
@@ -298,6 +284,36 @@ impl TcpStream {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock.local_addr()
     }
+}
+
+/// Write all of `buf` through a poll-style write (`WriteZero` if it takes nothing).
+pub(super) async fn write_all(
+    mut write: impl FnMut(&mut Context<'_>, &[u8]) -> Poll<io::Result<usize>>,
+    mut buf: &[u8],
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::future::poll_fn(|cx| write(cx, buf)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// Fill `buf` through a poll-style read (`UnexpectedEof` if the stream ends first).
+pub(super) async fn read_exact(
+    mut read: impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+    mut buf: &mut [u8],
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::future::poll_fn(|cx| read(cx, buf)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+    }
+    Ok(())
 }
 
 impl Drop for TcpStream {

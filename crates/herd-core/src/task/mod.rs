@@ -43,6 +43,7 @@ use crate::id::ConnId;
 use crate::inbox::{Cmd, Inbox};
 
 pub use chan::{channel, Receiver, Sender};
+pub(crate) use conn::TaskQueue;
 pub use conn::{ConnTasks, TaskConn, TaskConnState, QUEUE_MAX};
 pub use io::TcpStream;
 pub use time::{sleep, timeout, Elapsed, Sleep};

@@ -324,27 +324,14 @@ impl TlsStream {
     }
 
     /// Write all of `buf` and flush it to the socket.
-    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = self.write(buf).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            buf = &buf[n..];
-        }
+    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        super::io::write_all(|cx, b| self.poll_write(cx, b), buf).await?;
         self.flush().await
     }
 
     /// Read until `buf` is full (`UnexpectedEof` if the stream ends first).
-    pub async fn read_exact(&mut self, mut buf: &mut [u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = self.read(buf).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            buf = &mut buf[n..];
-        }
-        Ok(())
+    pub async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        super::io::read_exact(|cx, b| self.poll_read(cx, b), buf).await
     }
 
     /// Wait until every record made so far is written to the socket.

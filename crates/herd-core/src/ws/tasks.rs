@@ -10,17 +10,14 @@
 //! [`QUEUE_MAX`](crate::task::QUEUE_MAX) queued messages the loop stops reading the peer until
 //! the task has taken half of them.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 
 use super::{WsConn, WsHandler, WsRequest};
-use crate::task::QUEUE_MAX;
+use crate::task::TaskQueue;
 use crate::Handle;
 
 /// Tokens a task's sends come back with (`on_notify`); below the ones the module reserves.
@@ -38,27 +35,7 @@ pub enum WsMessage {
     Binary(Bytes),
 }
 
-#[derive(Default)]
-struct Shared {
-    queue: RefCell<VecDeque<WsMessage>>,
-    waker: RefCell<Option<Waker>>,
-    paused: Cell<bool>,
-    closed: Cell<bool>,
-}
-
-impl Shared {
-    fn push(&self, m: WsMessage) -> usize {
-        let len = {
-            let mut q = self.queue.borrow_mut();
-            q.push_back(m);
-            q.len()
-        };
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-        len
-    }
-}
+type Shared = TaskQueue<WsMessage>;
 
 /// The per-connection state of [`WsTasks`] (opaque).
 pub struct WsTaskState(Rc<Shared>);
@@ -84,22 +61,8 @@ impl WsTaskConn {
     /// The next message; `None` once the connection is closed.
     pub async fn recv(&mut self) -> Option<WsMessage> {
         std::future::poll_fn(|cx| {
-            let m = self.shared.queue.borrow_mut().pop_front();
-            match m {
-                Some(m) => {
-                    if self.shared.paused.get() && self.shared.queue.borrow().len() <= QUEUE_MAX / 2
-                    {
-                        self.shared.paused.set(false);
-                        self.handle.notify(RESUME, Bytes::new());
-                    }
-                    Poll::Ready(Some(m))
-                }
-                None if self.shared.closed.get() => Poll::Ready(None),
-                None => {
-                    *self.shared.waker.borrow_mut() = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
+            self.shared
+                .poll_next(cx, || self.handle.notify(RESUME, Bytes::new()))
         })
         .await
     }
@@ -181,7 +144,7 @@ where
     type State = WsTaskState;
 
     fn on_open(&mut self, cx: &mut WsConn<'_, Self>, req: &WsRequest) -> Option<WsTaskState> {
-        let shared = Rc::new(Shared::default());
+        let shared: Rc<Shared> = Rc::default();
         let conn = WsTaskConn {
             shared: shared.clone(),
             handle: cx.handle(),
@@ -193,13 +156,15 @@ where
     }
 
     fn on_text(&mut self, cx: &mut WsConn<'_, Self>, st: &mut WsTaskState, text: &str) {
-        let len = st.0.push(WsMessage::Text(text.to_owned()));
-        hold_back(cx, st, len);
+        if st.0.push(WsMessage::Text(text.to_owned())) {
+            cx.pause_reading();
+        }
     }
 
     fn on_binary(&mut self, cx: &mut WsConn<'_, Self>, st: &mut WsTaskState, data: &[u8]) {
-        let len = st.0.push(WsMessage::Binary(Bytes::copy_from_slice(data)));
-        hold_back(cx, st, len);
+        if st.0.push(WsMessage::Binary(Bytes::copy_from_slice(data))) {
+            cx.pause_reading();
+        }
     }
 
     fn on_notify(
@@ -227,14 +192,6 @@ where
     }
 
     fn on_close(&mut self, _cx: &mut WsConn<'_, Self>, st: WsTaskState, _code: u16, _r: &str) {
-        st.0.closed.set(true);
-    }
-}
-
-/// Past [`QUEUE_MAX`] queued messages, stop reading until the task catches up.
-fn hold_back<W: WsHandler>(cx: &mut WsConn<'_, W>, st: &WsTaskState, len: usize) {
-    if len >= QUEUE_MAX && !st.0.paused.get() {
-        st.0.paused.set(true);
-        cx.pause_reading();
+        st.0.end();
     }
 }
