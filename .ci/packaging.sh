@@ -46,6 +46,8 @@ port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 master_pid() { sed -n 's/.*"master_pid": *\([0-9]*\).*/\1/p' <<<"$1"; }
 status() { curl -fsS --max-time 5 "http://127.0.0.1:$1/api/status"; }
 alive() { kill -0 "$1" 2>/dev/null; }
+# new_pid_file OLDPID: /run/herd.pid exists and names another process than OLDPID.
+new_pid_file() { [ -s /run/herd.pid ] && [ "$(cat /run/herd.pid 2>/dev/null)" != "$1" ]; }
 # Gone, or a zombie its parent has not reaped yet (a daemon's parent is not this script).
 dead() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 
@@ -171,6 +173,9 @@ test_deb() {
     alive "$pid" || fail "the upgrade stopped the running master"
     kill -USR2 "$pid"
     wait_for 30 test -s /run/herd.pid.oldbin || fail "no pid file .oldbin after USR2"
+    # The old master renames its pid file first; the new one writes its own once it is up
+    # (on a loaded machine that can take a moment).
+    wait_for 30 new_pid_file "$pid" || fail "the new master wrote no pid file after USR2"
     local newpid
     newpid=$(cat /run/herd.pid)
     [ "$newpid" != "$pid" ] || fail "the pid file still names the old master"
