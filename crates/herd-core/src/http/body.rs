@@ -44,6 +44,8 @@ pub(crate) enum Kind {
     Empty,
     Bytes(Bytes),
     Stream(ChunkSource),
+    /// Written by a task through a [`BodySender`](super::BodySender).
+    Channel(super::channel::BodyReceiver),
     File {
         file: File,
         offset: u64,
@@ -96,7 +98,7 @@ impl Body {
         match &self.kind {
             Kind::Empty => Some(0),
             Kind::Bytes(b) => Some(b.len() as u64),
-            Kind::Stream(_) => None,
+            Kind::Stream(_) | Kind::Channel(_) => None,
             Kind::File { len, .. } => Some(*len),
         }
     }
@@ -124,9 +126,9 @@ impl Body {
         }
     }
 
-    /// True for a body made by [`Body::stream`].
+    /// True for a body made by [`Body::stream`] or [`Body::channel`].
     pub fn is_stream(&self) -> bool {
-        matches!(self.kind, Kind::Stream(_))
+        matches!(self.kind, Kind::Stream(_) | Kind::Channel(_))
     }
 
     /// True for a body made by [`Body::file`] or [`Body::open`].
@@ -141,6 +143,7 @@ impl fmt::Debug for Body {
             Kind::Empty => f.write_str("Body::Empty"),
             Kind::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
             Kind::Stream(_) => f.write_str("Body::Stream"),
+            Kind::Channel(_) => f.write_str("Body::Channel"),
             Kind::File { offset, len, .. } => write!(f, "Body::File({len} bytes at {offset})"),
         }
     }

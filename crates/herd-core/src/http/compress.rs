@@ -107,6 +107,8 @@ pub(crate) fn encode_response(
         Kind::Bytes(b) => b.len() as u64 >= cfg.min_length,
         Kind::File { len, .. } => *len >= cfg.min_length,
         Kind::Stream(_) => true,
+        // Each chunk must reach the client when it is sent (server-sent events).
+        Kind::Channel(_) => false,
     };
     if !long_enough
         || headers.contains_key(CONTENT_ENCODING)
@@ -148,6 +150,7 @@ pub(crate) fn encode_response(
             kind: Kind::Stream(Box::new(Encoded::new(cfg, coding, src))),
         },
         Kind::Empty => return Ok(Body::empty()),
+        kind @ Kind::Channel(_) => return Ok(Body { kind }),
     };
     mark_encoded(headers, coding);
     Ok(body)

@@ -35,6 +35,7 @@
 //! ```
 
 mod body;
+mod channel;
 mod codec;
 mod compress;
 mod response;
@@ -54,6 +55,7 @@ pub use ::http::{
 pub use herd_proto::http1::Limits;
 
 pub use body::{Body, ChunkSource, Trailers};
+pub use channel::{BodyClosed, BodySender};
 pub use codec::{Event, HttpCodec};
 pub use compress::Compression;
 #[cfg(feature = "json")]

@@ -33,6 +33,7 @@ use herd_proto::http1::{
 };
 
 use super::body::{ChunkSource, Kind};
+use super::channel::{BodyReceiver, Next, CHANNEL_TOKEN};
 use super::codec::{Event, HttpCodec};
 use super::router::{AsyncHandlerFn, Endpoint, HandlerFn, Params, Route};
 use super::service::HttpConfig;
@@ -187,8 +188,16 @@ struct Blocking {
     meta: Meta,
 }
 
+/// Where a streamed body's chunks come from.
+enum Source {
+    /// Pulled from an iterator ([`Body::stream`]).
+    Iter(ChunkSource),
+    /// Written by a task ([`Body::channel`]).
+    Channel(BodyReceiver),
+}
+
 struct Streaming {
-    src: ChunkSource,
+    src: Source,
     /// Chunked framing (else raw until close, for HTTP/1.0).
     chunked: bool,
     keep_alive: bool,
@@ -473,6 +482,14 @@ impl HttpProtocol {
     ) {
         let HttpProtocol { config, out } = self;
         let config: &HttpConfig = config;
+        if token == CHANNEL_TOKEN {
+            // A channel body has a chunk, or ended.
+            if matches!(st.busy, Busy::Streaming(_)) {
+                pump(config, cx, st);
+                settle(config, out, cx, st);
+            }
+            return;
+        }
         if !matches!(&st.busy, Busy::Blocking(b) if b.token == token) {
             return;
         }
@@ -1056,7 +1073,7 @@ fn respond<H: Handler>(
         Kind::Empty => BodyLen::Empty,
         Kind::Bytes(b) => BodyLen::Length(b.len() as u64),
         Kind::File { len, .. } => BodyLen::Length(*len),
-        Kind::Stream(_) => BodyLen::Chunked,
+        Kind::Stream(_) | Kind::Channel(_) => BodyLen::Chunked,
     };
     let ctx = ResponseContext {
         version: meta.version,
@@ -1083,7 +1100,15 @@ fn respond<H: Handler>(
             cx.send_file(file, offset, len);
             n
         }
-        (BodyFraming::Chunked | BodyFraming::UntilClose, Kind::Stream(src)) => {
+        (
+            BodyFraming::Chunked | BodyFraming::UntilClose,
+            kind @ (Kind::Stream(_) | Kind::Channel(_)),
+        ) => {
+            let src = match kind {
+                Kind::Stream(it) => Source::Iter(it),
+                Kind::Channel(rx) => Source::Channel(rx),
+                _ => unreachable!("matched above"),
+            };
             st.busy = Busy::Streaming(Box::new(Streaming {
                 src,
                 chunked: outcome.body == BodyFraming::Chunked,
@@ -1122,7 +1147,16 @@ fn pump<H: Handler>(config: &HttpConfig, cx: &mut Conn<'_, H>, st: &mut HttpConn
         if cx.is_paused() {
             return;
         }
-        match src.next() {
+        let next = match src {
+            Source::Iter(it) => it.next(),
+            Source::Channel(rx) => match rx.next(|| cx.handle()) {
+                Next::Chunk(c) => Some(c),
+                // The sender notifies the connection (`CHANNEL_TOKEN`) when it writes.
+                Next::Pending => return,
+                Next::End => None,
+            },
+        };
+        match next {
             Some(chunk) if chunk.is_empty() => {}
             Some(chunk) => {
                 let chunked = *chunked;
