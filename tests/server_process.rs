@@ -794,6 +794,27 @@ fn site_frame_demo_and_access_log_through_the_binary() {
     assert!(warned.iter().all(|l| l.starts_with("WARN ")), "{warned:#?}");
     assert!(warned[0].contains("missing Host header"), "{warned:#?}");
     assert!(warned[1].contains("malformed request line"), "{warned:#?}");
+    // ... and every one is counted by its reason, in the status JSON (and so in /metrics).
+    use herd::proto::http1::HttpError;
+    let want = |v: &serde_json::Value| {
+        let b = &v["bad_requests"];
+        b[HttpError::MissingHost.index()] == 3 && b[HttpError::BadRequestLine.index()] == 2
+    };
+    wait_until("the bad requests counted by reason", || {
+        let status: serde_json::Value =
+            serde_json::from_str(&http_get_body(http_port, "/api/status")).unwrap_or_default();
+        let mut found = false;
+        let mut stack = vec![&status];
+        while let Some(v) = stack.pop() {
+            found |= want(v);
+            match v {
+                serde_json::Value::Array(a) => stack.extend(a),
+                serde_json::Value::Object(o) => stack.extend(o.values()),
+                _ => {}
+            }
+        }
+        found
+    });
 }
 
 /// Whichever worker answers `/api/status`, the totals cover both workers: each publishes its

@@ -169,7 +169,12 @@ pub struct HttpCounts {
     pub limit_delayed: u64,
     /// Requests the rate limit refused (past the burst).
     pub limit_rejected: u64,
+    /// Malformed requests, by [`HttpError::index`](herd_proto::http1::HttpError::index).
+    pub bad_requests: [u64; BAD_REQUEST_REASONS],
 }
+
+/// Reasons a request is malformed (`herd_proto::http1::HttpError::ALL`).
+pub const BAD_REQUEST_REASONS: usize = herd_proto::http1::HttpError::ALL.len();
 
 /// WebSocket close codes counted one by one; others count as `other`.
 pub const WS_CLOSE_CODES: [u16; 11] = [
@@ -228,6 +233,7 @@ impl ProtoStats {
             body_bytes_out: 0,
             limit_delayed: 0,
             limit_rejected: 0,
+            bad_requests: [0; BAD_REQUEST_REASONS],
         },
         ws: WsCounts {
             messages_in: 0,
@@ -251,6 +257,14 @@ impl ProtoStats {
         self.http.body_bytes_out += o.http.body_bytes_out;
         self.http.limit_delayed += o.http.limit_delayed;
         self.http.limit_rejected += o.http.limit_rejected;
+        for (a, b) in self
+            .http
+            .bad_requests
+            .iter_mut()
+            .zip(o.http.bad_requests.iter())
+        {
+            *a += b;
+        }
         self.ws.messages_in += o.ws.messages_in;
         self.ws.messages_out += o.ws.messages_out;
         for (a, b) in self.ws.close_codes.iter_mut().zip(o.ws.close_codes.iter()) {

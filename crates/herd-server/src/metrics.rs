@@ -572,6 +572,25 @@ impl Collector for Scrape {
             }),
         )?;
 
+        family(
+            e,
+            "herd_http_bad_requests",
+            "Malformed requests answered 4xx/5xx and closed, by what was wrong with them.",
+            None,
+            http.iter().flat_map(|(x, h)| {
+                h.bad_requests
+                    .iter()
+                    .zip(herd_proto::http1::HttpError::ALL.iter())
+                    .map(|(n, why)| {
+                        (
+                            with(listener_labels(x), &[l("reason", why.as_str())]),
+                            Value::Counter(*n),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }),
+        )?;
+
         let ws: Vec<_> = ls
             .iter()
             .filter_map(|x| Some((x, x.ws.as_ref()?)))
@@ -781,6 +800,7 @@ mod tests {
                 body_bytes_out: 11 * k,
                 limit_delayed: k,
                 limit_rejected: 2 * k,
+                bad_requests: vec![k; herd_proto::http1::HttpError::ALL.len()],
             }),
             ws: (protocol == "http").then(|| WsStatus {
                 messages_in: k,

@@ -105,6 +105,9 @@ pub struct HttpStatus {
     /// Requests `limit_req` refused.
     #[serde(default)]
     pub limit_rejected: u64,
+    /// Malformed requests by reason (`herd_proto::http1::HttpError::ALL` order).
+    #[serde(default)]
+    pub bad_requests: Vec<u64>,
 }
 
 /// WebSocket counters of a listener.
@@ -498,6 +501,7 @@ impl ListenerStatus {
             h.body_bytes_out += o.body_bytes_out;
             h.limit_delayed += o.limit_delayed;
             h.limit_rejected += o.limit_rejected;
+            add_vec(&mut h.bad_requests, &o.bad_requests);
         }
         if let Some(o) = &l.ws {
             let w = self.ws.get_or_insert_with(Default::default);

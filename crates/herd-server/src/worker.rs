@@ -381,6 +381,7 @@ pub fn listener_status(
             body_bytes_out: p.http.body_bytes_out,
             limit_delayed: p.http.limit_delayed,
             limit_rejected: p.http.limit_rejected,
+            bad_requests: p.http.bad_requests.to_vec(),
         }),
         ws: has_ws.then(|| WsStatus {
             messages_in: p.ws.messages_in,

@@ -1251,6 +1251,7 @@ fn version_str(v: Version) -> &'static str {
 #[cold]
 #[inline(never)]
 fn log_bad_request(peer: SocketAddr, e: HttpError, now_ms: u64) {
+    crate::stats::count(|p| p.http.bad_requests[e.index()] += 1);
     thread_local! {
         static WARNED: std::cell::RefCell<Vec<(HttpError, u64)>> =
             const { std::cell::RefCell::new(Vec::new()) };

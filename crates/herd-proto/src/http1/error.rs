@@ -100,6 +100,41 @@ impl HttpError {
         true
     }
 
+    /// Every error, in [`index`](Self::index) order (for counters by reason).
+    pub const ALL: [HttpError; 26] = [
+        HttpError::UriTooLong,
+        HttpError::HeaderLineTooLong,
+        HttpError::TooManyHeaders,
+        HttpError::HeadTooLarge,
+        HttpError::TrailersTooLarge,
+        HttpError::TooManyEmptyLines,
+        HttpError::BadLineEnding,
+        HttpError::ObsFold,
+        HttpError::BadRequestLine,
+        HttpError::BadTarget,
+        HttpError::BadVersion,
+        HttpError::UnsupportedVersion,
+        HttpError::BadHeader,
+        HttpError::MissingHost,
+        HttpError::DuplicateHost,
+        HttpError::BadHost,
+        HttpError::BadContentLength,
+        HttpError::ConflictingContentLength,
+        HttpError::TransferEncodingWithContentLength,
+        HttpError::TransferEncodingInHttp10,
+        HttpError::UnsupportedTransferEncoding,
+        HttpError::ChunkedNotFinal,
+        HttpError::BodyTooLarge,
+        HttpError::BadChunkSize,
+        HttpError::ChunkLineTooLong,
+        HttpError::BadChunkEnd,
+    ];
+
+    /// This error's place in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|e| *e == self).unwrap_or(0)
+    }
+
     /// A short lowercase description, for logs and counters.
     pub fn as_str(&self) -> &'static str {
         use HttpError::*;
