@@ -64,6 +64,7 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_http_request_duration_seconds", "histogram"),
     ("herd_http_request_body_bytes_total", "counter"),
     ("herd_http_response_body_bytes_total", "counter"),
+    ("herd_http_bad_requests_total", "counter"),
     ("herd_http_limit_req_total", "counter"),
     ("herd_ws_messages_received_total", "counter"),
     ("herd_ws_messages_sent_total", "counter"),
