@@ -1,6 +1,7 @@
 //! What routes may return (`IntoResponse`), over loopback with a raw client: text, bytes, a
 //! status, `(status, body)`, `Result` with `?`, JSON, HTML, redirects, from inline and async
-//! routes; the router's own 404/405 in the application's format; a fallback route.
+//! routes; the router's own 404/405 in the application's format; a fallback route; per-loop
+//! state that is not `Send`.
 
 mod http_support;
 
@@ -107,5 +108,36 @@ fn the_routers_own_errors_use_the_error_page_and_a_fallback_takes_the_rest() {
     let r = c.get("/deep/link/7");
     assert_eq!((r.status, r.text()), (200, "<div id=app></div>".to_owned()));
     assert_eq!(c.get("/text").text(), "plain");
+    server.stop(std::time::Duration::ZERO);
+}
+
+/// Per-loop state that is not `Send`: an `Rc` counter, and the loop's thread name.
+#[derive(Clone)]
+struct PerLoop {
+    served: std::rc::Rc<std::cell::Cell<u64>>,
+    thread: String,
+}
+
+#[test]
+fn routes_reach_per_loop_state_made_on_each_loop() {
+    let router = Router::new().get("/count", |_: Request<Body>| {
+        let st = herd::http::loop_state::<PerLoop>().expect("made for this loop");
+        st.served.set(st.served.get() + 1);
+        format!("{} {}", st.thread, st.served.get())
+    });
+    let service = herd::http::HttpService::new(router).loop_state(|| PerLoop {
+        served: Default::default(),
+        thread: std::thread::current().name().unwrap_or("?").to_owned(),
+    });
+    let server = http_support::serve_service(service, None);
+    let mut c = Client::connect(server.local_addr());
+    for n in 1..=3 {
+        assert_eq!(c.get("/count").text(), format!("herd-loop-0 {n}"));
+    }
+    // Another connection on the same loop sees the same state.
+    assert_eq!(
+        Client::connect(server.local_addr()).get("/count").text(),
+        "herd-loop-0 4"
+    );
     server.stop(std::time::Duration::ZERO);
 }

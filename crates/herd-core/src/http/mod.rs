@@ -42,6 +42,7 @@ mod response;
 mod router;
 mod server;
 mod service;
+pub mod state;
 mod statics;
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,7 @@ pub use router::{
 };
 pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
+pub use state::loop_state;
 pub use statics::StaticDir;
 
 /// Options of the HTTP server. `Default` gives nginx-like values.

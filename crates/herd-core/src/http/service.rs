@@ -48,6 +48,8 @@ pub(super) struct HttpConfig {
 /// ```
 pub struct HttpService {
     config: HttpConfig,
+    /// Run on each loop's thread before it serves: install its per-loop state.
+    loop_init: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl HttpService {
@@ -60,6 +62,7 @@ impl HttpService {
                 access_log: None,
                 pool: None,
             },
+            loop_init: Vec::new(),
         }
     }
 
@@ -83,13 +86,28 @@ impl HttpService {
         self
     }
 
+    /// Make a value of type `T` for every loop, on that loop's thread, for routes to reach
+    /// with [`loop_state`](super::loop_state) (see [`super::state`]): `T` need not be `Send`.
+    pub fn loop_state<T: 'static>(mut self, make: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        self.loop_init
+            .push(Arc::new(move || super::state::install(make())));
+        self
+    }
+
     /// The handler factory for [`Server::serve`].
     pub fn into_factory(mut self) -> impl Fn() -> HttpProtocol + Send + Sync + Clone + 'static {
         if self.config.pool.is_none() && self.config.router.has_blocking() {
             self.config.pool = Some(WorkerPool::new(4, 1024));
         }
         let config = Arc::new(self.config);
-        move || HttpProtocol::new(config.clone())
+        let init = Arc::new(self.loop_init);
+        // The server calls the factory on each loop's own thread.
+        move || {
+            for f in init.iter() {
+                f();
+            }
+            HttpProtocol::new(config.clone())
+        }
     }
 
     /// Start serving on `server` (its listeners and options).
