@@ -141,3 +141,24 @@ fn routes_reach_per_loop_state_made_on_each_loop() {
     );
     server.stop(std::time::Duration::ZERO);
 }
+
+#[test]
+fn routes_see_the_clients_address() {
+    let router = Router::new()
+        .get("/inline", |req: Request<Body>| {
+            herd::http::client_addr(&req)
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        })
+        .get_async("/async", |req: Request<Body>| async move {
+            herd::http::client_addr(&req)
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        });
+    let server = serve(router, HttpOptions::default());
+    let mut c = Client::connect(server.local_addr());
+    let me = c.s.local_addr().unwrap().to_string();
+    assert_eq!(c.get("/inline").text(), me);
+    assert_eq!(c.get("/async").text(), me);
+    server.stop(std::time::Duration::ZERO);
+}

@@ -67,7 +67,7 @@ pub use router::{
 };
 pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
-pub use state::loop_state;
+pub use state::{client_addr, loop_state, ClientAddr};
 pub use statics::StaticDir;
 
 /// Options of the HTTP server. `Default` gives nginx-like values.

@@ -873,13 +873,24 @@ fn run<H: Handler>(
                 req.extensions_mut().insert(params);
             }
             match endpoint {
-                Endpoint::Inline(f) => call(f.as_ref(), req, &mut meta),
+                Endpoint::Inline(f) => {
+                    // Inline handlers find the client's address in a thread-local (no
+                    // per-request allocation); the others in the request's extensions.
+                    super::state::set_client(Some(st.peer_addr));
+                    let resp = call(f.as_ref(), req, &mut meta);
+                    super::state::set_client(None);
+                    resp
+                }
                 Endpoint::Async(f) => {
+                    req.extensions_mut().insert(super::ClientAddr(st.peer_addr));
                     let (token, slot) = spawn_async(cx, st, f, req);
                     st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
                     return;
                 }
-                Endpoint::Blocking(f) => match submit(config, cx, st, f, req) {
+                Endpoint::Blocking(f) => match submit(config, cx, st, f, {
+                    req.extensions_mut().insert(super::ClientAddr(st.peer_addr));
+                    req
+                }) {
                     Ok((token, slot)) => {
                         st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
                         return;

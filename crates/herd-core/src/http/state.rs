@@ -1,4 +1,6 @@
-//! Per-loop state for HTTP handlers: values that need not be `Send` (an `Rc<RefCell<..>>`
+//! Per-loop state for HTTP handlers, and the client's address.
+//!
+//! Per-loop state: values that need not be `Send` (an `Rc<RefCell<..>>`
 //! cache, a cosocket pool, a connection to a local service), made once per event loop on
 //! that loop's thread by [`HttpService::loop_state`](super::HttpService::loop_state) and
 //! reached from any route running on the loop with [`loop_state`].
@@ -9,11 +11,44 @@
 //! route.
 
 use std::any::{Any, TypeId};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 thread_local! {
     static STATE: RefCell<HashMap<TypeId, Box<dyn Any>>> = RefCell::new(HashMap::new());
+    /// The client of the request an inline handler is running for.
+    static CLIENT: Cell<Option<SocketAddr>> = const { Cell::new(None) };
+}
+
+/// The client's address (after the PROXY protocol, when the listener reads it), in the
+/// extensions of a request given to an async or worker-pool route; see [`client_addr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The address of the client that sent `req`: the real client behind a balancer that sends
+/// the PROXY protocol (`proxy_protocol` on the listener), else the socket's peer. Works in
+/// inline, worker-pool and async routes; `None` for a request the server did not make.
+///
+/// ```
+/// use herd_core::http::{client_addr, Body, Request, Router};
+///
+/// let router = Router::new().get("/ip", |req: Request<Body>| {
+///     client_addr(&req).map(|a| a.ip().to_string()).unwrap_or_default()
+/// });
+/// # let _ = router;
+/// ```
+pub fn client_addr(req: &::http::Request<super::Body>) -> Option<SocketAddr> {
+    if let Some(ClientAddr(a)) = req.extensions().get::<ClientAddr>() {
+        return Some(*a);
+    }
+    CLIENT.with(Cell::get)
+}
+
+/// Set (or clear) the client of the inline handler about to run on this thread.
+#[inline(always)]
+pub(crate) fn set_client(addr: Option<SocketAddr>) {
+    CLIENT.with(|c| c.set(addr));
 }
 
 /// Make `value` this thread's (this loop's) state of its type, replacing an earlier one.
