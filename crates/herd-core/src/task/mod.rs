@@ -23,6 +23,7 @@
 
 mod chan;
 mod conn;
+mod http_client;
 mod io;
 mod time;
 #[cfg(feature = "tls")]
@@ -44,6 +45,9 @@ use crate::inbox::{Cmd, Inbox};
 
 pub use chan::{channel, Receiver, Sender};
 pub use conn::{ConnTasks, TaskConn, TaskConnState, QUEUE_MAX};
+pub use http_client::{
+    is_idempotent, ClientError, ClientOptions, ClientStats, ErrorKind, HttpClient, Upstream,
+};
 pub use io::TcpStream;
 pub use time::{sleep, timeout, Elapsed, Sleep};
 #[cfg(feature = "tls")]
