@@ -56,7 +56,7 @@ pub use body::{Body, ChunkSource, Trailers};
 pub use codec::{Event, HttpCodec};
 pub use compress::Compression;
 pub use router::{AsyncHandlerFn, Endpoint, HandlerFn, Params, ResponseFuture, Route, Router};
-pub use server::{HttpConnState, HttpProtocol};
+pub use server::{HttpConnState, HttpProtocol, PeerAddr};
 pub use service::HttpService;
 pub use statics::StaticDir;
 

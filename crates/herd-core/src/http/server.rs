@@ -89,6 +89,12 @@ fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The client's address, in the extensions of a request given to an async route (a proxy
+/// writes it into `X-Forwarded-For`). With the PROXY protocol it is the address the header
+/// carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// The state of one HTTP connection.
 pub struct HttpConnState {
     peer_addr: SocketAddr,
@@ -852,6 +858,7 @@ fn run<H: Handler>(
             match endpoint {
                 Endpoint::Inline(f) => call(f.as_ref(), req, &mut meta),
                 Endpoint::Async(f) => {
+                    req.extensions_mut().insert(PeerAddr(st.peer_addr));
                     let (token, slot) = spawn_async(cx, st, f, req);
                     st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
                     return;

@@ -305,6 +305,12 @@ impl std::fmt::Debug for HttpClient {
 }
 
 fn now_ms() -> u64 {
+    loop_now_ms()
+}
+
+/// The current loop's time in ms (its clock: a `FakeClock` in tests), as the client's pool
+/// ages connections; 0 outside a loop.
+pub fn loop_now_ms() -> u64 {
     super::current().map_or(0, |e| e.now())
 }
 

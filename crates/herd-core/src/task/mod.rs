@@ -46,7 +46,8 @@ use crate::inbox::{Cmd, Inbox};
 pub use chan::{channel, Receiver, Sender};
 pub use conn::{ConnTasks, TaskConn, TaskConnState, QUEUE_MAX};
 pub use http_client::{
-    is_idempotent, ClientError, ClientOptions, ClientStats, ErrorKind, HttpClient, Upstream,
+    is_idempotent, loop_now_ms, ClientError, ClientOptions, ClientStats, ErrorKind, HttpClient,
+    Upstream,
 };
 pub use io::TcpStream;
 pub use time::{sleep, timeout, Elapsed, Sleep};
