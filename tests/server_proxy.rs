@@ -3,8 +3,8 @@
 //! backends over one kept-alive connection each (the pool's reuse, seen by the backends'
 //! accept counts), the backend sees `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`,
 //! paths outside the location get the listener's own answer, a backend killed mid-run costs
-//! no idempotent request, a slow backend is a 504 within `read_timeout`, and with every
-//! backend gone the answer is 502.
+//! no idempotent request, a slow backend is a 504 within `read_timeout`, with every backend
+//! gone the answer is 502, and `/metrics` counts it all per upstream and outcome.
 
 mod server_support;
 
@@ -109,7 +109,7 @@ fn proxy(backends: &[u16], tag: &str) -> Herd {
     let h = Herd::launch(TempDir::new(tag), 1, "", |t| {
         *t = t.replace(
             "protocol = \"echo\"\n",
-            "protocol = \"http\"\nproxy = [{ path = \"/api/\", upstream = \"app\" }]\n",
+            "protocol = \"http\"\nmetrics = true\nproxy = [{ path = \"/api/\", upstream = \"app\" }]\n",
         );
         t.push_str(&format!(
             "\n[[upstream]]\nname = \"app\"\nservers = [{servers}]\nread_timeout = \"1s\"\n\
@@ -158,6 +158,20 @@ fn balanced_kept_alive_forwarded_and_a_killed_backend_costs_nothing() {
     drop(b);
     let (status, _) = get(h.port, "/api/none");
     assert_eq!(status, 502);
+    // The metrics count every proxied request by outcome (refreshed about once a second).
+    let mut text = String::new();
+    wait_until("the upstream counters in /metrics", || {
+        text = get(h.port, "/metrics").1;
+        text.contains("herd_upstream_requests_total{upstream=\"app\",outcome=\"ok\"} 40")
+    });
+    assert!(
+        text.contains("herd_upstream_requests_total{upstream=\"app\",outcome=\"bad_gateway\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("herd_upstream_next_backend_total{upstream=\"app\"} 1"),
+        "{text}"
+    );
     drop(h);
 }
 

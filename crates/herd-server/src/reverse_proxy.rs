@@ -78,6 +78,22 @@ pub fn registry() -> &'static UpstreamRegistry {
     R.get_or_init(Default::default)
 }
 
+/// This process's upstream counters, for its status snapshot.
+pub fn statuses() -> Vec<crate::status::UpstreamStatus> {
+    let r = registry().lock().unwrap_or_else(|e| e.into_inner());
+    r.iter()
+        .map(|(name, c)| crate::status::UpstreamStatus {
+            name: name.clone(),
+            outcomes: c
+                .outcomes
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect(),
+            next_backend: c.next_backend.load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
 /// An upstream as the proxy routes see it (shared by every loop).
 struct Shared {
     /// Process-unique id: the key of the per-loop state.
