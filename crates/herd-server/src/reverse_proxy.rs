@@ -262,6 +262,25 @@ fn plan(sh: &Shared, l: &mut Local, now: u64) -> Vec<usize> {
     order
 }
 
+/// A request in flight to backend `.1` (for `least_conn`); counted down on drop, so a task
+/// cancelled because its client left does not leave the count behind.
+struct InFlight(Rc<RefCell<Local>>, usize);
+
+impl InFlight {
+    fn enter(l: &Rc<RefCell<Local>>, i: usize) -> InFlight {
+        l.borrow_mut().backends[i].in_flight += 1;
+        InFlight(l.clone(), i)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut l = self.0.borrow_mut();
+        let b = &mut l.backends[self.1];
+        b.in_flight = b.in_flight.saturating_sub(1);
+    }
+}
+
 fn failed(sh: &Shared, l: &mut Local, i: usize, now: u64) {
     if sh.max_fails == 0 {
         return;
@@ -348,9 +367,9 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         *out.uri_mut() = pq.parse().unwrap_or_default();
         *out.headers_mut() = headers.clone();
         let up = Upstream::tcp(sh.backends[i]);
-        l.borrow_mut().backends[i].in_flight += 1;
+        let guard = InFlight::enter(&l, i);
         let r = client.request(&up, out).await;
-        l.borrow_mut().backends[i].in_flight -= 1;
+        drop(guard);
         match r {
             Ok(resp) => {
                 count(&sh, Outcome::Ok);
