@@ -3,7 +3,8 @@
 //! backends over one kept-alive connection each (the pool's reuse, seen by the backends'
 //! accept counts), the backend sees `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`,
 //! paths outside the location get the listener's own answer, a backend killed mid-run costs
-//! no idempotent request, a slow backend is a 504 within `read_timeout`, with every backend
+//! no idempotent request, a POST body reaches the backend and a refused connect moves even a
+//! POST to the next backend, a slow backend is a 504 within `read_timeout`, with every backend
 //! gone the answer is 502, and `/metrics` counts it all per upstream and outcome.
 
 mod server_support;
@@ -35,6 +36,13 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.headers.get("X-Forwarded-For"), self.headers.get("X-Forwarded-Proto"),
                 self.headers.get("Forwarded"))).encode()
         self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        got = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = ("%s posted=%s\n" % (sys.argv[1], got.decode())).encode()
+        self.send_response(201)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -79,14 +87,21 @@ impl Drop for Backend {
     }
 }
 
-/// One request on a fresh connection: status and body.
+/// One GET on a fresh connection: status and body.
 fn get(port: u16, path: &str) -> (u16, String) {
+    request(port, "GET", path, "")
+}
+
+/// One request on a fresh connection: status and body.
+fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: front.test\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: front.test\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp
@@ -172,6 +187,26 @@ fn balanced_kept_alive_forwarded_and_a_killed_backend_costs_nothing() {
         text.contains("herd_upstream_next_backend_total{upstream=\"app\"} 1"),
         "{text}"
     );
+    drop(h);
+}
+
+#[test]
+fn a_post_body_is_passed_on_and_a_refused_connect_moves_it_to_the_next_backend() {
+    let mut a = Backend::start("A");
+    let b = Backend::start("B");
+    let h = proxy(&[a.port, b.port], "proxy-post");
+    let (s1, b1) = request(h.port, "POST", "/api/items", "one");
+    let (s2, b2) = request(h.port, "POST", "/api/items", "two");
+    assert_eq!((s1, s2), (201, 201));
+    let mut got = [b1, b2];
+    got.sort();
+    assert_eq!(got, ["A posted=one\n", "B posted=two\n"]);
+    // A connect that fails sent nothing, so even a POST may go to the next backend.
+    a.kill();
+    for i in 0..4 {
+        let (status, body) = request(h.port, "POST", "/api/items", &format!("p{i}"));
+        assert_eq!((status, body), (201, format!("B posted=p{i}\n")));
+    }
     drop(h);
 }
 
