@@ -42,6 +42,7 @@ smoke frame "herd/tokio" SCENARIOS=inline:1:10:64 SYSCALLS=1 SYSCALL_DURATION=1 
 smoke ws "herd/tokio" SCENARIOS=64:10 SYSCALLS=1 SYSCALL_DURATION=1 SYSCALL_SCENARIOS=64:10
 smoke http "herd/hyper" SCENARIOS="hello:10 4k:10"
 smoke tls "herd/nginx" SCENARIOS="ka:10 hs:5 res:4 res12:4 big:5 idle:200" IDLE_HOLD=5
+smoke proxy "herd/nginx" SCENARIOS="hello:10"
 smoke compress "herd/nginx" SCENARIOS="gzip:5 static:5"
 smoke ws-deflate "herd/python" SCENARIOS=1024:10 MEM_CONNS=100
 smoke callgrind "herd/mio:" SMALL_S=1 BIG_S=2

@@ -357,6 +357,78 @@ pub struct ListenerConfig {
     pub proxy_trusted: Vec<String>,
     /// With `proxy_protocol`: the header must be complete this long after accept (default 5 s).
     pub proxy_timeout: Option<Dur>,
+    /// http: reverse-proxied locations, each a path prefix passed to an `[[upstream]]`
+    /// (nginx's `location /api/ { proxy_pass http://app; }`, docs/reverse-proxy.md).
+    pub proxy: Vec<ProxyLocation>,
+}
+
+/// `proxy = [{ path = "/api/", upstream = "app" }]`: requests whose path starts with `path`
+/// go to the named `[[upstream]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyLocation {
+    /// A path prefix starting with `/` (`"/api/"` also takes `/api`; `"/"` takes everything).
+    pub path: String,
+    /// The `name` of an `[[upstream]]`.
+    pub upstream: String,
+}
+
+/// How an upstream picks a backend for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalancePolicy {
+    /// In turn (nginx's default).
+    #[default]
+    RoundRobin,
+    /// The one with the fewest requests in flight from this event loop (nginx's `least_conn`).
+    LeastConn,
+}
+
+/// One `[[upstream]]`: a named group of backends (nginx's `upstream name { server ...; }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    /// The name a listener's `proxy` refers to. Required.
+    pub name: String,
+    /// The backends, `IP:port`. At least one.
+    pub servers: Vec<String>,
+    /// `round_robin` (default) or `least_conn`.
+    pub balance: BalancePolicy,
+    /// Limit on connecting to a backend (nginx's `proxy_connect_timeout`); default 5 s.
+    pub connect_timeout: Dur,
+    /// Limit on a backend's whole response once the request is sent; past it the client gets
+    /// 504 (nginx's `proxy_read_timeout`, which is per read); default 60 s.
+    pub read_timeout: Dur,
+    /// Idle keep-alive connections kept per backend by each event loop (nginx's `keepalive`,
+    /// which is per worker); 0 closes each after its response. Default 32.
+    pub keepalive: usize,
+    /// An idle connection is closed after this (nginx's `keepalive_timeout` in `upstream`);
+    /// default 60 s.
+    pub keepalive_timeout: Dur,
+    /// Failures within `fail_timeout` that mark a backend down for `fail_timeout` (nginx's
+    /// `max_fails`); 0 never marks it down. Default 1.
+    pub max_fails: u32,
+    /// See `max_fails` (nginx's `fail_timeout`); default 10 s.
+    pub fail_timeout: Dur,
+    /// Largest backend response body passed on, in bytes; default 64 MiB (a larger one is a
+    /// 502).
+    pub max_body: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            name: String::new(),
+            servers: Vec::new(),
+            balance: BalancePolicy::RoundRobin,
+            connect_timeout: Dur(Duration::from_secs(5)),
+            read_timeout: Dur(Duration::from_secs(60)),
+            keepalive: 32,
+            keepalive_timeout: Dur(Duration::from_secs(60)),
+            max_fails: 1,
+            fail_timeout: Dur(Duration::from_secs(10)),
+            max_body: 64 << 20,
+        }
+    }
 }
 
 /// `compression = { ... }`: HTTP response compression on a listener. Present (even as `{}`)
@@ -478,6 +550,7 @@ impl Default for ListenerConfig {
             proxy_protocol: false,
             proxy_trusted: Vec::new(),
             proxy_timeout: None,
+            proxy: Vec::new(),
         }
     }
 }
@@ -532,6 +605,9 @@ pub struct Config {
     /// Listening sockets and their protocols.
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// Backend groups for the listeners' `proxy` locations.
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
 }
 
 impl Default for Config {
@@ -549,6 +625,7 @@ impl Default for Config {
             memory_budget: None,
             log: LogConfig::default(),
             listeners: Vec::new(),
+            upstreams: Vec::new(),
         }
     }
 }
@@ -737,6 +814,7 @@ impl Config {
                 "at least one [[listener]] is needed",
             ));
         }
+        self.validate_upstreams()?;
         let mut seen_names = std::collections::HashSet::new();
         let mut seen_addrs = std::collections::HashSet::new();
         for (i, l) in self.listeners.iter().enumerate() {
@@ -772,6 +850,66 @@ impl Config {
             if let Some(t) = &l.tls {
                 t.check(l.protocol)
                     .map_err(|e| ConfigError::new(at("tls"), e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_upstreams(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let at = |k: &str| format!("upstream[{i}].{k}");
+            if u.name.is_empty() {
+                return Err(ConfigError::new(at("name"), "is required"));
+            }
+            if !names.insert(u.name.as_str()) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    format!("{:?} is used by another upstream", u.name),
+                ));
+            }
+            if u.servers.is_empty() {
+                return Err(ConfigError::new(
+                    at("servers"),
+                    "needs at least one backend, servers = [\"127.0.0.1:9001\"]",
+                ));
+            }
+            for (j, s) in u.servers.iter().enumerate() {
+                if s.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(ConfigError::new(
+                        at(&format!("servers[{j}]")),
+                        format!("{s:?} is not an IP:port address"),
+                    ));
+                }
+            }
+            for (key, d) in [
+                ("connect_timeout", u.connect_timeout),
+                ("read_timeout", u.read_timeout),
+                ("fail_timeout", u.fail_timeout),
+            ] {
+                if d.0.is_zero() {
+                    return Err(ConfigError::new(at(key), "must be more than 0"));
+                }
+            }
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            for (j, p) in l.proxy.iter().enumerate() {
+                let at = |k: &str| format!("listener[{i}].proxy[{j}].{k}");
+                if l.protocol != Protocol::Http {
+                    return Err(ConfigError::new(
+                        format!("listener[{i}].proxy"),
+                        format!("applies to protocol http only, not {}", l.protocol.as_str()),
+                    ));
+                }
+                if !p.path.starts_with('/') {
+                    return Err(ConfigError::new(at("path"), "must start with '/'"));
+                }
+                if !self.upstreams.iter().any(|u| u.name == p.upstream) {
+                    return Err(ConfigError::new(
+                        at("upstream"),
+                        format!("no [[upstream]] is named {:?}", p.upstream),
+                    ));
+                }
             }
         }
         Ok(())
@@ -1079,6 +1217,47 @@ mod tests {
     }
 
     #[test]
+    fn upstreams_and_proxy_locations_are_checked() {
+        let up = "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:9001\"]\n";
+        let l = "[[listener]]\nbind = \"127.0.0.1:7003\"\nprotocol = \"http\"\n";
+        let ok = p(&format!(
+            "{l}proxy = [{{ path = \"/api/\", upstream = \"app\" }}]\n{up}balance = \"least_conn\"\n"
+        ))
+        .unwrap();
+        let u = &ok.config.upstreams[0];
+        assert_eq!(u.balance, BalancePolicy::LeastConn);
+        assert_eq!((u.keepalive, u.max_fails), (32, 1));
+        assert_eq!(ok.config.listeners[0].proxy[0].upstream, "app");
+        let e = p(&format!(
+            "{l}proxy = [{{ path = \"/api/\", upstream = \"nope\" }}]\n{up}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.at, "listener[0].proxy[0].upstream", "{e}");
+        let e = p(&format!(
+            "{l}proxy = [{{ path = \"api\", upstream = \"app\" }}]\n{up}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.at, "listener[0].proxy[0].path", "{e}");
+        let e = p(&format!("{l}{up}keepalvie = 4\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "upstream[0].keepalvie: unknown key; did you mean `keepalive`?"
+        );
+        let e = p(&format!(
+            "{l}proxy = [{{ path = \"/\", upstream = \"app\", pass = 1 }}]\n{up}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.at, "listener[0].proxy[0].pass", "{e}");
+        let e = p(&format!(
+            "{l}[[upstream]]\nname = \"app\"\nservers = [\"localhost\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.at, "upstream[0].servers[0]", "{e}");
+        let e = p(&format!("{l}[[upstream]]\nname = \"app\"\n")).unwrap_err();
+        assert_eq!(e.at, "upstream[0].servers", "{e}");
+    }
+
+    #[test]
     fn nginx_directives_name_the_herd_equivalent() {
         let http = "[[listener]]\nbind = \"127.0.0.1:7002\"\nprotocol = \"http\"\n";
         for (key, herd) in [
@@ -1092,7 +1271,10 @@ mod tests {
                 "server_name",
                 "herd has no equivalent: a listener answers every Host name",
             ),
-            ("proxy_pass", "herd has no equivalent"),
+            (
+                "proxy_pass",
+                "herd's equivalent is `proxy` on a [[listener]]",
+            ),
             ("listen", "herd's equivalent is `bind`"),
             ("keepalive_timeout", "herd's equivalent is `idle_timeout`"),
             ("client_max_body_size", "herd's equivalent is `max_body`"),

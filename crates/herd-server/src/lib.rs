@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod pidfile;
 pub mod probe;
 pub mod protocols;
+pub mod reverse_proxy;
 pub mod sd_notify;
 pub mod signals;
 pub mod site;

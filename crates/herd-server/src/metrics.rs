@@ -79,6 +79,8 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_tls_failures_total", "counter"),
     ("herd_proxy_headers_total", "counter"),
     ("herd_proxy_failures_total", "counter"),
+    ("herd_upstream_requests_total", "counter"),
+    ("herd_upstream_next_backend_total", "counter"),
 ];
 
 /// What one scrape reports: the sums over the running generation's workers.
@@ -758,6 +760,52 @@ impl Collector for Scrape {
                 })
             }),
         )?;
+        // The reverse proxy, summed over the reporting workers by upstream name.
+        let mut ups: Vec<crate::status::UpstreamStatus> = Vec::new();
+        for u in self.reporting.iter().flat_map(|w| w.upstreams.iter()) {
+            match ups.iter_mut().find(|x| x.name == u.name) {
+                Some(x) => {
+                    if x.outcomes.len() < u.outcomes.len() {
+                        x.outcomes.resize(u.outcomes.len(), 0);
+                    }
+                    for (a, b) in x.outcomes.iter_mut().zip(&u.outcomes) {
+                        *a += b;
+                    }
+                    x.next_backend += u.next_backend;
+                }
+                None => ups.push(u.clone()),
+            }
+        }
+        family(
+            e,
+            "herd_upstream_requests",
+            "Requests passed to an [[upstream]] by the reverse proxy, by outcome (ok, \
+             bad_gateway, timeout, no_live).",
+            None,
+            ups.iter().flat_map(|u| {
+                crate::reverse_proxy::Outcome::ALL
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, o)| {
+                        (
+                            vec![l("upstream", u.name.clone()), l("outcome", o.as_str())],
+                            Value::Counter(u.outcomes.get(i).copied().unwrap_or(0)),
+                        )
+                    })
+            }),
+        )?;
+        family(
+            e,
+            "herd_upstream_next_backend",
+            "Proxied attempts that failed on one backend and went on to the next.",
+            None,
+            ups.iter().map(|u| {
+                (
+                    vec![l("upstream", u.name.clone())],
+                    Value::Counter(u.next_backend),
+                )
+            }),
+        )?;
         Ok(())
     }
 }
@@ -860,6 +908,11 @@ mod tests {
                     soft_entered: 3,
                     hard_entered: 1,
                 }),
+                upstreams: vec![crate::status::UpstreamStatus {
+                    name: "app".into(),
+                    outcomes: vec![5, 1, 2, 0],
+                    next_backend: 3,
+                }],
                 ..Default::default()
             })
             .collect();
@@ -1015,6 +1068,17 @@ mod tests {
             assert_eq!(value(&text, "herd_worker_kills_total"), 1.0);
             assert_eq!(value(&text, "herd_reloads_total{result=\"ok\"}"), 2.0);
             assert_eq!(value(&text, "herd_workers_reporting"), 2.0);
+            // Upstream counters are summed over the workers by upstream name.
+            let up = |o: &str| {
+                format!("herd_upstream_requests_total{{upstream=\"app\",outcome=\"{o}\"}}")
+            };
+            assert_eq!(value(&text, &up("ok")), 10.0);
+            assert_eq!(value(&text, &up("timeout")), 4.0);
+            assert_eq!(value(&text, &up("no_live")), 0.0);
+            assert_eq!(
+                value(&text, "herd_upstream_next_backend_total{upstream=\"app\"}"),
+                6.0
+            );
         }
     }
 

@@ -175,7 +175,7 @@ pub fn start(
             server.serve(move || Echo::new(max))
         }
         Protocol::Http => {
-            let http = http_service(l, cx)?;
+            let http = http_service(l, &cfg.upstreams, cx)?;
             match ws_path(l) {
                 Some(path) => WsService::new(|| WsEcho)
                     .options(ws_options(l))
@@ -192,13 +192,18 @@ pub fn start(
         Protocol::Ws => WsService::new(|| WsEcho)
             .options(ws_options(l))
             .serve(server),
-        Protocol::Admin => http_service(l, cx)?.serve(server),
+        Protocol::Admin => http_service(l, &[], cx)?.serve(server),
     }
 }
 
 /// The HTTP service of a listener: a static directory if `root` is set, else the bundled
-/// site (the page and its status endpoint); the access log if one is configured.
-pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService> {
+/// site (the page and its status endpoint); the `proxy` locations, to `upstreams`; the access
+/// log if one is configured.
+pub fn http_service(
+    l: &ListenerConfig,
+    upstreams: &[crate::config::UpstreamConfig],
+    cx: &Context,
+) -> io::Result<HttpService> {
     let router = match (&l.root, l.https_redirect) {
         (_, Some(port)) => redirect_router(port),
         (Some(root), None) => Router::new().statics(
@@ -215,6 +220,11 @@ pub fn http_service(l: &ListenerConfig, cx: &Context) -> io::Result<HttpService>
                 None
             },
         ),
+    };
+    let router = if l.proxy.is_empty() {
+        router
+    } else {
+        crate::reverse_proxy::routes(router, &l.proxy, upstreams, l.tls.is_some())
     };
     let mut opts = HttpOptions::default();
     if let Some(max) = l.max_body {

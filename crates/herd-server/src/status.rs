@@ -285,10 +285,25 @@ pub struct Status {
     /// The overload guard of this worker, when it has a `memory_budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overload: Option<OverloadStatus>,
+    /// The reverse proxy's counters per `[[upstream]]` (empty without `proxy` locations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamStatus>,
     /// The counters summed over every worker of this generation that published a snapshot in
     /// the last [`FRESH_MS`] (filled in by [`StatusBoard::json`] where workers share status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totals: Option<Totals>,
+}
+
+/// One `[[upstream]]`'s counters in this worker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpstreamStatus {
+    /// The upstream's name.
+    pub name: String,
+    /// Proxied requests by outcome, in `reverse_proxy::Outcome::ALL` order (ok, bad_gateway,
+    /// timeout, no_live).
+    pub outcomes: Vec<u64>,
+    /// Attempts that failed on one backend and went on to the next.
+    pub next_backend: u64,
 }
 
 /// Counters over all workers.

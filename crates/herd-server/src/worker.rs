@@ -148,6 +148,7 @@ fn serve(spec: &WorkerSpec, logs: &Logs) -> Result<i32, (i32, String)> {
             .find(|l| l.protocol == crate::config::Protocol::Http)
             .and_then(protocols::ws_path),
         listeners: Vec::new(),
+        upstreams: Vec::new(),
         process: Default::default(),
         overload: None,
         totals: None,
@@ -333,8 +334,10 @@ fn refresh(
             listener_status(l, &h.stats(), frame)
         })
         .collect();
+    let upstreams = crate::reverse_proxy::statuses();
     board.update(|st| {
         st.listeners = listeners;
+        st.upstreams = upstreams;
         st.process = ProcessStatus::current();
         st.overload = budget.map(|b| OverloadStatus {
             budget_bytes: b.hard(),

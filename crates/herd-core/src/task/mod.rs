@@ -23,6 +23,7 @@
 
 mod chan;
 mod conn;
+mod http_client;
 mod io;
 mod time;
 #[cfg(feature = "tls")]
@@ -45,6 +46,9 @@ use crate::inbox::{Cmd, Inbox};
 pub use chan::{channel, Receiver, Sender};
 pub(crate) use conn::TaskQueue;
 pub use conn::{ConnTasks, TaskConn, TaskConnState, QUEUE_MAX};
+pub use http_client::{
+    is_idempotent, ClientError, ClientOptions, ClientStats, ErrorKind, HttpClient, Upstream,
+};
 pub use io::TcpStream;
 pub use time::{sleep, timeout, Elapsed, Sleep};
 #[cfg(feature = "tls")]
@@ -135,8 +139,9 @@ pub(crate) fn push_local(inbox: &Arc<Inbox>, cmd: Cmd) -> Result<(), Cmd> {
     })
 }
 
-/// The current loop's clock in ms (as of its last poll), or 0 outside a loop.
-pub(crate) fn loop_now_ms() -> u64 {
+/// The current loop's time in ms (its clock as of its last poll: a `FakeClock` in tests), as
+/// pools age their connections; 0 outside a loop.
+pub fn loop_now_ms() -> u64 {
     current().map_or(0, |e| e.now())
 }
 

@@ -13,7 +13,7 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 use super::{
     CompressionConfig, Config, ConfigError, LimitReqConfig, ListenerConfig, LogConfig,
-    WsDeflateConfig,
+    ProxyLocation, UpstreamConfig, WsDeflateConfig,
 };
 use crate::tls::{CertConfig, TlsConfig};
 
@@ -92,6 +92,8 @@ enum Table {
     Compression,
     LimitReq,
     WsDeflate,
+    Upstream(usize),
+    Proxy,
 }
 
 impl Table {
@@ -103,6 +105,8 @@ impl Table {
             [] => Table::Top,
             [l] if key(l, "log") => Table::Log,
             [l, Index(i)] if key(l, "listener") => Table::Listener(*i),
+            [u, Index(i)] if key(u, "upstream") => Table::Upstream(*i),
+            [l, Index(_), p, Index(_)] if key(l, "listener") && key(p, "proxy") => Table::Proxy,
             [l, Index(i), Key(t)] if key(l, "listener") => match t.as_str() {
                 "tls" => Table::Tls(*i),
                 "compression" => Table::Compression,
@@ -130,6 +134,8 @@ impl Table {
             Table::Compression => fields_of::<CompressionConfig>(),
             Table::LimitReq => fields_of::<LimitReqConfig>(),
             Table::WsDeflate => fields_of::<WsDeflateConfig>(),
+            Table::Upstream(_) => fields_of::<UpstreamConfig>(),
+            Table::Proxy => fields_of::<ProxyLocation>(),
         }
     }
 
@@ -138,7 +144,7 @@ impl Table {
     /// header lands in this one. Empty for the top level and inline tables.
     fn outer(self) -> Vec<Table> {
         match self {
-            Table::Log | Table::Listener(_) => vec![Table::Top],
+            Table::Log | Table::Listener(_) | Table::Upstream(_) => vec![Table::Top],
             Table::Tls(i) => vec![Table::Listener(i), Table::Top],
             Table::Cert(i, _) => vec![Table::Tls(i), Table::Listener(i), Table::Top],
             _ => Vec::new(),
@@ -150,6 +156,7 @@ impl Table {
         match self {
             Table::Log => ("[log]".into(), "that table"),
             Table::Listener(i) => (format!("[[listener]] number {}", i + 1), "that listener"),
+            Table::Upstream(i) => (format!("[[upstream]] number {}", i + 1), "that upstream"),
             Table::Tls(i) => (
                 format!("[listener.tls] (of [[listener]] number {})", i + 1),
                 "that tls table",
@@ -235,11 +242,35 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     ),
     (
         "proxy_pass",
-        Err("herd is not a reverse proxy, it serves its own site, static files and protocols"),
+        Ok("`proxy` on a [[listener]]: proxy = [{ path = \"/api/\", upstream = \"app\" }], with an [[upstream]] named app (docs/reverse-proxy.md)"),
     ),
     (
         "location",
-        Err("a listener serves one `root` directory or the bundled site"),
+        Ok("`proxy` on a [[listener]] for proxied path prefixes; the rest is its `root` directory or the bundled site (docs/reverse-proxy.md)"),
+    ),
+    (
+        "proxy_connect_timeout",
+        Ok("`upstream` tables' connect_timeout: [[upstream]] connect_timeout = \"5s\" (docs/reverse-proxy.md)"),
+    ),
+    (
+        "proxy_read_timeout",
+        Ok("`upstream` tables' read_timeout (docs/reverse-proxy.md)"),
+    ),
+    (
+        "proxy_next_upstream",
+        Err("a failed connect, or an idempotent request whose backend closed before answering, always goes to the next backend (docs/reverse-proxy.md)"),
+    ),
+    (
+        "proxy_set_header",
+        Err("Host is passed as the client sent it, and X-Forwarded-For/-Proto/-Host and Forwarded are always added (docs/reverse-proxy.md)"),
+    ),
+    (
+        "server",
+        Ok("`upstream` tables' servers: [[upstream]] servers = [\"127.0.0.1:9001\"] (docs/reverse-proxy.md)"),
+    ),
+    (
+        "least_conn",
+        Ok("`upstream` tables' balance = \"least_conn\" (docs/reverse-proxy.md)"),
     ),
     (
         "index",
@@ -459,6 +490,8 @@ mod tests {
 
     #[test]
     fn nginx_names_are_not_herd_keys_and_point_at_real_ones() {
+        // (`keepalive_timeout` is also an [[upstream]] key, as in nginx's upstream block; the
+        // hint is for the listener, where it is unknown.)
         let known: Vec<&str> = [Table::Top, Table::Log, Table::Listener(0)]
             .iter()
             .flat_map(|t| t.fields().iter().copied())

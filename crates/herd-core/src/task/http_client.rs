@@ -1,0 +1,812 @@
+//! An HTTP/1.1 client on cosockets, with a per-loop keep-alive pool keyed by upstream.
+//!
+//! [`HttpClient`] lives on one loop (it is `Rc`-shared and cheap to clone there; make one per
+//! loop, e.g. in a `thread_local!`). [`HttpClient::request`] takes an [`Upstream`] (an address,
+//! and for HTTPS the TLS name) and an `http::Request<Bytes>`, writes the request head and body
+//! in one write over a [`TcpStream`](super::TcpStream) (or a [`TlsStream`](super::TlsStream)),
+//! and parses the response with `httparse`: `Content-Length`, chunked (trailers dropped) or
+//! read-until-close bodies, interim `1xx` responses skipped, no body for `HEAD`, `204` and
+//! `304`; the head and the body are bounded by [`ClientOptions`]. A connection whose response
+//! was read to its framed end and that neither side marked `Connection: close` goes back to
+//! the pool (most recently used first, at most `max_idle_per_upstream`, for `idle_timeout` on
+//! the loop's clock, so a `FakeClock` moves it). Health on reuse: a pooled connection that is
+//! readable (the server closed it, or sent something unasked) is discarded before use, and an
+//! idempotent request whose reused connection fails before any response byte arrives is
+//! retried once on a fresh connection. [`ClientStats`] counts requests, connects, reuses and
+//! failures by kind.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+
+use super::TcpStream;
+#[cfg(feature = "tls")]
+use super::{TlsConnector, TlsStream};
+
+/// How an [`HttpClient`] connects, waits and pools.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Limit on one TCP connect (and, for TLS, on the handshake too).
+    pub connect_timeout: Duration,
+    /// Limit on the whole response (head and body) after the request was written.
+    pub read_timeout: Duration,
+    /// Idle connections kept per upstream (0: no keep-alive).
+    pub max_idle_per_upstream: usize,
+    /// An idle connection older than this (on the loop's clock) is closed instead of reused.
+    pub idle_timeout: Duration,
+    /// Largest response head (status line and headers).
+    pub max_header_bytes: usize,
+    /// Largest response body.
+    pub max_body_bytes: usize,
+    /// Connector for [`Upstream::tls`] upstreams (requests to them fail without one).
+    #[cfg(feature = "tls")]
+    pub tls: Option<TlsConnector>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            max_idle_per_upstream: 32,
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 << 20,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// Where requests go: an address, and for HTTPS the name the certificate must be valid for.
+/// The pool key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    addr: SocketAddr,
+    tls_name: Option<Rc<str>>,
+}
+
+impl Upstream {
+    /// Plain HTTP to `addr`.
+    pub fn tcp(addr: SocketAddr) -> Upstream {
+        Upstream {
+            addr,
+            tls_name: None,
+        }
+    }
+
+    /// HTTPS to `addr`, verifying the certificate for `name` (sent as SNI).
+    pub fn tls(addr: SocketAddr, name: &str) -> Upstream {
+        Upstream {
+            addr,
+            tls_name: Some(name.into()),
+        }
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The TLS name, for HTTPS upstreams.
+    pub fn tls_name(&self) -> Option<&str> {
+        self.tls_name.as_deref()
+    }
+}
+
+/// What went wrong with a request (see [`ClientError::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The connection (or the TLS handshake) failed or was refused.
+    Connect,
+    /// The connect, or the response, did not finish in time.
+    Timeout,
+    /// Reading or writing failed, or the peer closed before the response was complete.
+    Io,
+    /// The response was not valid HTTP/1.x, or its head or body was over the limit.
+    Protocol,
+}
+
+/// A failed request: its kind, whether any response byte had arrived, and the cause.
+#[derive(Debug)]
+pub struct ClientError {
+    kind: ErrorKind,
+    connect_phase: bool,
+    response_started: bool,
+    source: io::Error,
+}
+
+impl ClientError {
+    fn new(kind: ErrorKind, connect_phase: bool, started: bool, source: io::Error) -> Self {
+        ClientError {
+            kind,
+            connect_phase,
+            response_started: started,
+            source,
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// It failed while connecting (the request was not sent): any request may go elsewhere.
+    pub fn is_connect(&self) -> bool {
+        self.connect_phase
+    }
+
+    /// Some of the response had arrived when it failed (a retry could repeat side effects
+    /// the server already reported).
+    pub fn response_started(&self) -> bool {
+        self.response_started
+    }
+
+    /// The underlying I/O error.
+    pub fn io(&self) -> &io::Error {
+        &self.source
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Io => "i/o",
+            ErrorKind::Protocol => "protocol",
+        };
+        write!(f, "upstream {what} error: {}", self.source)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl From<ClientError> for io::Error {
+    fn from(e: ClientError) -> io::Error {
+        e.source
+    }
+}
+
+/// Counters of one [`HttpClient`] (all since it was made).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests asked for (a retry is not counted again).
+    pub requests: u64,
+    /// Responses received in full.
+    pub responses: u64,
+    /// New connections made (successful connects).
+    pub connects: u64,
+    /// Requests sent on a pooled connection.
+    pub reuses: u64,
+    /// Pooled connections found closed (or readable) before use, or too old, and discarded.
+    pub stale_discarded: u64,
+    /// Requests retried on a fresh connection after a reused one failed.
+    pub retries: u64,
+    /// Failures to connect.
+    pub connect_failures: u64,
+    /// Timeouts (connect or response).
+    pub timeouts: u64,
+    /// I/O failures after connecting.
+    pub io_failures: u64,
+    /// Invalid or oversized responses.
+    pub protocol_failures: u64,
+    /// Connections idle in the pool now.
+    pub idle: u64,
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    fn poll_read(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.poll_read(cx, buf),
+        }
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        let start = buf.len();
+        let cap = buf.capacity();
+        // Zero-filled rather than uninitialised: this stays free of `unsafe`.
+        buf.resize(cap, 0);
+        let r = std::future::poll_fn(|cx| self.poll_read(cx, &mut buf[start..])).await;
+        match r {
+            Ok(n) => {
+                buf.truncate(start + n);
+                Ok(n)
+            }
+            Err(e) => {
+                buf.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(data).await,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    /// Without waiting: `true` if the connection is quiet (nothing to read, not closed), as a
+    /// pooled connection must be.
+    async fn is_quiet(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        std::future::poll_fn(|cx| Poll::Ready(self.poll_read(cx, &mut probe).is_pending())).await
+    }
+}
+
+struct Idle {
+    stream: Stream,
+    since_ms: u64,
+}
+
+struct Inner {
+    opts: ClientOptions,
+    pool: RefCell<HashMap<Upstream, VecDeque<Idle>>>,
+    stats: Cell<ClientStats>,
+}
+
+/// An HTTP/1.1 client with a keep-alive pool, for tasks of one loop (see the module docs).
+///
+/// ```no_run
+/// use herd_core::task::{ClientOptions, HttpClient, Upstream};
+/// use herd_core::Bytes;
+/// # async fn call() -> std::io::Result<()> {
+/// let client = HttpClient::new(ClientOptions::default());
+/// let up = Upstream::tcp("127.0.0.1:8080".parse().unwrap());
+/// let req = http::Request::get("/hello").body(Bytes::new()).unwrap();
+/// let resp = client.request(&up, req).await?;
+/// assert_eq!(resp.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    super::loop_now_ms()
+}
+
+/// Methods a request may be repeated for (RFC 9110 idempotent methods).
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+fn proto(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_owned())
+}
+
+/// How the response body is framed.
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+impl HttpClient {
+    /// A client with `opts` and an empty pool.
+    pub fn new(opts: ClientOptions) -> HttpClient {
+        HttpClient {
+            inner: Rc::new(Inner {
+                opts,
+                pool: RefCell::new(HashMap::new()),
+                stats: Cell::new(ClientStats::default()),
+            }),
+        }
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> ClientStats {
+        let mut s = self.inner.stats.get();
+        s.idle = self
+            .inner
+            .pool
+            .borrow()
+            .values()
+            .map(|q| q.len() as u64)
+            .sum();
+        s
+    }
+
+    /// Idle connections pooled for `up` now.
+    pub fn idle(&self, up: &Upstream) -> usize {
+        self.inner.pool.borrow().get(up).map_or(0, |q| q.len())
+    }
+
+    /// Close every idle connection.
+    pub fn clear_idle(&self) {
+        let pool = std::mem::take(&mut *self.inner.pool.borrow_mut());
+        drop(pool);
+    }
+
+    fn count(&self, f: impl FnOnce(&mut ClientStats)) {
+        let mut s = self.inner.stats.get();
+        f(&mut s);
+        self.inner.stats.set(s);
+    }
+
+    fn count_error(&self, e: &ClientError) {
+        self.count(|s| match e.kind {
+            ErrorKind::Connect => s.connect_failures += 1,
+            ErrorKind::Timeout => s.timeouts += 1,
+            ErrorKind::Io => s.io_failures += 1,
+            ErrorKind::Protocol => s.protocol_failures += 1,
+        });
+    }
+
+    /// Send `req` to `up` and read the response (see the module docs). The request's URI
+    /// gives the path and query; a `Host` header is added if it has none, and
+    /// `Content-Length` for a body.
+    pub async fn request(
+        &self,
+        up: &Upstream,
+        req: Request<Bytes>,
+    ) -> Result<Response<Bytes>, ClientError> {
+        self.count(|s| s.requests += 1);
+        let idempotent = is_idempotent(req.method());
+        let is_head = req.method() == Method::HEAD;
+        let close_asked = has_token(req.headers(), http::header::CONNECTION, "close");
+        let wire = encode_request(up, &req);
+        let mut fresh_only = false;
+        loop {
+            let (mut stream, reused) = match self.checkout(up, fresh_only).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.count_error(&e);
+                    return Err(e);
+                }
+            };
+            if reused {
+                self.count(|s| s.reuses += 1);
+            }
+            match self.exchange(&mut stream, &wire, is_head).await {
+                Ok((resp, reusable)) => {
+                    self.count(|s| s.responses += 1);
+                    if reusable && !close_asked {
+                        self.checkin(up, stream);
+                    }
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    if reused && idempotent && !e.response_started && e.kind != ErrorKind::Timeout {
+                        // The server had closed the pooled connection (a keep-alive race):
+                        // once more on a fresh one.
+                        self.count(|s| s.retries += 1);
+                        fresh_only = true;
+                        continue;
+                    }
+                    self.count_error(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// A quiet pooled connection to `up`, or a new one (`true` if pooled).
+    async fn checkout(
+        &self,
+        up: &Upstream,
+        fresh_only: bool,
+    ) -> Result<(Stream, bool), ClientError> {
+        if !fresh_only {
+            let now = now_ms();
+            let idle_ms = self.inner.opts.idle_timeout.as_millis() as u64;
+            loop {
+                let idle = {
+                    let mut pool = self.inner.pool.borrow_mut();
+                    pool.get_mut(up).and_then(|q| q.pop_back())
+                };
+                let Some(mut idle) = idle else { break };
+                if now.saturating_sub(idle.since_ms) >= idle_ms || !idle.stream.is_quiet().await {
+                    self.count(|s| s.stale_discarded += 1);
+                    continue;
+                }
+                return Ok((idle.stream, true));
+            }
+        }
+        let stream = self.connect(up).await?;
+        self.count(|s| s.connects += 1);
+        Ok((stream, false))
+    }
+
+    async fn connect(&self, up: &Upstream) -> Result<Stream, ClientError> {
+        let limit = self.inner.opts.connect_timeout;
+        let conn_err = |e: io::Error| {
+            let kind = if e.kind() == io::ErrorKind::TimedOut {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Connect
+            };
+            ClientError::new(kind, true, false, e)
+        };
+        #[cfg(feature = "tls")]
+        if up.tls_name.is_some() && self.inner.opts.tls.is_none() {
+            return Err(conn_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an https upstream needs ClientOptions::tls",
+            )));
+        }
+        let tcp = TcpStream::connect_timeout(up.addr, limit)
+            .await
+            .map_err(conn_err)?;
+        match &up.tls_name {
+            None => Ok(Stream::Tcp(tcp)),
+            #[cfg(feature = "tls")]
+            Some(name) => {
+                let Some(tls) = &self.inner.opts.tls else {
+                    unreachable!("checked before connecting");
+                };
+                let s = match super::timeout(limit, tls.connect(name, tcp)).await {
+                    Ok(r) => r.map_err(conn_err)?,
+                    Err(_) => {
+                        return Err(conn_err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "TLS handshake timed out",
+                        )))
+                    }
+                };
+                Ok(Stream::Tls(Box::new(s)))
+            }
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err(conn_err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "herd-core was built without the tls feature",
+            ))),
+        }
+    }
+
+    fn checkin(&self, up: &Upstream, stream: Stream) {
+        let max = self.inner.opts.max_idle_per_upstream;
+        if max == 0 {
+            return;
+        }
+        let mut pool = self.inner.pool.borrow_mut();
+        let q = pool.entry(up.clone()).or_default();
+        if q.len() >= max {
+            // The oldest goes (nginx's keepalive cache drops its least recently used too).
+            q.pop_front();
+        }
+        q.push_back(Idle {
+            stream,
+            since_ms: now_ms(),
+        });
+    }
+
+    /// Write `wire`, read one response; whether the connection may be reused.
+    async fn exchange(
+        &self,
+        stream: &mut Stream,
+        wire: &[u8],
+        is_head: bool,
+    ) -> Result<(Response<Bytes>, bool), ClientError> {
+        if let Err(e) = stream.write_all(wire).await {
+            return Err(ClientError::new(ErrorKind::Io, false, false, e));
+        }
+        let started = Cell::new(false);
+        let read = read_response(stream, &self.inner.opts, is_head, &started);
+        match super::timeout(self.inner.opts.read_timeout, read).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::new(
+                ErrorKind::Timeout,
+                false,
+                started.get(),
+                io::Error::new(io::ErrorKind::TimedOut, "upstream response timed out"),
+            )),
+        }
+    }
+}
+
+/// The request head and body, as one buffer.
+fn encode_request(up: &Upstream, req: &Request<Bytes>) -> Vec<u8> {
+    let body = req.body();
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if pq.is_empty() { b"/" } else { pq.as_bytes() });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let h = req.headers();
+    if !h.contains_key(http::header::HOST) {
+        out.extend_from_slice(b"host: ");
+        match (&up.tls_name, req.uri().authority()) {
+            (_, Some(a)) => out.extend_from_slice(a.as_str().as_bytes()),
+            (Some(n), None) => out.extend_from_slice(n.as_bytes()),
+            (None, None) => out.extend_from_slice(up.addr.to_string().as_bytes()),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    for (k, v) in h {
+        if k == http::header::CONTENT_LENGTH || k == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let m = req.method();
+    if !body.is_empty() || *m == Method::POST || *m == Method::PUT || *m == Method::PATCH {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Read one final response from `stream` (interim `1xx` skipped); whether the connection may
+/// carry another request. `started` is set once a response byte arrived.
+async fn read_response(
+    stream: &mut Stream,
+    opts: &ClientOptions,
+    is_head: bool,
+    started: &Cell<bool>,
+) -> Result<(Response<Bytes>, bool), ClientError> {
+    let io_err = |started: bool, e: io::Error| ClientError::new(ErrorKind::Io, false, started, e);
+    let proto_err = |msg: &str| ClientError::new(ErrorKind::Protocol, false, true, proto(msg));
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        // The head.
+        let (head_len, mut resp, version) = loop {
+            if !buf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                let mut r = httparse::Response::new(&mut headers);
+                match r.parse(&buf) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let status = StatusCode::from_u16(r.code.unwrap_or(0))
+                            .map_err(|_| proto_err("bad status code"))?;
+                        let version = if r.version == Some(0) {
+                            Version::HTTP_10
+                        } else {
+                            Version::HTTP_11
+                        };
+                        let mut map = HeaderMap::with_capacity(r.headers.len());
+                        for h in r.headers.iter() {
+                            let name = HeaderName::from_bytes(h.name.as_bytes())
+                                .map_err(|_| proto_err("bad header name"))?;
+                            let value = HeaderValue::from_bytes(h.value)
+                                .map_err(|_| proto_err("bad header value"))?;
+                            map.append(name, value);
+                        }
+                        let mut resp = Response::new(Bytes::new());
+                        *resp.status_mut() = status;
+                        *resp.version_mut() = version;
+                        *resp.headers_mut() = map;
+                        break (n, resp, version);
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if buf.len() > opts.max_header_bytes {
+                            return Err(proto_err("response head too large"));
+                        }
+                    }
+                    Err(httparse::Error::TooManyHeaders) => {
+                        return Err(proto_err("response head has too many headers"))
+                    }
+                    Err(_) => return Err(proto_err("invalid response head")),
+                }
+            }
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| io_err(started.get(), e))?;
+            if n == 0 {
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "upstream closed before the response head",
+                );
+                return Err(io_err(started.get(), e));
+            }
+            started.set(true);
+        };
+        buf.advance(head_len);
+        let status = resp.status();
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            continue;
+        }
+        let headers = resp.headers();
+        let close = has_token(headers, http::header::CONNECTION, "close")
+            || (version == Version::HTTP_10
+                && !has_token(headers, http::header::CONNECTION, "keep-alive"));
+        let framing = if is_head
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status.is_informational()
+        {
+            Framing::None
+        } else if headers.contains_key(http::header::TRANSFER_ENCODING) {
+            if has_token(headers, http::header::TRANSFER_ENCODING, "chunked") {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            }
+        } else if let Some(v) = headers.get(http::header::CONTENT_LENGTH) {
+            let n: u64 = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| proto_err("bad content-length"))?;
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
+        let max = opts.max_body_bytes;
+        let too_big = || proto_err("response body over the limit");
+        let eof = || {
+            io_err(
+                true,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed mid-body"),
+            )
+        };
+        let (body, reusable) = match framing {
+            Framing::None => (Bytes::new(), !close && buf.is_empty()),
+            Framing::Length(n) => {
+                if n > max as u64 {
+                    return Err(too_big());
+                }
+                let n = n as usize;
+                while buf.len() < n {
+                    if stream
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| io_err(true, e))?
+                        == 0
+                    {
+                        return Err(eof());
+                    }
+                }
+                let body = buf.split_to(n).freeze();
+                (body, !close && buf.is_empty())
+            }
+            Framing::UntilClose => {
+                loop {
+                    if buf.len() > max {
+                        return Err(too_big());
+                    }
+                    if stream
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| io_err(true, e))?
+                        == 0
+                    {
+                        break;
+                    }
+                }
+                (std::mem::take(&mut buf).freeze(), false)
+            }
+            Framing::Chunked => {
+                let mut body = BytesMut::new();
+                loop {
+                    // The chunk-size line.
+                    let size = loop {
+                        match httparse::parse_chunk_size(&buf) {
+                            Ok(httparse::Status::Complete((used, size))) => {
+                                buf.advance(used);
+                                break size;
+                            }
+                            Ok(httparse::Status::Partial) => {
+                                if buf.len() > 4096 {
+                                    return Err(proto_err("chunk size line too long"));
+                                }
+                            }
+                            Err(_) => return Err(proto_err("invalid chunk size")),
+                        }
+                        if stream
+                            .read_buf(&mut buf)
+                            .await
+                            .map_err(|e| io_err(true, e))?
+                            == 0
+                        {
+                            return Err(eof());
+                        }
+                    };
+                    if size == 0 {
+                        break;
+                    }
+                    if body.len() as u64 + size > max as u64 {
+                        return Err(too_big());
+                    }
+                    let need = size as usize + 2;
+                    while buf.len() < need {
+                        if stream
+                            .read_buf(&mut buf)
+                            .await
+                            .map_err(|e| io_err(true, e))?
+                            == 0
+                        {
+                            return Err(eof());
+                        }
+                    }
+                    body.extend_from_slice(&buf[..size as usize]);
+                    if &buf[size as usize..need] != b"\r\n" {
+                        return Err(proto_err("chunk not followed by CRLF"));
+                    }
+                    buf.advance(need);
+                }
+                // Trailers (dropped) up to the empty line.
+                loop {
+                    if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                        let empty = i == 0;
+                        buf.advance(i + 2);
+                        if empty {
+                            break;
+                        }
+                        continue;
+                    }
+                    if buf.len() > opts.max_header_bytes {
+                        return Err(proto_err("trailers too large"));
+                    }
+                    if stream
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| io_err(true, e))?
+                        == 0
+                    {
+                        return Err(eof());
+                    }
+                }
+                (body.freeze(), !close && buf.is_empty())
+            }
+        };
+        *resp.body_mut() = body;
+        return Ok((resp, reusable));
+    }
+}

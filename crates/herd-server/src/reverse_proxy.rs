@@ -1,0 +1,401 @@
+//! The reverse proxy: a listener's `proxy` locations pass requests to an `[[upstream]]`'s
+//! backends, as nginx's `proxy_pass` does.
+//!
+//! Each location is an async route (`path/*`, every method) whose task forwards the request
+//! with the loop's [`HttpClient`] (its keep-alive pool holds `keepalive` idle connections per
+//! backend per loop): method, path and query, the headers minus the hop-by-hop ones, the body,
+//! and `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`. The backend
+//! is picked by the upstream's balance policy among those not marked down; a backend that
+//! fails `max_fails` times within `fail_timeout` is skipped for `fail_timeout` (the state is
+//! per event loop). A failed connect, or for idempotent methods a backend that closed before
+//! any response byte, moves to the next backend; a response that does not arrive in
+//! `read_timeout` is a 504; nothing left to try is a 502. Every request is counted per
+//! upstream and outcome ([`UpstreamCounters`]).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use herd_core::http::{
+    header, Body, ClientAddr, Endpoint, HeaderMap, HeaderValue, Request, Response, Router,
+    StatusCode,
+};
+use herd_core::task::{self, ClientOptions, ErrorKind, HttpClient, Upstream};
+
+use crate::config::{BalancePolicy, ProxyLocation, UpstreamConfig};
+
+/// What became of a proxied request (the `outcome` label of
+/// `herd_upstream_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A backend answered (whatever its status).
+    Ok,
+    /// Every backend tried failed: 502.
+    BadGateway,
+    /// The backend did not answer in `read_timeout`: 504.
+    Timeout,
+    /// Every backend is marked down: 502 without trying.
+    NoLive,
+}
+
+impl Outcome {
+    /// Every outcome, in counter order.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::BadGateway,
+        Outcome::Timeout,
+        Outcome::NoLive,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::BadGateway => "bad_gateway",
+            Outcome::Timeout => "timeout",
+            Outcome::NoLive => "no_live",
+        }
+    }
+}
+
+/// One upstream's counters in this worker (all loops).
+#[derive(Debug, Default)]
+pub struct UpstreamCounters {
+    /// Requests by [`Outcome`] (in [`Outcome::ALL`] order).
+    pub outcomes: [AtomicU64; 4],
+    /// Attempts that failed on one backend and went on to the next.
+    pub next_backend: AtomicU64,
+}
+
+/// The upstreams a worker's proxies use, with their counters, by name (for the metrics).
+pub type UpstreamRegistry = Arc<Mutex<Vec<(String, Arc<UpstreamCounters>)>>>;
+
+/// The process's registry of upstream counters.
+pub fn registry() -> &'static UpstreamRegistry {
+    static R: std::sync::OnceLock<UpstreamRegistry> = std::sync::OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// This process's upstream counters, for its status snapshot.
+pub fn statuses() -> Vec<crate::status::UpstreamStatus> {
+    let r = registry().lock().unwrap_or_else(|e| e.into_inner());
+    r.iter()
+        .map(|(name, c)| crate::status::UpstreamStatus {
+            name: name.clone(),
+            outcomes: c
+                .outcomes
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .collect(),
+            next_backend: c.next_backend.load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
+/// An upstream as the proxy routes see it (shared by every loop).
+struct Shared {
+    /// Process-unique id: the key of the per-loop state.
+    id: usize,
+    backends: Vec<SocketAddr>,
+    balance: BalancePolicy,
+    opts: ClientOptions,
+    max_fails: u32,
+    fail_timeout_ms: u64,
+    counters: Arc<UpstreamCounters>,
+    /// The listener has TLS (for `X-Forwarded-Proto`).
+    https: bool,
+}
+
+/// One backend's state in one loop.
+#[derive(Default, Clone, Copy)]
+struct Backend {
+    in_flight: u32,
+    fails: u32,
+    /// Loop time (ms) of the first failure counted in `fails`.
+    first_fail_ms: u64,
+    /// Loop time until which it is down.
+    down_until_ms: u64,
+}
+
+/// An upstream's state in one loop: its client (and pool), the round-robin turn, backends.
+struct Local {
+    client: HttpClient,
+    next: usize,
+    backends: Vec<Backend>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<HashMap<usize, Rc<RefCell<Local>>>> = RefCell::new(HashMap::new());
+}
+
+fn local(sh: &Shared) -> Rc<RefCell<Local>> {
+    LOCAL.with(|m| {
+        m.borrow_mut()
+            .entry(sh.id)
+            .or_insert_with(|| {
+                Rc::new(RefCell::new(Local {
+                    client: HttpClient::new(sh.opts.clone()),
+                    next: 0,
+                    backends: vec![Backend::default(); sh.backends.len()],
+                }))
+            })
+            .clone()
+    })
+}
+
+/// The loop's time in ms (as the client's pool sees it).
+fn now_ms() -> u64 {
+    task::loop_now_ms()
+}
+
+/// Add the listener's `proxy` locations to `router`. `upstreams` are the configuration's.
+pub fn routes(
+    mut router: Router,
+    locations: &[ProxyLocation],
+    upstreams: &[UpstreamConfig],
+    https: bool,
+) -> Router {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    for loc in locations {
+        let Some(u) = upstreams.iter().find(|u| u.name == loc.upstream) else {
+            continue;
+        };
+        let counters = {
+            let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
+            match r.iter().find(|(n, _)| *n == u.name) {
+                Some((_, c)) => c.clone(),
+                None => {
+                    let c = Arc::new(UpstreamCounters::default());
+                    r.push((u.name.clone(), c.clone()));
+                    c
+                }
+            }
+        };
+        let sh = Arc::new(Shared {
+            id: NEXT.fetch_add(1, Ordering::Relaxed) as usize,
+            backends: u.servers.iter().filter_map(|s| s.parse().ok()).collect(),
+            balance: u.balance,
+            opts: ClientOptions {
+                connect_timeout: u.connect_timeout.0,
+                read_timeout: u.read_timeout.0,
+                max_idle_per_upstream: u.keepalive,
+                idle_timeout: u.keepalive_timeout.0,
+                max_body_bytes: u.max_body,
+                ..ClientOptions::default()
+            },
+            max_fails: u.max_fails,
+            fail_timeout_ms: u.fail_timeout.0.as_millis() as u64,
+            counters,
+            https,
+        });
+        let prefix = loc.path.trim_end_matches('/');
+        let pattern = format!("{prefix}/*");
+        let handler = move |req: Request<Body>| {
+            let sh = sh.clone();
+            Box::pin(forward(sh, req)) as herd_core::http::ResponseFuture
+        };
+        router = router.add(None, &pattern, Endpoint::Async(Arc::new(handler)));
+    }
+    router
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded.
+const HOP: [header::HeaderName; 7] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    for n in named {
+        h.remove(n.as_str());
+    }
+    for n in HOP {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+fn text(status: StatusCode, msg: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from_static(msg.as_bytes()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The order to try backends in for one request (down ones left out).
+fn plan(sh: &Shared, l: &mut Local, now: u64) -> Vec<usize> {
+    let n = sh.backends.len();
+    let live = |b: &Backend| b.down_until_ms <= now;
+    let mut order: Vec<usize> = match sh.balance {
+        BalancePolicy::RoundRobin => {
+            let start = l.next % n.max(1);
+            l.next = l.next.wrapping_add(1);
+            (0..n).map(|i| (start + i) % n).collect()
+        }
+        BalancePolicy::LeastConn => {
+            let start = l.next % n.max(1);
+            l.next = l.next.wrapping_add(1);
+            let mut v: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+            v.sort_by_key(|&i| l.backends[i].in_flight);
+            v
+        }
+    };
+    order.retain(|&i| live(&l.backends[i]));
+    order
+}
+
+/// A request in flight to backend `.1` (for `least_conn`); counted down on drop, so a task
+/// cancelled because its client left does not leave the count behind.
+struct InFlight(Rc<RefCell<Local>>, usize);
+
+impl InFlight {
+    fn enter(l: &Rc<RefCell<Local>>, i: usize) -> InFlight {
+        l.borrow_mut().backends[i].in_flight += 1;
+        InFlight(l.clone(), i)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut l = self.0.borrow_mut();
+        let b = &mut l.backends[self.1];
+        b.in_flight = b.in_flight.saturating_sub(1);
+    }
+}
+
+fn failed(sh: &Shared, l: &mut Local, i: usize, now: u64) {
+    if sh.max_fails == 0 {
+        return;
+    }
+    let b = &mut l.backends[i];
+    if b.fails == 0 || now.saturating_sub(b.first_fail_ms) > sh.fail_timeout_ms {
+        b.fails = 0;
+        b.first_fail_ms = now;
+    }
+    b.fails += 1;
+    if b.fails >= sh.max_fails {
+        b.down_until_ms = now + sh.fail_timeout_ms;
+        b.fails = 0;
+        tracing::warn!(backend = %sh.backends[i], "upstream backend marked down");
+    }
+}
+
+fn count(sh: &Shared, o: Outcome) {
+    let i = Outcome::ALL.iter().position(|x| *x == o).unwrap_or(0);
+    sh.counters.outcomes[i].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Forward one request (see the module docs).
+async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<ClientAddr>().map(|p| p.0);
+    let body = body.into_bytes().unwrap_or_default();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    if let Some(p) = peer {
+        let ip = p.ip().to_string();
+        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.clone(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert("x-forwarded-for", v);
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let node = if p.is_ipv6() {
+            format!("\"[{ip}]\"")
+        } else {
+            ip
+        };
+        let proto = if sh.https { "https" } else { "http" };
+        let fwd = if host.is_empty() {
+            format!("for={node};proto={proto}")
+        } else {
+            format!("for={node};host=\"{host}\";proto={proto}")
+        };
+        if let Ok(v) = HeaderValue::from_str(&fwd) {
+            headers.append(header::FORWARDED, v);
+        }
+        if !host.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                headers.insert("x-forwarded-host", v);
+            }
+        }
+    }
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if sh.https { "https" } else { "http" }),
+    );
+    let idempotent = task::is_idempotent(&parts.method);
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let l = local(&sh);
+    let order = plan(&sh, &mut l.borrow_mut(), now_ms());
+    if order.is_empty() {
+        count(&sh, Outcome::NoLive);
+        return text(StatusCode::BAD_GATEWAY, "no live upstream\n");
+    }
+    let client = l.borrow().client.clone();
+    for (k, &i) in order.iter().enumerate() {
+        let mut out = Request::new(body.clone());
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = pq.parse().unwrap_or_default();
+        *out.headers_mut() = headers.clone();
+        let up = Upstream::tcp(sh.backends[i]);
+        let guard = InFlight::enter(&l, i);
+        let r = client.request(&up, out).await;
+        drop(guard);
+        match r {
+            Ok(resp) => {
+                count(&sh, Outcome::Ok);
+                let (mut rp, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rp.headers);
+                rp.headers.remove(header::CONTENT_LENGTH);
+                return Response::from_parts(rp, Body::from(rbody));
+            }
+            Err(e) => {
+                failed(&sh, &mut l.borrow_mut(), i, now_ms());
+                tracing::warn!(backend = %sh.backends[i], error = %e, "upstream request failed");
+                if e.kind() == ErrorKind::Timeout && !e.is_connect() {
+                    count(&sh, Outcome::Timeout);
+                    return text(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
+                }
+                let again = e.is_connect() || (idempotent && !e.response_started());
+                if again && k + 1 < order.len() {
+                    sh.counters.next_backend.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                count(&sh, Outcome::BadGateway);
+                return text(StatusCode::BAD_GATEWAY, "bad gateway\n");
+            }
+        }
+    }
+    count(&sh, Outcome::BadGateway);
+    text(StatusCode::BAD_GATEWAY, "bad gateway\n")
+}

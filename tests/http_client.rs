@@ -1,0 +1,526 @@
+//! The HTTP/1.1 client on cosockets (`task::HttpClient`) against real loopback servers: herd's
+//! own HttpService (keep-alive: one accept for many requests, HEAD, 204, chunked bodies),
+//! python3's `http.server` (HTTP/1.0, closes after each response), a scripted responder
+//! (interim 100, chunked with trailers, `Connection: close`), a server that closes idle
+//! connections (the stale pooled connection is discarded before use, or the request retried
+//! once on a fresh connection when idempotent, and not retried when not), a silent server
+//! (the read timeout on a fake clock), a refused connect, an oversized response, the idle
+//! timeout on the loop clock, and an HTTPS upstream through a TlsConnector.
+//!
+//! The client runs in a driver: an async route of a herd HTTP server (`/go?...`) whose task
+//! makes the requests with the loop's client and answers with what it got and the counters.
+
+mod http_support;
+
+use std::cell::OnceCell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herd::clock::FakeClock;
+use herd::http::{Body, HttpService, Request, Response, Router, StatusCode};
+use herd::task::{ClientOptions, HttpClient, TlsConnector, Upstream};
+use herd::tls::{CertFiles, TlsAcceptor, TlsSettings};
+use herd::{Bytes, Server, ServerHandle};
+use herd_testkit::certs::TestCa;
+use herd_testkit::wait_until;
+use http_support::{serve_service, Client};
+
+thread_local! {
+    static CLIENT: OnceCell<HttpClient> = const { OnceCell::new() };
+}
+
+fn arg<'a>(q: &'a str, k: &str) -> Option<&'a str> {
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+}
+
+/// `/go?port=P&path=/x&n=N&method=M[&tls=NAME]`: N requests in a row with the loop's client;
+/// one line per response (`status len body-or-error`), then the client's counters.
+fn driver(opts: ClientOptions, clock: Option<&FakeClock>) -> ServerHandle {
+    let router = Router::new().get_async("/go", move |req: Request<Body>| {
+        let client = CLIENT.with(|c| c.get_or_init(|| HttpClient::new(opts.clone())).clone());
+        let q = req.uri().query().unwrap_or("").to_owned();
+        async move {
+            let port: u16 = arg(&q, "port").unwrap().parse().unwrap();
+            let path = arg(&q, "path").unwrap_or("/").to_owned();
+            let n: usize = arg(&q, "n").unwrap_or("1").parse().unwrap();
+            let method = arg(&q, "method").unwrap_or("GET").to_owned();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let up = match arg(&q, "tls") {
+                Some(name) => Upstream::tls(addr, name),
+                None => Upstream::tcp(addr),
+            };
+            let mut out = String::new();
+            for _ in 0..n {
+                let body = if method == "POST" {
+                    Bytes::from_static(b"posted")
+                } else {
+                    Bytes::new()
+                };
+                let r = herd::http::Request::builder()
+                    .method(method.as_str())
+                    .uri(path.as_str())
+                    .header("x-test", "1")
+                    .body(body)
+                    .unwrap();
+                match client.request(&up, r).await {
+                    Ok(resp) => out.push_str(&format!(
+                        "{} {} {}\n",
+                        resp.status().as_u16(),
+                        resp.body().len(),
+                        String::from_utf8_lossy(resp.body())
+                    )),
+                    Err(e) => out.push_str(&format!(
+                        "error {:?} started={} {}\n",
+                        e.kind(),
+                        e.response_started(),
+                        e
+                    )),
+                }
+            }
+            let s = client.stats();
+            out.push_str(&format!(
+                "connects={} reuses={} retries={} stale={} idle={}",
+                s.connects, s.reuses, s.retries, s.stale_discarded, s.idle
+            ));
+            Response::new(Body::from(out))
+        }
+    });
+    serve_service(HttpService::new(router), clock)
+}
+
+fn go(d: &ServerHandle, query: &str) -> String {
+    let mut c = Client::connect(d.local_addr());
+    c.get(&format!("/go?{query}")).text()
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+/// herd's own upstream: `/hello`, a chunked `/stream`, `/empty` (204), `/echo` of headers.
+fn herd_upstream() -> ServerHandle {
+    let router = Router::new()
+        .get("/hello", |_: Request<Body>| {
+            Response::new(Body::from_static(b"Hello, World!"))
+        })
+        .get("/stream", |_: Request<Body>| {
+            Response::new(Body::stream(vec![
+                Bytes::from_static(b"abc"),
+                Bytes::from_static(b"defgh"),
+            ]))
+        })
+        .get("/empty", |_: Request<Body>| {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        })
+        .get("/echo", |req: Request<Body>| {
+            let v = req
+                .headers()
+                .get("x-test")
+                .map(|v| v.to_str().unwrap_or("").to_owned())
+                .unwrap_or_default();
+            Response::new(Body::from(format!("x-test={v}")))
+        })
+        .post("/echo", |req: Request<Body>| {
+            let b = req.into_body().into_bytes().unwrap_or_default();
+            Response::new(Body::from(b))
+        });
+    serve_service(HttpService::new(router), None)
+}
+
+#[test]
+fn herd_upstream_keep_alive_head_204_chunked_and_post() {
+    let up = herd_upstream();
+    let port = up.local_addr().port();
+    let d = driver(ClientOptions::default(), None);
+    let r = go(&d, &format!("port={port}&path=/hello&n=5"));
+    let l = lines(&r);
+    assert_eq!(l[..5], ["200 13 Hello, World!"; 5], "{r}");
+    assert_eq!(l[5], "connects=1 reuses=4 retries=0 stale=0 idle=1");
+    assert_eq!(
+        up.stats().accepted,
+        1,
+        "one upstream connection for five requests"
+    );
+
+    let r = go(&d, &format!("port={port}&path=/hello&method=HEAD"));
+    assert!(r.starts_with("200 0 \n"), "{r}");
+    let r = go(&d, &format!("port={port}&path=/empty"));
+    assert!(r.starts_with("204 0 \n"), "{r}");
+    let r = go(&d, &format!("port={port}&path=/stream"));
+    assert!(r.starts_with("200 8 abcdefgh\n"), "{r}");
+    let r = go(&d, &format!("port={port}&path=/echo"));
+    assert!(r.starts_with("200 8 x-test=1\n"), "{r}");
+    let r = go(&d, &format!("port={port}&path=/echo&method=POST"));
+    assert!(r.starts_with("200 6 posted\n"), "{r}");
+    assert!(
+        r.ends_with("connects=1 reuses=9 retries=0 stale=0 idle=1"),
+        "{r}"
+    );
+    assert_eq!(up.stats().accepted, 1);
+    d.stop(Duration::ZERO);
+    up.stop(Duration::ZERO);
+}
+
+struct Python(Child);
+impl Drop for Python {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn python_http_server_http10_close_after_each_response() {
+    let dir = std::env::temp_dir().join(format!("herd-hc-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("file.txt"), b"from python").unwrap();
+    let script = "import http.server,sys\n\
+        s=http.server.HTTPServer(('127.0.0.1',0),http.server.SimpleHTTPRequestHandler)\n\
+        print(s.server_port,flush=True)\n\
+        s.serve_forever()\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _py = Python(child);
+    let port: u16 = line.trim().parse().unwrap();
+    let d = driver(ClientOptions::default(), None);
+    let r = go(&d, &format!("port={port}&path=/file.txt&n=3"));
+    let l = lines(&r);
+    assert_eq!(l[..3], ["200 11 from python"; 3], "{r}");
+    // HTTP/1.0 without keep-alive: nothing pooled, a connection per request.
+    assert_eq!(
+        l[l.len() - 1],
+        "connects=3 reuses=0 retries=0 stale=0 idle=0"
+    );
+    let r = go(&d, &format!("port={port}&path=/missing"));
+    assert!(r.starts_with("404 "), "{r}");
+    d.stop(Duration::ZERO);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a scripted server does on each connection.
+#[derive(Clone, Copy)]
+enum Script {
+    /// 100 Continue, then a chunked body with a trailer; keep-alive.
+    Chunked,
+    /// Answers the first request of a connection, then closes it right away.
+    CloseAfterOne,
+    /// Answers the first request of a connection; at the second one, closes without a byte.
+    DropSecond,
+    /// Reads the request and never answers.
+    Silent,
+    /// A head larger than the client allows.
+    HugeHead,
+    /// `Connection: close` with a Content-Length body, and closes.
+    SaysClose,
+}
+
+struct Scripted {
+    port: u16,
+    accepts: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+fn read_head(s: &mut TcpStream) -> bool {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => buf.push(b[0]),
+            _ => return false,
+        }
+    }
+    // A POST in these tests carries "posted".
+    if buf.starts_with(b"POST") {
+        let mut body = [0u8; 6];
+        return s.read_exact(&mut body).is_ok();
+    }
+    true
+}
+
+fn scripted(script: Script) -> Scripted {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let (a, c, h) = (accepts.clone(), closed.clone(), held.clone());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            a.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                match script {
+                    Script::Chunked => {
+                        while read_head(&mut s) {
+                            let _ = s.write_all(
+                                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\
+                                  Transfer-Encoding: chunked\r\n\r\n\
+                                  4\r\nWiki\r\n6;ext=1\r\npedia!\r\n0\r\nX-Trailer: t\r\n\r\n",
+                            );
+                        }
+                    }
+                    Script::CloseAfterOne => {
+                        if read_head(&mut s) {
+                            let _ = s.write_all(ok);
+                        }
+                    }
+                    Script::DropSecond => {
+                        if read_head(&mut s) {
+                            let _ = s.write_all(ok);
+                        }
+                        read_head(&mut s);
+                    }
+                    Script::Silent => {
+                        read_head(&mut s);
+                        h.lock().unwrap().push(s);
+                        return;
+                    }
+                    Script::HugeHead => {
+                        read_head(&mut s);
+                        let mut r = b"HTTP/1.1 200 OK\r\n".to_vec();
+                        for i in 0..40 {
+                            let pad = format!("X-Pad-{i}: {}\r\n", "p".repeat(200));
+                            r.extend_from_slice(pad.as_bytes());
+                        }
+                        r.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+                        let _ = s.write_all(&r);
+                    }
+                    Script::SaysClose => {
+                        read_head(&mut s);
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye",
+                        );
+                    }
+                }
+                drop(s);
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Scripted {
+        port,
+        accepts,
+        closed,
+        held,
+    }
+}
+
+#[test]
+fn interim_100_chunked_with_extension_and_trailer() {
+    let s = scripted(Script::Chunked);
+    let d = driver(ClientOptions::default(), None);
+    let r = go(&d, &format!("port={}&path=/c&n=3", s.port));
+    let l = lines(&r);
+    assert_eq!(l[..3], ["200 10 Wikipedia!"; 3], "{r}");
+    assert_eq!(l[3], "connects=1 reuses=2 retries=0 stale=0 idle=1");
+    assert_eq!(s.accepts.load(Ordering::SeqCst), 1);
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn connection_close_from_the_server_is_honoured() {
+    let s = scripted(Script::SaysClose);
+    let d = driver(ClientOptions::default(), None);
+    let r = go(&d, &format!("port={}&path=/&n=2", s.port));
+    assert_eq!(
+        lines(&r),
+        [
+            "200 3 bye",
+            "200 3 bye",
+            "connects=2 reuses=0 retries=0 stale=0 idle=0"
+        ]
+    );
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn a_pooled_connection_the_server_closed_is_discarded_before_use() {
+    let s = scripted(Script::CloseAfterOne);
+    let d = driver(ClientOptions::default(), None);
+    let r = go(&d, &format!("port={}&path=/", s.port));
+    assert_eq!(
+        lines(&r),
+        ["200 2 ok", "connects=1 reuses=0 retries=0 stale=0 idle=1"]
+    );
+    wait_until("the server closed its end", || {
+        s.closed.load(Ordering::SeqCst) == 1
+    });
+    // The loop saw the FIN: the pooled connection is found closed and a new one is made.
+    let r = go(&d, &format!("port={}&path=/", s.port));
+    assert_eq!(
+        lines(&r),
+        ["200 2 ok", "connects=2 reuses=0 retries=0 stale=1 idle=1"]
+    );
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn a_reused_connection_failing_before_the_response_is_retried_once_if_idempotent() {
+    let s = scripted(Script::DropSecond);
+    let d = driver(ClientOptions::default(), None);
+    let r = go(&d, &format!("port={}&path=/&n=2", s.port));
+    // The second GET went out on the pooled connection, which closed without a byte: once
+    // more on a fresh connection, which answers.
+    assert_eq!(
+        lines(&r),
+        [
+            "200 2 ok",
+            "200 2 ok",
+            "connects=2 reuses=1 retries=1 stale=0 idle=1"
+        ]
+    );
+    assert_eq!(s.accepts.load(Ordering::SeqCst), 2);
+    // A POST is not repeated: the caller hears of the failure.
+    let r = go(&d, &format!("port={}&path=/&method=POST", s.port));
+    let l = lines(&r);
+    assert!(l[0].starts_with("error Io started=false"), "{r}");
+    assert_eq!(l[1], "connects=2 reuses=2 retries=1 stale=0 idle=0");
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn a_silent_server_times_the_response_out_on_the_loop_clock() {
+    let s = scripted(Script::Silent);
+    let clock = FakeClock::new(1_000);
+    let opts = ClientOptions {
+        read_timeout: Duration::from_secs(3),
+        ..ClientOptions::default()
+    };
+    let d = driver(opts, Some(&clock));
+    let mut c = Client::connect(d.local_addr());
+    c.send(format!("GET /go?port={}&path=/ HTTP/1.1\r\nHost: t\r\n\r\n", s.port).as_bytes());
+    wait_until("the upstream holds the request", || {
+        s.held.lock().unwrap().len() == 1
+    });
+    clock.advance(2_000);
+    d.tick();
+    c.s.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(c.s.peek(&mut b).is_err(), "no answer before the timeout");
+    c.s.set_read_timeout(Some(herd_testkit::WAIT)).unwrap();
+    clock.advance(1_000);
+    d.tick();
+    let r = c.response().text();
+    assert!(r.starts_with("error Timeout started=false"), "{r}");
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn idle_connections_expire_on_the_loop_clock() {
+    let up = herd_upstream();
+    let port = up.local_addr().port();
+    let clock = FakeClock::new(1_000);
+    let opts = ClientOptions {
+        idle_timeout: Duration::from_secs(10),
+        ..ClientOptions::default()
+    };
+    let d = driver(opts, Some(&clock));
+    let r = go(&d, &format!("port={port}&path=/hello"));
+    assert!(
+        r.ends_with("connects=1 reuses=0 retries=0 stale=0 idle=1"),
+        "{r}"
+    );
+    clock.advance(5_000);
+    let r = go(&d, &format!("port={port}&path=/hello"));
+    assert!(
+        r.ends_with("connects=1 reuses=1 retries=0 stale=0 idle=1"),
+        "{r}"
+    );
+    clock.advance(10_000);
+    let r = go(&d, &format!("port={port}&path=/hello"));
+    assert!(
+        r.ends_with("connects=2 reuses=1 retries=0 stale=1 idle=1"),
+        "{r}"
+    );
+    d.stop(Duration::ZERO);
+    up.stop(Duration::ZERO);
+}
+
+#[test]
+fn refused_and_oversized_responses_fail_with_their_kind() {
+    let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = gone.local_addr().unwrap().port();
+    drop(gone);
+    let d = driver(
+        ClientOptions {
+            max_header_bytes: 4096,
+            ..ClientOptions::default()
+        },
+        None,
+    );
+    let r = go(&d, &format!("port={port}&path=/"));
+    assert!(r.starts_with("error Connect started=false"), "{r}");
+    let s = scripted(Script::HugeHead);
+    let r = go(&d, &format!("port={}&path=/", s.port));
+    assert!(r.starts_with("error Protocol started=true"), "{r}");
+    assert!(r.contains("too large"), "{r}");
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn an_https_upstream_through_a_tls_connector_keeps_its_connection() {
+    let ca = TestCa::new("hc-tls");
+    let leaf = ca.server("site", &["localhost"]);
+    let settings = TlsSettings {
+        certs: vec![CertFiles {
+            cert: leaf.cert.clone(),
+            key: leaf.key.clone(),
+            ocsp: None,
+        }],
+        ..TlsSettings::default()
+    };
+    let router = Router::new().get("/hello", |_: Request<Body>| {
+        Response::new(Body::from_static(b"secure"))
+    });
+    let server = Server::new()
+        .bind("127.0.0.1:0")
+        .unwrap()
+        .loops(1)
+        .tls(TlsAcceptor::new(settings.build().unwrap()));
+    let up = HttpService::new(router).serve(server).unwrap();
+    let opts = ClientOptions {
+        tls: Some(TlsConnector::ca_file(ca.ca_file()).unwrap()),
+        ..ClientOptions::default()
+    };
+    let d = driver(opts, None);
+    let port = up.local_addr().port();
+    let r = go(&d, &format!("port={port}&path=/hello&n=3&tls=localhost"));
+    assert_eq!(
+        lines(&r),
+        [
+            "200 6 secure",
+            "200 6 secure",
+            "200 6 secure",
+            "connects=1 reuses=2 retries=0 stale=0 idle=1"
+        ]
+    );
+    assert_eq!(up.stats().tls_handshakes, 1);
+    // Without a connector an https upstream is refused before any connect.
+    let plain = driver(ClientOptions::default(), None);
+    let r = go(&plain, &format!("port={port}&path=/hello&tls=localhost"));
+    assert!(r.starts_with("error Connect"), "{r}");
+    plain.stop(Duration::ZERO);
+    d.stop(Duration::ZERO);
+    up.stop(Duration::ZERO);
+}
