@@ -236,6 +236,7 @@ impl<H: Handler> EventLoop<H> {
                         t,
                         ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                         ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                        ev.is_error() || ev.is_write_closed() || ev.is_read_closed(),
                     ),
                     Token(idx) => {
                         if ev.is_read_closed() {

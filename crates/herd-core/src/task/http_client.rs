@@ -261,6 +261,15 @@ impl Stream {
     /// Without waiting: `true` if the connection is quiet (nothing to read, not closed), as a
     /// pooled connection must be.
     async fn is_quiet(&mut self) -> bool {
+        let tcp = match self {
+            Stream::Tcp(s) => &*s,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.get_ref(),
+        };
+        // Nothing reported since the last read ran dry: quiet, without a read to prove it.
+        if !tcp.maybe_readable() {
+            return true;
+        }
         let mut probe = [0u8; 1];
         std::future::poll_fn(|cx| Poll::Ready(self.poll_read(cx, &mut probe).is_pending())).await
     }

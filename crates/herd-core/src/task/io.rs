@@ -26,6 +26,9 @@ pub(crate) const COSOCKET_BASE: usize = usize::MAX / 4;
 struct IoSlot {
     readable: bool,
     writable: bool,
+    /// The poller reported an error or a hang-up (either direction) for the socket: a short
+    /// read may leave the end of stream unread.
+    hup: bool,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
@@ -60,12 +63,13 @@ impl Reactor {
     }
 
     /// The loop saw an event for cosocket token `t`.
-    pub(crate) fn ready(&self, t: usize, readable: bool, writable: bool) {
+    pub(crate) fn ready(&self, t: usize, readable: bool, writable: bool, hup: bool) {
         let wakers = {
             let mut io = self.io.borrow_mut();
             let Some(s) = io.get_mut(t - COSOCKET_BASE) else {
                 return;
             };
+            s.hup |= hup;
             let mut w = (None, None);
             if readable {
                 s.readable = true;
@@ -171,11 +175,17 @@ impl TcpStream {
             return Err(e);
         }
         let s = TcpStream { sock, slot, exec };
-        // Writable (or an error) says the connect finished; then it succeeded only if there is
-        // no pending error and the socket has a peer.
+        // Writable (or an error) says the connect finished; then it succeeded if there is no
+        // pending error and, when the poller also said hang-up, the socket has a peer (a
+        // plain writable edge comes only for a connected socket, so that costs no
+        // getpeername).
         std::future::poll_fn(|cx| s.poll_ready(Dir::Write, cx)).await;
         if let Some(e) = s.sock.take_error()? {
             return Err(e);
+        }
+        if !s.exec.reactor.io.borrow()[s.slot].hup {
+            let _ = s.sock.set_nodelay(true);
+            return Ok(s);
         }
         match s.sock.peer_addr() {
             Ok(_) => {
@@ -241,8 +251,19 @@ impl TcpStream {
     }
 
     /// Poll-style read: what [`read`](Self::read) awaits (for `AsyncRead`-like adapters).
+    ///
+    /// A read that returns less than `buf` drained the socket (as the loop's own reads
+    /// assume): the next one waits for the poller's next edge instead of asking the kernel
+    /// for a `WouldBlock`, unless the poller said hang-up (the FIN may still be unread).
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.poll_op(Dir::Read, cx, |s| s.read(buf))
+        let want = buf.len();
+        let r = self.poll_op(Dir::Read, cx, |s| s.read(buf));
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 && n < want && !self.exec.reactor.io.borrow()[self.slot].hup {
+                self.clear(Dir::Read);
+            }
+        }
+        r
     }
 
     /// Poll-style write: what [`write`](Self::write) awaits.
@@ -278,6 +299,14 @@ impl TcpStream {
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.sock.peer_addr()
+    }
+
+    /// Whether a read might find something (data, the end of stream, an error): the poller
+    /// reported the socket readable since a read last met `WouldBlock`. `false` means a read
+    /// now would only say `WouldBlock`, so a pool can trust an idle connection without one.
+    pub fn maybe_readable(&self) -> bool {
+        let io = self.exec.reactor.io.borrow();
+        io[self.slot].readable || io[self.slot].hup
     }
 
     /// The local address.
@@ -318,7 +347,8 @@ pub(super) async fn read_exact(
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
-        let _ = self.exec.reactor.registry.deregister(&mut self.sock);
+        // Closing the socket takes it out of epoll (nothing else holds its descriptor): no
+        // `epoll_ctl` to deregister it first.
         let slot = self.exec.reactor.io.borrow_mut().try_remove(self.slot);
         drop(slot);
     }
