@@ -115,7 +115,33 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
+/// An HTTPS backend (python's ssl) with `cert`/`key`, answering every GET with its name.
+const TLS_BACKEND: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        body = ("tls backend path=%s\n" % self.path).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.daemon_threads = True
+print(s.server_port, flush=True)
+s.serve_forever()
+"#;
+
 fn proxy(backends: &[u16], tag: &str) -> Herd {
+    proxy_with(backends, tag, "")
+}
+
+fn proxy_with(backends: &[u16], tag: &str, extra: &str) -> Herd {
     let servers: Vec<String> = backends
         .iter()
         .map(|p| format!("\"127.0.0.1:{p}\""))
@@ -128,7 +154,7 @@ fn proxy(backends: &[u16], tag: &str) -> Herd {
         );
         t.push_str(&format!(
             "\n[[upstream]]\nname = \"app\"\nservers = [{servers}]\nread_timeout = \"1s\"\n\
-             connect_timeout = \"1s\"\nkeepalive = 8\nmax_fails = 1\nfail_timeout = \"30s\"\n"
+             connect_timeout = \"1s\"\nkeepalive = 8\nmax_fails = 1\nfail_timeout = \"30s\"\n{extra}"
         ));
     });
     let pid = h.pid();
@@ -223,4 +249,46 @@ fn a_slow_backend_is_a_504_within_the_read_timeout() {
         "{took:?}"
     );
     drop(h);
+}
+
+#[test]
+fn an_https_upstream_is_verified_for_its_name() {
+    let ca = herd_testkit::certs::TestCa::new("proxy-tls");
+    let leaf = ca.server("backend", &["localhost"]);
+    let mut child = Command::new("python3")
+        .args(["-c", TLS_BACKEND])
+        .arg(&leaf.cert)
+        .arg(&leaf.key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let mut backend = Backend { child, port };
+    let tls = format!(
+        "tls = {{ name = \"localhost\", ca = \"{}\" }}\n",
+        ca.ca_file().display()
+    );
+    let h = proxy_with(&[port], "tls-up", &tls);
+    let http = h.port;
+    for _ in 0..3 {
+        let (status, body) = get(http, "/api/secure");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "tls backend path=/api/secure\n")
+        );
+    }
+    // A name the certificate does not cover: the handshake fails, the client gets 502.
+    let wrong = format!(
+        "tls = {{ name = \"other.test\", ca = \"{}\" }}\n",
+        ca.ca_file().display()
+    );
+    let h2 = proxy_with(&[port], "tls-up-wrong", &wrong);
+    let (status, _) = get(h2.port, "/api/secure");
+    assert_eq!(status, 502);
+    backend.kill();
 }

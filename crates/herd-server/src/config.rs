@@ -412,6 +412,31 @@ pub struct UpstreamConfig {
     /// Largest backend response body passed on, in bytes; default 64 MiB (a larger one is a
     /// 502).
     pub max_body: usize,
+    /// HTTPS to the backends (nginx's `proxy_pass https://` with `proxy_ssl_verify on`,
+    /// `proxy_ssl_name`, `proxy_ssl_server_name on` and `proxy_ssl_trusted_certificate`).
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `tls = { name = "api.internal", ca = "/etc/herd/upstream-ca.pem" }` in an `[[upstream]]`:
+/// the backends speak HTTPS, their certificate is verified for `name` (also sent as SNI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamTls {
+    /// The name the backends' certificate must be valid for. Required.
+    pub name: String,
+    /// PEM file of the CA certificates it must chain to; without it, Mozilla's roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+impl UpstreamTls {
+    /// The connector for these settings (reads the CA file: also what `herd -t` checks).
+    pub fn connector(&self) -> Result<herd_core::task::TlsConnector, String> {
+        let c = match &self.ca {
+            Some(ca) => herd_core::task::TlsConnector::ca_file(ca).map_err(|e| e.to_string())?,
+            None => herd_core::task::TlsConnector::webpki_roots(),
+        };
+        Ok(c.alpn(&["http/1.1"]))
+    }
 }
 
 impl Default for UpstreamConfig {
@@ -427,8 +452,16 @@ impl Default for UpstreamConfig {
             max_fails: 1,
             fail_timeout: Dur(Duration::from_secs(10)),
             max_body: 64 << 20,
+            tls: None,
         }
     }
+}
+
+/// Whether `name` can be verified and sent as SNI (a DNS name or an IP address).
+fn rustls_name_ok(name: &str) -> Result<(), ()> {
+    herd_core::tls::rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map(|_| ())
+        .map_err(|_| ())
 }
 
 /// `compression = { ... }`: HTTP response compression on a listener. Present (even as `{}`)
@@ -881,6 +914,16 @@ impl Config {
                         format!("{s:?} is not an IP:port address"),
                     ));
                 }
+            }
+            if let Some(t) = &u.tls {
+                if rustls_name_ok(&t.name).is_err() {
+                    return Err(ConfigError::new(
+                        at("tls.name"),
+                        format!("{:?} is not a DNS name or IP address", t.name),
+                    ));
+                }
+                t.connector()
+                    .map_err(|e| ConfigError::new(at("tls.ca"), e))?;
             }
             for (key, d) in [
                 ("connect_timeout", u.connect_timeout),

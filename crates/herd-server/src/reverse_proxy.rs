@@ -107,6 +107,8 @@ struct Shared {
     counters: Arc<UpstreamCounters>,
     /// The listener has TLS (for `X-Forwarded-Proto`).
     https: bool,
+    /// HTTPS to the backends: the name their certificate is verified for.
+    tls_name: Option<String>,
 }
 
 /// One backend's state in one loop.
@@ -184,12 +186,15 @@ pub fn routes(
                 max_idle_per_upstream: u.keepalive,
                 idle_timeout: u.keepalive_timeout.0,
                 max_body_bytes: u.max_body,
+                // (Validated with the config: an unreadable CA file is refused there.)
+                tls: u.tls.as_ref().and_then(|t| t.connector().ok()),
                 ..ClientOptions::default()
             },
             max_fails: u.max_fails,
             fail_timeout_ms: u.fail_timeout.0.as_millis() as u64,
             counters,
             https,
+            tls_name: u.tls.as_ref().map(|t| t.name.clone()),
         });
         let prefix = loc.path.trim_end_matches('/');
         let pattern = format!("{prefix}/*");
@@ -367,7 +372,10 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = pq.parse().unwrap_or_default();
         *out.headers_mut() = headers.clone();
-        let up = Upstream::tcp(sh.backends[i]);
+        let up = match &sh.tls_name {
+            Some(name) => Upstream::tls(sh.backends[i], name),
+            None => Upstream::tcp(sh.backends[i]),
+        };
         let guard = InFlight::enter(&l, i);
         let r = client.request(&up, out).await;
         drop(guard);
