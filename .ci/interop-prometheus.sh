@@ -77,6 +77,9 @@ name = "site"
 bind = "127.0.0.1:$SITE"
 protocol = "http"
 ws_path = "/ws"
+# A reverse-proxy location (to the site itself; nothing is sent through it), so the
+# herd_upstream_* series exist.
+proxy = [{ path = "/up/", upstream = "self" }]
 [[listener]]
 name = "admin"
 bind = "127.0.0.1:$ADMIN"
@@ -104,6 +107,9 @@ bind = "127.0.0.1:$PROXY_LINES"
 protocol = "echo"
 proxy_protocol = true
 proxy_trusted = ["127.0.0.0/8"]
+[[upstream]]
+name = "self"
+servers = ["127.0.0.1:$SITE"]
 TOML
 "$BIN" -c "$WORK/herd.toml" >"$WORK/herd.log" 2>&1 &
 SERVER_PID=$!
