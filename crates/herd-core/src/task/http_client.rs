@@ -602,6 +602,20 @@ fn encode_request(up: &Upstream, req: &Request<Bytes>) -> Vec<u8> {
     out
 }
 
+/// Read more of a response body into `buf`: the end of stream is an error here (the body is
+/// not complete), and every failure counts as after the response started.
+async fn read_more_body(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), ClientError> {
+    let io_err = |e: io::Error| ClientError::new(ErrorKind::Io, false, true, e);
+    match stream.read_buf(buf).await {
+        Ok(0) => Err(io_err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "upstream closed mid-body",
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
 /// Read one final response from `stream` (interim `1xx` skipped); whether the connection may
 /// carry another request. `started` is set once a response byte arrived.
 async fn read_response(
@@ -699,12 +713,6 @@ async fn read_response(
         };
         let max = opts.max_body_bytes;
         let too_big = || proto_err("response body over the limit");
-        let eof = || {
-            io_err(
-                true,
-                io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed mid-body"),
-            )
-        };
         let (body, reusable) = match framing {
             Framing::None => (Bytes::new(), !close && buf.is_empty()),
             Framing::Length(n) => {
@@ -713,14 +721,7 @@ async fn read_response(
                 }
                 let n = n as usize;
                 while buf.len() < n {
-                    if stream
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| io_err(true, e))?
-                        == 0
-                    {
-                        return Err(eof());
-                    }
+                    read_more_body(stream, &mut buf).await?;
                 }
                 let body = buf.split_to(n).freeze();
                 (body, !close && buf.is_empty())
@@ -758,14 +759,7 @@ async fn read_response(
                             }
                             Err(_) => return Err(proto_err("invalid chunk size")),
                         }
-                        if stream
-                            .read_buf(&mut buf)
-                            .await
-                            .map_err(|e| io_err(true, e))?
-                            == 0
-                        {
-                            return Err(eof());
-                        }
+                        read_more_body(stream, &mut buf).await?;
                     };
                     if size == 0 {
                         break;
@@ -775,14 +769,7 @@ async fn read_response(
                     }
                     let need = size as usize + 2;
                     while buf.len() < need {
-                        if stream
-                            .read_buf(&mut buf)
-                            .await
-                            .map_err(|e| io_err(true, e))?
-                            == 0
-                        {
-                            return Err(eof());
-                        }
+                        read_more_body(stream, &mut buf).await?;
                     }
                     body.extend_from_slice(&buf[..size as usize]);
                     if &buf[size as usize..need] != b"\r\n" {
@@ -803,14 +790,7 @@ async fn read_response(
                     if buf.len() > opts.max_header_bytes {
                         return Err(proto_err("trailers too large"));
                     }
-                    if stream
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| io_err(true, e))?
-                        == 0
-                    {
-                        return Err(eof());
-                    }
+                    read_more_body(stream, &mut buf).await?;
                 }
                 (body.freeze(), !close && buf.is_empty())
             }
