@@ -50,19 +50,7 @@ need wrk wrk
 need gzip gzip
 need curl curl
 need pgrep procps
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-    say "installing nginx (apt; its service is not started)"
-    policy=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-        policy=1
-    fi
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
-    [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || die "nginx did not install"
+need_nginx
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say "work dir $WORK, $($NGINX -v 2>&1)"
 

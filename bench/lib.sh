@@ -43,6 +43,22 @@ need() { # need COMMAND DEBIAN-PACKAGE: install the package if the command is mi
     command -v "$1" >/dev/null 2>&1 || die "$1 still missing after installing $2"
 }
 
+need_nginx() { # need_nginx: install Debian's nginx if missing (its service not started); sets NGINX
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+        say "installing nginx (apt; its service is not started)"
+        local policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+            policy=1
+        fi
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+        [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+    fi
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    [ -x "$NGINX" ] || die "nginx did not install"
+}
+
 build_release() { # build_release DIR LABEL CARGO-ARGS...: `cargo build --release -q` in DIR, or die
     local dir=$1 label=$2
     shift 2
