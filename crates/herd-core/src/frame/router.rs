@@ -581,15 +581,7 @@ impl<'a, 'c, U: 'static> FrameConn<'a, 'c, U> {
         let counters = self.dispatch.counters.clone();
         self.state.pending_jobs += 1;
         self.conn.spawn(async move {
-            let mut fut = std::pin::pin!(fut);
-            let done = std::future::poll_fn(|tcx| {
-                match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(tcx))) {
-                    Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
-                    Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-                    Err(panic) => std::task::Poll::Ready(Err(panic)),
-                }
-            })
-            .await;
+            let done = crate::task::catch_panic(fut).await;
             let out = finish_job(msg_id, rid, max, &counters, move |b| match done {
                 Ok(Ok(encode)) => {
                     encode(b);

@@ -988,22 +988,13 @@ fn spawn_async<H: Handler>(
     let slot: ResponseSlot = Arc::new(Mutex::new(None));
     let (slot2, handle, f) = (slot.clone(), cx.handle(), f.clone());
     cx.spawn(async move {
-        let mut fut = None;
-        let mut req = Some(req);
-        let resp = std::future::poll_fn(|tcx| {
-            let polled = catch_unwind(AssertUnwindSafe(|| {
-                let fut = fut.get_or_insert_with(|| f(req.take().expect("made once")));
-                fut.as_mut().poll(tcx)
-            }));
-            match polled {
-                Ok(p) => p,
-                Err(_) => {
-                    tracing::error!("async http handler panicked; answering 500");
-                    std::task::Poll::Ready(text_response(StatusCode::INTERNAL_SERVER_ERROR))
-                }
-            }
-        })
-        .await;
+        // `f(req)` runs at the first poll, inside the catch too.
+        let resp = crate::task::catch_panic(async move { f(req).await })
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!("async http handler panicked; answering 500");
+                text_response(StatusCode::INTERNAL_SERVER_ERROR)
+            });
         *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(resp);
         handle.notify(token, Bytes::new());
     });

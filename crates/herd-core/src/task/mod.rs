@@ -139,6 +139,22 @@ pub(crate) fn push_local(inbox: &Arc<Inbox>, cmd: Cmd) -> Result<(), Cmd> {
     })
 }
 
+/// Await `fut`, catching a panic in any of its polls (the panic's payload comes back as
+/// `Err`): for tasks that must answer even when the code they run panics.
+pub(crate) async fn catch_panic<F: Future>(
+    fut: F,
+) -> Result<F::Output, Box<dyn std::any::Any + Send>> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        },
+    )
+    .await
+}
+
 /// The current loop's time in ms (its clock as of its last poll: a `FakeClock` in tests), as
 /// pools age their connections; 0 outside a loop.
 pub fn loop_now_ms() -> u64 {
