@@ -55,6 +55,25 @@ fn driver(opts: ClientOptions, clock: Option<&FakeClock>) -> ServerHandle {
                 None => Upstream::tcp(addr),
             };
             let mut out = String::new();
+            // `par=K`: K requests at once, each its own task (the pool's trim test).
+            let par: usize = arg(&q, "par").unwrap_or("0").parse().unwrap();
+            let tasks: Vec<_> = (0..par)
+                .map(|_| {
+                    let (client, up, path) = (client.clone(), up.clone(), path.clone());
+                    herd::task::spawn_local(async move {
+                        let r = herd::http::Request::get(path.as_str())
+                            .body(Bytes::new())
+                            .unwrap();
+                        client.request(&up, r).await.map(|r| r.status().as_u16())
+                    })
+                })
+                .collect();
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(status)) => out.push_str(&format!("{status}\n")),
+                    other => out.push_str(&format!("failed {other:?}\n")),
+                }
+            }
             for _ in 0..n {
                 let body = if method == "POST" {
                     Bytes::from_static(b"posted")
@@ -451,6 +470,34 @@ fn idle_connections_expire_on_the_loop_clock() {
     let r = go(&d, &format!("port={port}&path=/hello"));
     assert!(
         r.ends_with("connects=2 reuses=1 retries=0 stale=1 idle=1"),
+        "{r}"
+    );
+    d.stop(Duration::ZERO);
+    up.stop(Duration::ZERO);
+}
+
+#[test]
+fn the_pool_keeps_at_most_max_idle_once_the_turn_ends() {
+    let up = herd_upstream();
+    let port = up.local_addr().port();
+    let opts = ClientOptions {
+        max_idle_per_upstream: 2,
+        ..ClientOptions::default()
+    };
+    let d = driver(opts, None);
+    // Four at once need four connections; all four go back to the pool, which is trimmed to
+    // two when the loop's turn ends.
+    let r = go(&d, &format!("port={port}&path=/hello&par=4&n=0"));
+    assert_eq!(r.matches("200\n").count(), 4, "{r}");
+    assert!(r.contains("connects=4 reuses=0"), "{r}");
+    let r = go(&d, &format!("port={port}&path=/hello&n=0"));
+    assert!(r.ends_with("idle=2"), "{r}");
+    // Four again: the two kept are reused, two more are opened, and two stay idle after.
+    let r = go(&d, &format!("port={port}&path=/hello&par=4&n=0"));
+    assert!(r.contains("connects=6 reuses=2"), "{r}");
+    let r = go(&d, &format!("port={port}&path=/hello&n=0"));
+    assert!(
+        r.ends_with("connects=6 reuses=2 retries=0 stale=0 idle=2"),
         "{r}"
     );
     d.stop(Duration::ZERO);

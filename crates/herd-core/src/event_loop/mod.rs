@@ -430,6 +430,7 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
+        self.exec.run_deferred();
         self.exec.settle();
     }
 

@@ -8,7 +8,7 @@
 //! read-until-close bodies, interim `1xx` responses skipped, no body for `HEAD`, `204` and
 //! `304`; the head and the body are bounded by [`ClientOptions`]. A connection whose response
 //! was read to its framed end and that neither side marked `Connection: close` goes back to
-//! the pool (most recently used first, at most `max_idle_per_upstream`, for `idle_timeout` on
+//! the pool (most recently used first, at most `max_idle_per_upstream` at the end of each loop turn, for `idle_timeout` on
 //! the loop's clock, so a `FakeClock` moves it). Health on reuse: a pooled connection that is
 //! readable (the server closed it, or sent something unasked) is discarded before use, and an
 //! idempotent request whose reused connection fails before any response byte arrives is
@@ -38,7 +38,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Limit on the whole response (head and body) after the request was written.
     pub read_timeout: Duration,
-    /// Idle connections kept per upstream (0: no keep-alive).
+    /// Idle connections kept per upstream (0: no keep-alive); more may wait within one loop
+    /// turn, for requests that start in the same turn.
     pub max_idle_per_upstream: usize,
     /// An idle connection older than this (on the loop's clock) is closed instead of reused.
     pub idle_timeout: Duration,
@@ -284,6 +285,24 @@ struct Inner {
     opts: ClientOptions,
     pool: RefCell<HashMap<Upstream, VecDeque<Idle>>>,
     stats: Cell<ClientStats>,
+    /// A trim of the pool down to `max_idle_per_upstream` waits for the end of the turn.
+    trim_pending: Cell<bool>,
+}
+
+impl Inner {
+    /// Close the oldest idle connections beyond `max_idle_per_upstream`.
+    fn trim(&self) {
+        self.trim_pending.set(false);
+        let max = self.opts.max_idle_per_upstream;
+        let mut closed = Vec::new();
+        for q in self.pool.borrow_mut().values_mut() {
+            while q.len() > max {
+                closed.extend(q.pop_front());
+            }
+        }
+        // Dropped (closed) outside the pool's borrow.
+        drop(closed);
+    }
 }
 
 /// An HTTP/1.1 client with a keep-alive pool, for tasks of one loop (see the module docs).
@@ -353,6 +372,7 @@ impl HttpClient {
                 opts,
                 pool: RefCell::new(HashMap::new()),
                 stats: Cell::new(ClientStats::default()),
+                trim_pending: Cell::new(false),
             }),
         }
     }
@@ -529,14 +549,17 @@ impl HttpClient {
         }
         let mut pool = self.inner.pool.borrow_mut();
         let q = pool.entry(up.clone()).or_default();
-        if q.len() >= max {
-            // The oldest goes (nginx's keepalive cache drops its least recently used too).
-            q.pop_front();
-        }
         q.push_back(Idle {
             stream,
             since_ms: now_ms(),
         });
+        // Beyond `max`, the oldest go (nginx's keepalive cache drops its least recently used
+        // too), but only at the end of the loop's turn: a request that starts in the same
+        // turn takes a connection another one just gave back instead of opening a new one.
+        if q.len() > max && !self.inner.trim_pending.replace(true) {
+            let inner = self.inner.clone();
+            super::defer(move || inner.trim());
+        }
     }
 
     /// Write `wire`, read one response; whether the connection may be reused.

@@ -88,6 +88,12 @@ pub(crate) struct Executor {
     id: usize,
     tasks: RefCell<Slab<TaskSlot>>,
     ready: RefCell<VecDeque<TaskKey>>,
+    /// Tasks spawned and not yet polled: polled after the woken ones of the same turn, so
+    /// that tasks finishing their work (returning pooled connections, freeing buffers) run
+    /// before new ones start and take what they freed.
+    fresh: RefCell<VecDeque<TaskKey>>,
+    /// Work for the end of the turn, after every ready task ran ([`defer`]).
+    deferred: RefCell<Vec<Box<dyn FnOnce()>>>,
     next_gen: Cell<u32>,
     /// Tasks spawned for each connection (only connections that have some).
     owned: RefCell<HashMap<ConnId, Vec<TaskKey>>>,
@@ -196,6 +202,8 @@ impl Executor {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             tasks: RefCell::new(Slab::new()),
             ready: RefCell::new(VecDeque::new()),
+            fresh: RefCell::new(VecDeque::new()),
+            deferred: RefCell::new(Vec::new()),
             next_gen: Cell::new(0),
             owned: RefCell::new(HashMap::new()),
             inbox,
@@ -215,7 +223,8 @@ impl Executor {
     /// After running tasks: with no task alive, the loop stops looking until the next spawn.
     /// (Timers and cosockets belong to tasks, so none can be pending then.)
     pub(crate) fn settle(&self) {
-        if self.tasks.borrow().is_empty() && self.ready.borrow().is_empty() {
+        if self.tasks.borrow().is_empty() && !self.has_ready() && self.deferred.borrow().is_empty()
+        {
             self.active.set(false);
         }
     }
@@ -261,7 +270,20 @@ impl Executor {
     /// Some task is ready to be polled (the loop must not block).
     #[inline]
     pub(crate) fn has_ready(&self) -> bool {
-        !self.ready.borrow().is_empty()
+        !self.ready.borrow().is_empty() || !self.fresh.borrow().is_empty()
+    }
+
+    /// Run the work [`defer`]red during this turn.
+    pub(crate) fn run_deferred(&self) {
+        loop {
+            let work = std::mem::take(&mut *self.deferred.borrow_mut());
+            if work.is_empty() {
+                return;
+            }
+            for f in work {
+                f();
+            }
+        }
     }
 
     /// Tasks alive (not finished, not cancelled).
@@ -296,7 +318,7 @@ impl Executor {
         if let Some(id) = owner {
             self.owned.borrow_mut().entry(id).or_default().push(key);
         }
-        self.ready.borrow_mut().push_back(key);
+        self.fresh.borrow_mut().push_back(key);
         key
     }
 
@@ -362,8 +384,18 @@ impl Executor {
     /// (the loop closes them).
     pub(crate) fn run_ready(&self) -> Vec<ConnId> {
         let mut panicked = Vec::new();
+        // The tasks woken before this turn first, then the new ones, then whatever woke
+        // meanwhile (a task that keeps waking itself cannot hold the new ones back).
+        let mut woken = self.ready.borrow().len();
         for _ in 0..POLL_BUDGET {
-            let Some(key) = self.ready.borrow_mut().pop_front() else {
+            let next = if woken > 0 {
+                woken -= 1;
+                self.ready.borrow_mut().pop_front()
+            } else {
+                let fresh = self.fresh.borrow_mut().pop_front();
+                fresh.or_else(|| self.ready.borrow_mut().pop_front())
+            };
+            let Some(key) = next else {
                 break;
             };
             let (mut fut, waker) = {
@@ -504,6 +536,19 @@ where
         state,
         key,
         exec: Rc::downgrade(exec),
+    }
+}
+
+/// Run `f` at the end of the loop's current turn, after every ready task was polled (a
+/// pool trims what it holds then, so that what a finishing task returns can still be taken
+/// by a task that starts in the same turn). Outside an event loop `f` runs now.
+pub(crate) fn defer(f: impl FnOnce() + 'static) {
+    match current() {
+        Some(exec) => {
+            exec.active.set(true);
+            exec.deferred.borrow_mut().push(Box::new(f));
+        }
+        None => f(),
     }
 }
 
