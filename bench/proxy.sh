@@ -23,6 +23,7 @@
 #   REPEATS [3]  rounds                       SCENARIOS ["hello:100 hello:1000"]
 #   SERVERS ["herd nginx"]                    PORT_BASE [19800] first port tried
 #   SERVER_CPU [0] CLIENT_CPU [1]             KEEP_LOGS [0] keep the work directory
+#   KEEPALIVE [32] idle upstream connections each proxy keeps (herd `keepalive`, nginx `keepalive`)
 #
 # Only 127.0.0.1 is used. Every wrk run is bounded by `timeout`; every process this script
 # started is stopped by its PID on exit. Installs wrk, nginx and curl through apt when missing
@@ -41,6 +42,7 @@ PORT_BASE=${PORT_BASE:-19800}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 KEEP_LOGS=${KEEP_LOGS:-0}
+KEEPALIVE=${KEEPALIVE:-32}
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -100,7 +102,7 @@ proxy = [{ path = "/hello", upstream = "app" }]
 [[upstream]]
 name = "app"
 servers = ["127.0.0.1:$UP_PORT"]
-keepalive = 32
+keepalive = $KEEPALIVE
 EOF
         CMD=("$HERD_BIN" -c "$dir/herd.toml")
         ;;
@@ -124,7 +126,7 @@ http {
     scgi_temp_path $dir/scgi;
     upstream app {
         server 127.0.0.1:$UP_PORT;
-        keepalive 32;
+        keepalive $KEEPALIVE;
         keepalive_requests 1000000;
     }
     server {

@@ -355,11 +355,18 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         HeaderValue::from_static(if sh.https { "https" } else { "http" }),
     );
     let idempotent = task::is_idempotent(&parts.method);
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    // The path and query as they came (an origin-form request URI is just that; an
+    // absolute-form one is cut down to it).
+    let uri = match parts.uri.scheme() {
+        None => parts.uri.clone(),
+        Some(_) => parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .unwrap_or_default(),
+    };
+    let mut headers = Some(headers);
     let l = local(&sh);
     let order = plan(&sh, &mut l.borrow_mut(), now_ms());
     if order.is_empty() {
@@ -370,8 +377,13 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     for (k, &i) in order.iter().enumerate() {
         let mut out = Request::new(body.clone());
         *out.method_mut() = parts.method.clone();
-        *out.uri_mut() = pq.parse().unwrap_or_default();
-        *out.headers_mut() = headers.clone();
+        *out.uri_mut() = uri.clone();
+        // The last attempt takes the headers; earlier ones copy them.
+        *out.headers_mut() = if k + 1 == order.len() {
+            headers.take().unwrap_or_default()
+        } else {
+            headers.clone().unwrap_or_default()
+        };
         let up = match &sh.tls_name {
             Some(name) => Upstream::tls(sh.backends[i], name),
             None => Upstream::tcp(sh.backends[i]),

@@ -278,8 +278,18 @@ impl Stream {
 
 struct Idle {
     stream: Stream,
+    /// The connection's read buffer, kept for its next response (empty).
+    buf: BytesMut,
     since_ms: u64,
 }
+
+/// A connection's first read buffer; kept with it in the pool, so a reused connection reads
+/// into memory it already has.
+const READ_BUF: usize = 8 * 1024;
+
+/// Response bodies up to this size are copied out of the read buffer, which then stays
+/// whole for the connection's next response; larger ones take the buffer's memory along.
+const COPY_BODY_MAX: usize = 4 * 1024;
 
 struct Inner {
     opts: ClientOptions,
@@ -436,7 +446,7 @@ impl HttpClient {
         let wire = encode_request(up, &req);
         let mut fresh_only = false;
         loop {
-            let (mut stream, reused) = match self.checkout(up, fresh_only).await {
+            let (mut stream, mut buf, reused) = match self.checkout(up, fresh_only).await {
                 Ok(v) => v,
                 Err(e) => {
                     self.count_error(&e);
@@ -446,11 +456,11 @@ impl HttpClient {
             if reused {
                 self.count(|s| s.reuses += 1);
             }
-            match self.exchange(&mut stream, &wire, is_head).await {
+            match self.exchange(&mut stream, &mut buf, &wire, is_head).await {
                 Ok((resp, reusable)) => {
                     self.count(|s| s.responses += 1);
                     if reusable && !close_asked {
-                        self.checkin(up, stream);
+                        self.checkin(up, stream, buf);
                     }
                     return Ok(resp);
                 }
@@ -474,7 +484,7 @@ impl HttpClient {
         &self,
         up: &Upstream,
         fresh_only: bool,
-    ) -> Result<(Stream, bool), ClientError> {
+    ) -> Result<(Stream, BytesMut, bool), ClientError> {
         if !fresh_only {
             let now = now_ms();
             let idle_ms = self.inner.opts.idle_timeout.as_millis() as u64;
@@ -488,12 +498,12 @@ impl HttpClient {
                     self.count(|s| s.stale_discarded += 1);
                     continue;
                 }
-                return Ok((idle.stream, true));
+                return Ok((idle.stream, idle.buf, true));
             }
         }
         let stream = self.connect(up).await?;
         self.count(|s| s.connects += 1);
-        Ok((stream, false))
+        Ok((stream, BytesMut::with_capacity(READ_BUF), false))
     }
 
     async fn connect(&self, up: &Upstream) -> Result<Stream, ClientError> {
@@ -542,15 +552,17 @@ impl HttpClient {
         }
     }
 
-    fn checkin(&self, up: &Upstream, stream: Stream) {
+    fn checkin(&self, up: &Upstream, stream: Stream, mut buf: BytesMut) {
         let max = self.inner.opts.max_idle_per_upstream;
         if max == 0 {
             return;
         }
         let mut pool = self.inner.pool.borrow_mut();
         let q = pool.entry(up.clone()).or_default();
+        buf.clear();
         q.push_back(Idle {
             stream,
+            buf,
             since_ms: now_ms(),
         });
         // Beyond `max`, the oldest go (nginx's keepalive cache drops its least recently used
@@ -566,6 +578,7 @@ impl HttpClient {
     async fn exchange(
         &self,
         stream: &mut Stream,
+        buf: &mut BytesMut,
         wire: &[u8],
         is_head: bool,
     ) -> Result<(Response<Bytes>, bool), ClientError> {
@@ -573,7 +586,7 @@ impl HttpClient {
             return Err(ClientError::new(ErrorKind::Io, false, false, e));
         }
         let started = Cell::new(false);
-        let read = read_response(stream, &self.inner.opts, is_head, &started);
+        let read = read_response(stream, buf, &self.inner.opts, is_head, &started);
         match super::timeout(self.inner.opts.read_timeout, read).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::new(
@@ -643,20 +656,20 @@ async fn read_more_body(stream: &mut Stream, buf: &mut BytesMut) -> Result<(), C
 /// carry another request. `started` is set once a response byte arrived.
 async fn read_response(
     stream: &mut Stream,
+    buf: &mut BytesMut,
     opts: &ClientOptions,
     is_head: bool,
     started: &Cell<bool>,
 ) -> Result<(Response<Bytes>, bool), ClientError> {
     let io_err = |started: bool, e: io::Error| ClientError::new(ErrorKind::Io, false, started, e);
     let proto_err = |msg: &str| ClientError::new(ErrorKind::Protocol, false, true, proto(msg));
-    let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
         // The head.
         let (head_len, mut resp, version) = loop {
             if !buf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; 64];
                 let mut r = httparse::Response::new(&mut headers);
-                match r.parse(&buf) {
+                match r.parse(buf) {
                     Ok(httparse::Status::Complete(n)) => {
                         let status = StatusCode::from_u16(r.code.unwrap_or(0))
                             .map_err(|_| proto_err("bad status code"))?;
@@ -691,7 +704,7 @@ async fn read_response(
                 }
             }
             let n = stream
-                .read_buf(&mut buf)
+                .read_buf(buf)
                 .await
                 .map_err(|e| io_err(started.get(), e))?;
             if n == 0 {
@@ -744,9 +757,15 @@ async fn read_response(
                 }
                 let n = n as usize;
                 while buf.len() < n {
-                    read_more_body(stream, &mut buf).await?;
+                    read_more_body(stream, buf).await?;
                 }
-                let body = buf.split_to(n).freeze();
+                let body = if n <= COPY_BODY_MAX {
+                    let b = Bytes::copy_from_slice(&buf[..n]);
+                    buf.advance(n);
+                    b
+                } else {
+                    buf.split_to(n).freeze()
+                };
                 (body, !close && buf.is_empty())
             }
             Framing::UntilClose => {
@@ -754,23 +773,18 @@ async fn read_response(
                     if buf.len() > max {
                         return Err(too_big());
                     }
-                    if stream
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| io_err(true, e))?
-                        == 0
-                    {
+                    if stream.read_buf(buf).await.map_err(|e| io_err(true, e))? == 0 {
                         break;
                     }
                 }
-                (std::mem::take(&mut buf).freeze(), false)
+                (std::mem::take(buf).freeze(), false)
             }
             Framing::Chunked => {
                 let mut body = BytesMut::new();
                 loop {
                     // The chunk-size line.
                     let size = loop {
-                        match httparse::parse_chunk_size(&buf) {
+                        match httparse::parse_chunk_size(buf) {
                             Ok(httparse::Status::Complete((used, size))) => {
                                 buf.advance(used);
                                 break size;
@@ -782,7 +796,7 @@ async fn read_response(
                             }
                             Err(_) => return Err(proto_err("invalid chunk size")),
                         }
-                        read_more_body(stream, &mut buf).await?;
+                        read_more_body(stream, buf).await?;
                     };
                     if size == 0 {
                         break;
@@ -792,7 +806,7 @@ async fn read_response(
                     }
                     let need = size as usize + 2;
                     while buf.len() < need {
-                        read_more_body(stream, &mut buf).await?;
+                        read_more_body(stream, buf).await?;
                     }
                     body.extend_from_slice(&buf[..size as usize]);
                     if &buf[size as usize..need] != b"\r\n" {
@@ -813,7 +827,7 @@ async fn read_response(
                     if buf.len() > opts.max_header_bytes {
                         return Err(proto_err("trailers too large"));
                     }
-                    read_more_body(stream, &mut buf).await?;
+                    read_more_body(stream, buf).await?;
                 }
                 (body.freeze(), !close && buf.is_empty())
             }
