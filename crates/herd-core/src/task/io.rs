@@ -403,3 +403,44 @@ mod tokio_io {
         }
     }
 }
+
+/// The futures crates' I/O traits (feature `futures-io`): the same as the tokio ones above,
+/// for code written against `futures_io::{AsyncRead, AsyncWrite}` (futures-util's helpers,
+/// `asynchronous-codec`, crates made for async-std or smol that take any stream).
+#[cfg(feature = "futures-io")]
+mod futures_io_impl {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::TcpStream;
+
+    impl futures_io::AsyncRead for TcpStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            TcpStream::poll_read(self.get_mut(), cx, buf)
+        }
+    }
+
+    impl futures_io::AsyncWrite for TcpStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            TcpStream::poll_write(self.get_mut(), cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            // Writes go straight to the socket: nothing is buffered here.
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+        }
+    }
+}

@@ -577,3 +577,42 @@ where
 pub fn live_tasks() -> usize {
     current().map_or(0, |e| e.live())
 }
+
+/// Await `a` and `b` at once, in the same task, and give both outputs. Each is polled only
+/// when the task is woken and until it is ready, so two cosocket calls made this way run
+/// concurrently without a second task.
+///
+/// ```
+/// # fn main() {
+/// # let fut = async {
+/// let (x, y) = herd_core::task::join(async { 1 }, async { "two" }).await;
+/// assert_eq!((x, y), (1, "two"));
+/// # };
+/// # let _ = fut;
+/// # }
+/// ```
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(move |cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}

@@ -415,3 +415,42 @@ mod tokio_io {
         }
     }
 }
+
+/// The futures crates' I/O traits for TLS cosockets (features `tls` and `futures-io`), as for
+/// [`TcpStream`].
+#[cfg(feature = "futures-io")]
+mod futures_io_impl {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::TlsStream;
+
+    impl futures_io::AsyncRead for TlsStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            TlsStream::poll_read(self.get_mut(), cx, buf)
+        }
+    }
+
+    impl futures_io::AsyncWrite for TlsStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            TlsStream::poll_write(self.get_mut(), cx, buf)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            TlsStream::poll_flush(self.get_mut(), cx)
+        }
+
+        fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            TlsStream::poll_shutdown(self.get_mut(), cx)
+        }
+    }
+}
