@@ -44,6 +44,7 @@ mod server;
 mod service;
 pub mod state;
 mod statics;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -64,11 +65,13 @@ pub use response::Json;
 pub use response::{Html, IntoResponse, Redirect};
 pub use router::{
     AsyncHandlerFn, Endpoint, ErrorPage, HandlerFn, Params, ResponseFuture, Route, Router,
+    StreamHandlerFn,
 };
 pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
 pub use state::{client_addr, loop_state, ClientAddr};
 pub use statics::StaticDir;
+pub use stream::{BodyError, BodyStream, STREAM_BUFFER};
 
 /// Options of the HTTP server. `Default` gives nginx-like values.
 ///
