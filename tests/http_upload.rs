@@ -237,6 +237,22 @@ fn pipelined_requests_after_streamed_bodies_and_an_early_answer() {
 }
 
 #[test]
+fn an_early_answer_to_a_client_waiting_for_100_continue_closes() {
+    let (server, _) = counting_server(None);
+    let mut c = Client::connect(server.local_addr());
+    c.send(
+        b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let r = c.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "early"));
+    assert!(r.says_close());
+    assert!(herd_testkit::is_closed_within(
+        &mut c.s,
+        Duration::from_secs(5)
+    ));
+}
+
+#[test]
 fn a_client_leaving_mid_body_cancels_the_handler() {
     let (server, dropped) = counting_server(None);
     let mut c = Client::connect(server.local_addr());

@@ -592,7 +592,8 @@ impl HttpProtocol {
             // A streaming handler answered before the end of its body: the rest is read and
             // dropped if it is chunked or small, else the connection closes after the answer.
             let left = s.declared.map(|n| n.saturating_sub(s.feed.received));
-            if left.is_none_or(|l| l <= DISCARD_MAX) {
+            // A client still waiting for `100 Continue` may never send it: close instead.
+            if left.is_none_or(|l| l <= DISCARD_MAX) && !s.feed.continue_unsent() {
                 st.discarding = Some(s.feed.received);
             } else {
                 meta.keep_alive = false;

@@ -305,6 +305,11 @@ impl Feed {
         std::mem::take(&mut self.shared.lock().continue_asked)
     }
 
+    /// `100 Continue` was owed and never asked for (the client may not send the body).
+    pub(crate) fn continue_unsent(&self) -> bool {
+        self.shared.lock().need_continue
+    }
+
     /// Bytes waiting in the queue (for the overload guard).
     pub(crate) fn buffered(&self) -> usize {
         self.shared.lock().buffered
