@@ -15,6 +15,9 @@
 //! - Handlers see [`Request<Body>`] and return [`Response<Body>`] (the `http` crate's types,
 //!   re-exported here); [`Body`] is bytes, a chunk stream, or a file region. They get no
 //!   connection object (no `HttpConn`, unlike frames and WebSocket): the request is all.
+//! - A streaming route ([`Router::route_stream`]) gets [`Request<BodyStream>`] instead, as
+//!   soon as the head is in, and reads the body as it arrives; the connection stops reading
+//!   while [`STREAM_BUFFER`] bytes wait unread (see `docs/http-streaming.md`).
 //! - [`StaticDir`] serves a directory (MIME, ETag/304, Range, index, no escape from the root,
 //!   pre-compressed `.br`/`.gz` files beside the originals).
 //! - [`Compression`] (in [`HttpOptions`]) compresses responses on the fly: gzip and Brotli by
