@@ -548,13 +548,18 @@ impl HttpProtocol {
     /// The handler reading a streamed body took bytes or wants `100 Continue`.
     #[cold]
     fn stream_notify<H: Handler>(cx: &mut Conn<'_, H>, st: &mut HttpConnState) {
-        let Some(s) = &st.stream else {
-            return;
-        };
-        if s.feed.take_continue() && !st.closing {
-            cx.with_output(continue_100);
+        if let Some(s) = &st.stream {
+            if s.feed.take_continue() && !st.closing {
+                cx.with_output(continue_100);
+            }
+            if !s.feed.drained() {
+                return;
+            }
         }
-        if st.read_paused && s.feed.drained() && st.queue.is_empty() {
+        // Drained (or the body ended while reading was paused): read on, as while any one
+        // response is outstanding with nothing queued behind it.
+        let idle_queue = st.queue.is_empty() && st.pending_error.is_none();
+        if st.read_paused && idle_queue && !st.closing {
             st.read_paused = false;
             cx.resume_reading();
         }
