@@ -1,7 +1,8 @@
 //! Response bodies written by a task (`Body::channel`) over loopback: server-sent events that
 //! arrive one by one as a task writes them on a fake clock; a producer held back by a client
 //! that does not read (bounded memory), then everything delivered in order; a client that
-//! leaves stops the producer; 1,000 event-stream clients at once.
+//! leaves stops the producer; 1,000 event-stream clients at once; one broadcast to 1,000
+//! subscribers.
 
 mod http_support;
 
@@ -173,5 +174,78 @@ fn a_thousand_event_streams_at_once() {
         );
     }
     assert_eq!(counts.sent.load(Ordering::SeqCst), 2000);
+    server.stop(Duration::ZERO);
+}
+
+thread_local! {
+    /// The subscribers of `/sub` on this loop.
+    static SUBS: std::cell::RefCell<Vec<herd::http::BodySender>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[test]
+fn one_broadcast_reaches_a_thousand_subscribers() {
+    const N: usize = 1000;
+    let _ = herd::os::set_nofile_limit(8192);
+    let subscribed = Arc::new(AtomicUsize::new(0));
+    let s2 = subscribed.clone();
+    let router = Router::new()
+        .get("/sub", move |_: Request<Body>| {
+            let (tx, body) = Body::channel(8);
+            SUBS.with(|s| s.borrow_mut().push(tx));
+            s2.fetch_add(1, Ordering::SeqCst);
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .unwrap()
+        })
+        // Three events to every subscriber, then the end of every stream.
+        .post_async("/publish", |_: Request<Body>| async {
+            let subs = SUBS.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            let mut reached = 0;
+            for i in 0..3 {
+                for tx in &subs {
+                    if tx
+                        .send(format!("id: {i}\ndata: event {i}\n\n"))
+                        .await
+                        .is_ok()
+                        && i == 2
+                    {
+                        reached += 1;
+                    }
+                }
+            }
+            format!("{reached}")
+        });
+    let server = serve_service(HttpService::new(router), None);
+    let mut clients: Vec<std::net::TcpStream> = (0..N)
+        .map(|_| herd_testkit::connect(server.local_addr()))
+        .collect();
+    for c in &mut clients {
+        c.write_all(b"GET /sub HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    wait_until("every client subscribed", || {
+        subscribed.load(Ordering::SeqCst) == N
+    });
+    let mut publisher = Client::connect(server.local_addr());
+    publisher.send(b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(publisher.response().text(), N.to_string());
+    for c in &mut clients {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"0\r\n\r\n") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(got).unwrap();
+        for i in 0..3 {
+            assert!(
+                text.contains(&format!("id: {i}\ndata: event {i}\n\n")),
+                "{text}"
+            );
+        }
+    }
     server.stop(Duration::ZERO);
 }

@@ -1,8 +1,10 @@
 //! The body type of requests and responses: bytes, a chunked stream, or a region of a file.
 //!
-//! A request body is always bytes (the server collects it, bounded by
+//! A request body is bytes (the server collects it, bounded by
 //! [`Limits::max_body`](herd_proto::http1::Limits::max_body), before the handler runs); chunked
-//! trailers ride along as the [`Trailers`] extension. A response body is one of four kinds,
+//! trailers ride along as the [`Trailers`] extension. Only a streaming route
+//! ([`Router::route_stream`](super::Router::route_stream)) reads its body as it arrives, from
+//! a [`BodyStream`](super::BodyStream) instead. A response body is one of four kinds,
 //! and the server picks the framing from it: no body, bytes with a `Content-Length`, a
 //! [`stream`](Body::stream) sent chunked and pulled on the loop only while the connection's
 //! output stays below its high watermark, or a [`file`](Body::file) region sent with

@@ -15,6 +15,9 @@
 //! - Handlers see [`Request<Body>`] and return [`Response<Body>`] (the `http` crate's types,
 //!   re-exported here); [`Body`] is bytes, a chunk stream, or a file region. They get no
 //!   connection object (no `HttpConn`, unlike frames and WebSocket): the request is all.
+//! - A streaming route ([`Router::route_stream`]) gets [`Request<BodyStream>`] instead, as
+//!   soon as the head is in, and reads the body as it arrives; the connection stops reading
+//!   while [`STREAM_BUFFER`] bytes wait unread (see `docs/http-streaming.md`).
 //! - [`StaticDir`] serves a directory (MIME, ETag/304, Range, index, no escape from the root,
 //!   pre-compressed `.br`/`.gz` files beside the originals).
 //! - [`Compression`] (in [`HttpOptions`]) compresses responses on the fly: gzip and Brotli by
@@ -44,6 +47,7 @@ mod server;
 mod service;
 pub mod state;
 mod statics;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -64,11 +68,13 @@ pub use response::Json;
 pub use response::{Html, IntoResponse, Redirect};
 pub use router::{
     AsyncHandlerFn, Endpoint, ErrorPage, HandlerFn, Params, ResponseFuture, Route, Router,
+    StreamHandlerFn,
 };
 pub use server::{HttpConnState, HttpProtocol};
 pub use service::HttpService;
 pub use state::{client_addr, loop_state, ClientAddr};
 pub use statics::StaticDir;
+pub use stream::{BodyError, BodyStream, STREAM_BUFFER};
 
 /// Options of the HTTP server. `Default` gives nginx-like values.
 ///

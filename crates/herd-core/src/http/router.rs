@@ -31,6 +31,11 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + 'static>
 /// An async request handler: takes the request, returns the future of its response.
 pub type AsyncHandlerFn = dyn Fn(Request<Body>) -> ResponseFuture + Send + Sync + 'static;
 
+/// A streaming request handler: takes the request with its body still arriving, returns the
+/// future of its response (see [`Router::route_stream`]).
+pub type StreamHandlerFn =
+    dyn Fn(Request<super::BodyStream>) -> ResponseFuture + Send + Sync + 'static;
+
 /// Box `f` as a [`HandlerFn`], its return value made a response.
 fn handler<F, R>(f: F) -> Arc<HandlerFn>
 where
@@ -67,6 +72,14 @@ pub enum Endpoint {
     /// As a task on the connection's loop (see [`crate::task`]): it may await cosockets,
     /// sleeps and other tasks; the response is written when it is ready, in request order.
     Async(Arc<AsyncHandlerFn>),
+    /// As a task started as soon as the request head is in, reading the body as it arrives
+    /// (see [`Router::route_stream`]); bodies over `max_body` bytes are refused with 413.
+    Stream {
+        /// The handler.
+        handler: Arc<StreamHandlerFn>,
+        /// The route's body limit (instead of [`Limits::max_body`](super::Limits)).
+        max_body: u64,
+    },
 }
 
 impl fmt::Debug for Endpoint {
@@ -75,6 +88,7 @@ impl fmt::Debug for Endpoint {
             Endpoint::Inline(_) => "Endpoint::Inline",
             Endpoint::Blocking(_) => "Endpoint::Blocking",
             Endpoint::Async(_) => "Endpoint::Async",
+            Endpoint::Stream { .. } => "Endpoint::Stream",
         })
     }
 }
@@ -218,6 +232,8 @@ pub struct Router {
     exact: HashMap<Box<str>, Methods, BuildHasherDefault<Fnv>>,
     patterns: Vec<Pattern>,
     has_blocking: bool,
+    /// The largest `max_body` of a streaming route (0: none).
+    stream_max_body: u64,
     /// Runs for paths no route matches (instead of 404).
     fallback: Option<Endpoint>,
     /// Makes the router's 404 and 405 answers.
@@ -324,6 +340,67 @@ impl Router {
         self.route_async(Method::POST, path, f)
     }
 
+    /// Add a streaming handler for `method` and `path`: it runs as a task on the connection's
+    /// loop (like [`route_async`](Self::route_async)) that starts as soon as the request head
+    /// is in, and reads the body as it arrives from the request's
+    /// [`BodyStream`](super::BodyStream), Content-Length or chunked, up to `max_body` bytes
+    /// (this route's limit instead of [`Limits::max_body`](super::Limits); over it the
+    /// client gets 413). The connection stops reading the socket while
+    /// [`STREAM_BUFFER`](super::STREAM_BUFFER) bytes wait unread, so an upload of any size
+    /// costs bounded memory. `Expect: 100-continue` is answered at the first read. A handler
+    /// that answers before reading the whole body has the rest read and dropped (a chunked
+    /// body, or at most 64 KiB left of a `Content-Length` one) or the connection closed after
+    /// its response (more left). See `docs/http-streaming.md`.
+    ///
+    /// ```
+    /// use herd_core::http::{BodyStream, Method, Request, Response, Router};
+    ///
+    /// let router = Router::new().route_stream(Method::PUT, "/blob", 16 << 20, |mut req: Request<BodyStream>| async move {
+    ///     match req.body_mut().collect(16 << 20).await {
+    ///         Ok(all) => Response::new(format!("{}\n", all.len()).into()),
+    ///         Err(e) => Response::new(format!("{e}\n").into()),
+    ///     }
+    /// });
+    /// # let _ = router;
+    /// ```
+    pub fn route_stream<F, Fut>(self, method: Method, path: &str, max_body: u64, f: F) -> Router
+    where
+        F: Fn(Request<super::BodyStream>) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: IntoResponse,
+    {
+        let handler: Arc<StreamHandlerFn> = Arc::new(move |req| {
+            let fut = f(req);
+            Box::pin(async move { fut.await.into_response() }) as ResponseFuture
+        });
+        self.add(Some(method), path, Endpoint::Stream { handler, max_body })
+    }
+
+    /// `route_stream(Method::POST, ..)`.
+    pub fn post_stream<F, Fut>(self, path: &str, max_body: u64, f: F) -> Router
+    where
+        F: Fn(Request<super::BodyStream>) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: IntoResponse,
+    {
+        self.route_stream(Method::POST, path, max_body, f)
+    }
+
+    /// `route_stream(Method::PUT, ..)`.
+    pub fn put_stream<F, Fut>(self, path: &str, max_body: u64, f: F) -> Router
+    where
+        F: Fn(Request<super::BodyStream>) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: IntoResponse,
+    {
+        self.route_stream(Method::PUT, path, max_body, f)
+    }
+
+    /// The largest body limit of a streaming route (0 without one).
+    pub fn stream_max_body(&self) -> u64 {
+        self.stream_max_body
+    }
+
     /// Add an inline handler for every method of `path` (tried after method-specific ones).
     pub fn any<F, R>(self, path: &str, f: F) -> Router
     where
@@ -373,6 +450,9 @@ impl Router {
     /// that builds routes from configuration). `method: None` matches every method.
     pub fn add(mut self, method: Option<Method>, path: &str, ep: Endpoint) -> Router {
         self.has_blocking |= matches!(ep, Endpoint::Blocking(_));
+        if let Endpoint::Stream { max_body, .. } = &ep {
+            self.stream_max_body = self.stream_max_body.max(*max_body);
+        }
         let (body, prefix) = match path.strip_suffix("/*") {
             Some(p) => (p, true),
             None => (path, false),

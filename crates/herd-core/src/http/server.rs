@@ -35,8 +35,9 @@ use herd_proto::http1::{
 use super::body::{ChunkSource, Kind};
 use super::channel::{BodyReceiver, Next, CHANNEL_TOKEN};
 use super::codec::{Event, HttpCodec};
-use super::router::{AsyncHandlerFn, Endpoint, HandlerFn, Params, Route};
+use super::router::{AsyncHandlerFn, Endpoint, HandlerFn, Params, Route, StreamHandlerFn};
 use super::service::HttpConfig;
+use super::stream::{self, BodyError, BodyStream, Feed, STREAM_TOKEN};
 use super::{text_response, AccessEntry, Body, LimitReq, Trailers};
 use crate::clock::millis as ms;
 use crate::limit::Verdict;
@@ -100,6 +101,8 @@ pub struct HttpConnState {
     timer: Option<(Timer, u64)>,
     /// A request whose body is arriving.
     incoming: Option<Box<Incoming>>,
+    /// A streaming route's request whose body is arriving (its handler may be running).
+    stream: Option<Box<StreamIn>>,
     /// Complete requests waiting behind an outstanding response.
     queue: VecDeque<(Request<Body>, Meta)>,
     busy: Busy,
@@ -158,6 +161,20 @@ struct LogMeta {
     referer: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
 }
+
+/// The connection's side of a streamed request body.
+struct StreamIn {
+    feed: Feed,
+    /// The route's body limit.
+    max_body: u64,
+    /// The announced length (`None`: chunked).
+    declared: Option<u64>,
+}
+
+/// Carries a streamed request's body from its head to its handler through the request queue
+/// (an extension, so queued requests keep one type).
+#[derive(Clone)]
+struct PendingStream(Arc<Mutex<Option<BodyStream>>>);
 
 struct Incoming {
     parts: Parts,
@@ -264,7 +281,10 @@ impl Handler for HttpProtocol {
 impl HttpProtocol {
     /// The request codec for a new connection.
     pub(crate) fn codec(&self) -> HttpCodec {
-        HttpCodec::new(self.config.opts.limits.clone())
+        let mut limits = self.config.opts.limits.clone();
+        // Streaming routes may take larger bodies; the others are held to `max_body` here.
+        limits.max_body = limits.max_body.max(self.config.router.stream_max_body());
+        HttpCodec::new(limits)
     }
 
     /// The loop started at loop time `now_ms`.
@@ -284,6 +304,7 @@ impl HttpProtocol {
             },
             timer: None,
             incoming: None,
+            stream: None,
             queue: VecDeque::new(),
             busy: Busy::None,
             pending_error: None,
@@ -308,7 +329,7 @@ impl HttpProtocol {
     ) {
         let HttpProtocol { config, out } = self;
         let config: &HttpConfig = config;
-        if st.closing {
+        if st.closing || st.pending_error.is_some() {
             return;
         }
         match ev {
@@ -386,7 +407,38 @@ impl HttpProtocol {
                         arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
                     }
                     return;
+                } else if let Some(max_body) = stream_route(config, &head.request) {
+                    let declared = match head.body {
+                        BodyKind::Length(n) => Some(n),
+                        _ => None,
+                    };
+                    if declared.is_some_and(|n| n > max_body) {
+                        bad_request(config, out, cx, st, HttpError::BodyTooLarge);
+                        return;
+                    }
+                    let (feed, body) =
+                        stream::pair(Some(cx.handle()), declared, head.expect_continue);
+                    let mut req = Request::from_parts(head.request, Body::empty());
+                    req.extensions_mut()
+                        .insert(PendingStream(Arc::new(Mutex::new(Some(body)))));
+                    st.stream = Some(Box::new(StreamIn {
+                        feed,
+                        max_body,
+                        declared,
+                    }));
+                    let now = cx.now_ms();
+                    st.phase = Phase::Body {
+                        start: now,
+                        last: now,
+                    };
+                    arm(cx, st, now.saturating_add(ms(config.opts.body_timeout)));
+                    accept(config, out, cx, st, req, meta);
                 } else {
+                    if matches!(head.body, BodyKind::Length(n) if n > config.opts.limits.max_body) {
+                        // Only reachable when a streaming route raised the codec's limit.
+                        bad_request(config, out, cx, st, HttpError::BodyTooLarge);
+                        return;
+                    }
                     let cap = match head.body {
                         BodyKind::Length(n) => n.min(64 * 1024) as usize,
                         _ => 0,
@@ -435,9 +487,35 @@ impl HttpProtocol {
                 cx.close_with(CloseReason::Decode, true);
                 return;
             }
+            Event::Body(data) if st.stream.is_some() => {
+                if !stream_piece(config, out, cx, st, data) {
+                    return;
+                }
+            }
+            Event::Last { data, trailers } if st.stream.is_some() => {
+                if !stream_piece(config, out, cx, st, data) {
+                    return;
+                }
+                if let Some(s) = st.stream.take() {
+                    s.feed.finish(trailers);
+                }
+                st.phase = Phase::Active;
+            }
+            Event::Error(e) if st.stream.is_some() => {
+                if let Some(s) = st.stream.take() {
+                    s.feed.fail(BodyError::Invalid);
+                }
+                bad_request(config, out, cx, st, e);
+                return;
+            }
             Event::Body(data) => {
                 if let Some(inc) = st.incoming.as_mut() {
                     inc.body.extend_from_slice(data);
+                    if inc.body.len() as u64 > config.opts.limits.max_body {
+                        // A chunked body over the limit a streaming route raised.
+                        bad_request(config, out, cx, st, HttpError::BodyTooLarge);
+                        return;
+                    }
                     // The timer looks at this when it fires (no re-arm per read).
                     if let Phase::Body { last, .. } = &mut st.phase {
                         *last = cx.now_ms();
@@ -460,17 +538,31 @@ impl HttpProtocol {
                 }
             }
             Event::Error(e) => {
-                log_bad_request(st.peer_addr, e, cx.now_ms());
-                st.incoming = None;
-                if outstanding(st) {
-                    st.pending_error = Some(e);
-                } else {
-                    refuse(config, out, cx, st, e.status(), CloseReason::Decode);
-                    return;
-                }
+                bad_request(config, out, cx, st, e);
+                return;
             }
         }
         settle(config, out, cx, st);
+    }
+
+    /// The handler reading a streamed body took bytes or wants `100 Continue`.
+    #[cold]
+    fn stream_notify<H: Handler>(cx: &mut Conn<'_, H>, st: &mut HttpConnState) {
+        if let Some(s) = &st.stream {
+            if s.feed.take_continue() && !st.closing {
+                cx.with_output(continue_100);
+            }
+            if !s.feed.drained() {
+                return;
+            }
+        }
+        // Drained (or the body ended while reading was paused): read on, as while any one
+        // response is outstanding with nothing queued behind it.
+        let idle_queue = st.queue.is_empty() && st.pending_error.is_none();
+        if st.read_paused && idle_queue && !st.closing {
+            st.read_paused = false;
+            cx.resume_reading();
+        }
     }
 
     /// A worker-pool job answered with `token`.
@@ -482,6 +574,10 @@ impl HttpProtocol {
     ) {
         let HttpProtocol { config, out } = self;
         let config: &HttpConfig = config;
+        if token == STREAM_TOKEN {
+            Self::stream_notify(cx, st);
+            return;
+        }
         if token == CHANNEL_TOKEN {
             // A channel body has a chunk, or ended.
             if matches!(st.busy, Busy::Streaming(_)) {
@@ -496,7 +592,18 @@ impl HttpProtocol {
         let Busy::Blocking(job) = std::mem::take(&mut st.busy) else {
             return;
         };
-        let Blocking { slot, meta, .. } = *job;
+        let Blocking { slot, mut meta, .. } = *job;
+        if let Some(s) = st.stream.take_if(|_| st.queue.is_empty()) {
+            // A streaming handler answered before the end of its body: the rest is read and
+            // dropped if it is chunked or small, else the connection closes after the answer.
+            let left = s.declared.map(|n| n.saturating_sub(s.feed.received));
+            // A client still waiting for `100 Continue` may never send it: close instead.
+            if left.is_none_or(|l| l <= DISCARD_MAX) && !s.feed.continue_unsent() {
+                st.discarding = Some(s.feed.received);
+            } else {
+                meta.keep_alive = false;
+            }
+        }
         let resp = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         let resp = resp.unwrap_or_else(|| text_response(StatusCode::INTERNAL_SERVER_ERROR));
         respond(config, out, cx, st, meta, resp);
@@ -584,10 +691,11 @@ impl HttpProtocol {
                 let gap_due = last.saturating_add(timeout);
                 // With a minimum rate: the moment the average since `start` falls below it,
                 // but not before one whole `body_timeout` has passed.
-                let got = match (&st.incoming, st.discarding) {
-                    (Some(inc), _) => inc.body.len() as u64,
-                    (None, Some(n)) => n,
-                    (None, None) => 0,
+                let got = match (&st.incoming, st.discarding, &st.stream) {
+                    (Some(inc), _, _) => inc.body.len() as u64,
+                    (None, Some(n), _) => n,
+                    (None, None, Some(s)) => s.feed.received,
+                    (None, None, None) => 0,
                 };
                 let rate_due = config.opts.body_min_rate.map(|min| {
                     let allowed = got.saturating_mul(1000) / u64::from(min.max(1));
@@ -613,6 +721,15 @@ impl HttpProtocol {
                     );
                 }
                 st.incoming = None;
+                if let Some(s) = st.stream.take() {
+                    s.feed.fail(BodyError::Timeout);
+                    if matches!(st.busy, Busy::Streaming(_)) {
+                        // Its answer is being written: no 408 in the middle of it.
+                        st.closing = true;
+                        cx.close_with(CloseReason::Timeout, true);
+                        return;
+                    }
+                }
                 if st.discarding.take().is_some() {
                     // Answered already: no 408 after the answer, just the close.
                     st.closing = true;
@@ -633,6 +750,7 @@ impl HttpConnState {
         !matches!(self.busy, Busy::None)
             || !self.queue.is_empty()
             || self.incoming.is_some()
+            || self.stream.is_some()
             || self.discarding.is_some()
             || self.pending_error.is_some()
     }
@@ -661,7 +779,8 @@ impl HttpConnState {
     /// Request bodies this connection holds in memory: the one arriving and those queued
     /// behind an outstanding response (for the overload guard).
     pub(crate) fn held_bytes(&self) -> usize {
-        let arriving = self.incoming.as_ref().map_or(0, |i| i.body.capacity());
+        let arriving = self.incoming.as_ref().map_or(0, |i| i.body.capacity())
+            + self.stream.as_ref().map_or(0, |s| s.feed.buffered());
         let queued: usize = self
             .queue
             .iter()
@@ -817,6 +936,81 @@ fn answer_early(
     }
 }
 
+/// The body limit of the streaming route `head` goes to, if it goes to one.
+#[cold]
+fn stream_route(config: &HttpConfig, head: &::http::request::Parts) -> Option<u64> {
+    if config.router.stream_max_body() == 0 {
+        return None;
+    }
+    match config.router.lookup(&head.method, head.uri.path()) {
+        Route::Found {
+            endpoint: Endpoint::Stream { max_body, .. },
+            ..
+        } => Some(*max_body),
+        _ => None,
+    }
+}
+
+/// A piece of a streamed body: queue it for the handler (stop reading while the queue is
+/// full), or refuse it over the route's limit. False when the connection was refused.
+fn stream_piece<H: Handler>(
+    config: &HttpConfig,
+    out: &mut Out,
+    cx: &mut Conn<'_, H>,
+    st: &mut HttpConnState,
+    data: &[u8],
+) -> bool {
+    let Some(s) = st.stream.as_mut() else {
+        return true;
+    };
+    let n = data.len() as u64;
+    crate::stats::count(|p| p.http.body_bytes_in += n);
+    s.feed.received += n;
+    if s.feed.received > s.max_body {
+        s.feed.fail(BodyError::TooLarge);
+        st.stream = None;
+        if st.queue.is_empty() && matches!(st.busy, Busy::Streaming(_)) {
+            // Its handler answered already and the answer is being written: just close.
+            st.closing = true;
+            cx.close_with(CloseReason::Decode, true);
+            return false;
+        }
+        if st.queue.is_empty() {
+            // Its handler runs: nothing else is outstanding, 413 now (closing the connection
+            // cancels the handler's task).
+            st.busy = Busy::None;
+        }
+        bad_request(config, out, cx, st, HttpError::BodyTooLarge);
+        return false;
+    }
+    if !data.is_empty() && s.feed.push(Bytes::copy_from_slice(data)) {
+        pause_reads(cx, st);
+    }
+    if let Phase::Body { last, .. } = &mut st.phase {
+        *last = cx.now_ms();
+    }
+    true
+}
+
+/// A request cannot be served (bad input, a body over the limit): answer it now, or after
+/// the responses still outstanding; either way the connection closes after the answer.
+fn bad_request<H: Handler>(
+    config: &HttpConfig,
+    out: &mut Out,
+    cx: &mut Conn<'_, H>,
+    st: &mut HttpConnState,
+    e: HttpError,
+) {
+    log_bad_request(st.peer_addr, e, cx.now_ms());
+    st.incoming = None;
+    if outstanding(st) {
+        st.pending_error = Some(e);
+        pause_reads(cx, st);
+    } else {
+        refuse(config, out, cx, st, e.status(), CloseReason::Decode);
+    }
+}
+
 /// Where routing leads: a handler to run, or the answer itself (404, 405).
 enum Routed<'r> {
     Run(&'r Endpoint, Params),
@@ -884,6 +1078,12 @@ fn run<H: Handler>(
                 Endpoint::Async(f) => {
                     req.extensions_mut().insert(super::ClientAddr(st.peer_addr));
                     let (token, slot) = spawn_async(cx, st, f, req);
+                    st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
+                    return;
+                }
+                Endpoint::Stream { handler, .. } => {
+                    req.extensions_mut().insert(super::ClientAddr(st.peer_addr));
+                    let (token, slot) = spawn_stream(cx, st, handler, req);
                     st.busy = Busy::Blocking(Box::new(Blocking { token, slot, meta }));
                     return;
                 }
@@ -983,22 +1183,50 @@ fn spawn_async<H: Handler>(
     f: &Arc<AsyncHandlerFn>,
     req: Request<Body>,
 ) -> (u64, ResponseSlot) {
+    let f = f.clone();
+    // `f(req)` runs at the first poll, inside the catch too.
+    spawn_task(cx, st, async move { f(req).await })
+}
+
+/// Spawn the task computing a response; it leaves it in the slot and notifies the token.
+#[inline(always)]
+fn spawn_task<H: Handler>(
+    cx: &mut Conn<'_, H>,
+    st: &mut HttpConnState,
+    fut: impl std::future::Future<Output = Response<Body>> + 'static,
+) -> (u64, ResponseSlot) {
     let token = st.next_token;
     st.next_token += 1;
     let slot: ResponseSlot = Arc::new(Mutex::new(None));
-    let (slot2, handle, f) = (slot.clone(), cx.handle(), f.clone());
+    let (slot2, handle) = (slot.clone(), cx.handle());
     cx.spawn(async move {
-        // `f(req)` runs at the first poll, inside the catch too.
-        let resp = crate::task::catch_panic(async move { f(req).await })
-            .await
-            .unwrap_or_else(|_| {
-                tracing::error!("async http handler panicked; answering 500");
-                text_response(StatusCode::INTERNAL_SERVER_ERROR)
-            });
+        let resp = crate::task::catch_panic(fut).await.unwrap_or_else(|_| {
+            tracing::error!("async http handler panicked; answering 500");
+            text_response(StatusCode::INTERNAL_SERVER_ERROR)
+        });
         *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(resp);
         handle.notify(token, Bytes::new());
     });
     (token, slot)
+}
+
+/// Run a streaming handler as a task of this connection, with the body the head made (or an
+/// empty one, for a request without a body).
+#[cold]
+fn spawn_stream<H: Handler>(
+    cx: &mut Conn<'_, H>,
+    st: &mut HttpConnState,
+    f: &Arc<StreamHandlerFn>,
+    mut req: Request<Body>,
+) -> (u64, ResponseSlot) {
+    let body = req
+        .extensions_mut()
+        .remove::<PendingStream>()
+        .and_then(|p| p.0.lock().unwrap_or_else(|p| p.into_inner()).take())
+        .unwrap_or_else(|| BodyStream::from_bytes(Bytes::new()));
+    let req = req.map(|_| body);
+    let f = f.clone();
+    spawn_task(cx, st, async move { f(req).await })
 }
 
 /// Hand a blocking request to the worker pool. On success returns the notify token and the
