@@ -41,6 +41,9 @@ mod body;
 mod channel;
 mod codec;
 mod compress;
+#[cfg(feature = "json")]
+pub mod extract;
+pub mod middleware;
 mod response;
 mod router;
 mod server;

@@ -238,6 +238,9 @@ pub struct Router {
     fallback: Option<Endpoint>,
     /// Makes the router's 404 and 405 answers.
     errors: Option<ErrorPage>,
+    /// State, rejection format and body limit of the extractor routes (`extract`).
+    #[cfg(feature = "json")]
+    pub(super) shared: Arc<super::extract::Shared>,
 }
 
 /// FNV-1a for the exact-path table: a few times cheaper than SipHash on short paths. Flooding
@@ -534,6 +537,31 @@ impl Router {
             Some(page) => page.render(status),
             None => super::text_response(status),
         }
+    }
+
+    /// Replace every route's endpoint (and the fallback's, with `fallback`) by `f` of it:
+    /// how [`layer`](Self::layer) and [`route_layer`](Self::route_layer) wrap them.
+    pub(super) fn map_endpoints(
+        mut self,
+        fallback: bool,
+        f: impl Fn(&Endpoint) -> Endpoint,
+    ) -> Router {
+        let each = |m: &mut Methods| {
+            for (_, ep) in &mut m.list {
+                *ep = f(ep);
+            }
+            if let Some(ep) = &mut m.any {
+                *ep = f(ep);
+            }
+        };
+        self.exact.values_mut().for_each(&each);
+        self.patterns.iter_mut().for_each(|p| each(&mut p.methods));
+        if fallback {
+            if let Some(ep) = &mut self.fallback {
+                *ep = f(ep);
+            }
+        }
+        self
     }
 
     /// Whether any route runs on the worker pool.

@@ -45,6 +45,12 @@ pub fn client_addr(req: &::http::Request<super::Body>) -> Option<SocketAddr> {
     CLIENT.with(Cell::get)
 }
 
+/// The client of the inline handler running on this thread.
+#[allow(dead_code)]
+pub(crate) fn current_client() -> Option<SocketAddr> {
+    CLIENT.with(Cell::get)
+}
+
 /// Set (or clear) the client of the inline handler about to run on this thread.
 #[inline(always)]
 pub(crate) fn set_client(addr: Option<SocketAddr>) {
