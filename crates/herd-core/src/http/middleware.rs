@@ -89,12 +89,15 @@ fn wrap(mw: &Arc<dyn Middleware>, ep: &Endpoint) -> Endpoint {
                 mw.clone().call_async(req, AsyncNext(f.clone()))
             }))
         }
+        // A streaming route's request body is not a `Body`: layers do not wrap it (yet).
+        Endpoint::Stream { .. } => ep.clone(),
     }
 }
 
 impl Router {
     /// Wrap every route added so far and the fallback in `mw` (the last layer added runs
-    /// first). The router's own 404 and 405 answers do not pass through it.
+    /// first). The router's own 404 and 405 answers do not pass through it, nor do streaming
+    /// routes ([`Router::route_stream`]).
     pub fn layer<M: Middleware>(self, mw: M) -> Router {
         let mw: Arc<dyn Middleware> = Arc::new(mw);
         self.map_endpoints(true, |ep| wrap(&mw, ep))
