@@ -33,7 +33,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(at: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(at: impl Into<String>, msg: impl Into<String>) -> Self {
         ConfigError {
             at: at.into(),
             msg: msg.into(),
@@ -360,6 +360,9 @@ pub struct ListenerConfig {
     /// http: reverse-proxied locations, each a path prefix passed to an `[[upstream]]`
     /// (nginx's `location /api/ { proxy_pass http://app; }`, docs/reverse-proxy.md).
     pub proxy: Vec<ProxyLocation>,
+    /// http: virtual hosts, picked by `Host` (nginx's `server { server_name ...; }`,
+    /// docs/vhosts.md). The listener's own `root`, if any, is the default server.
+    pub server: Vec<crate::vhost::ServerConfig>,
 }
 
 /// `proxy = [{ path = "/api/", upstream = "app" }]`: requests whose path starts with `path`
@@ -584,6 +587,7 @@ impl Default for ListenerConfig {
             proxy_trusted: Vec::new(),
             proxy_timeout: None,
             proxy: Vec::new(),
+            server: Vec::new(),
         }
     }
 }
@@ -780,6 +784,14 @@ impl Config {
         all.extend(self.log.access_file.as_mut());
         for l in &mut self.listeners {
             all.extend(l.root.as_mut());
+            for srv in &mut l.server {
+                all.extend(srv.root.as_mut());
+                for loc in &mut srv.location {
+                    all.extend(loc.root.as_mut());
+                    all.extend(loc.alias.as_mut());
+                    all.extend(loc.auth_basic_user_file.as_mut());
+                }
+            }
             if let Some(t) = l.tls.as_mut() {
                 all.extend(t.paths_mut());
             }
@@ -981,6 +993,7 @@ impl Config {
         };
         only("root", l.root.is_some(), &[Http])?;
         only("ws_path", l.ws_path.is_some(), &[Http])?;
+        only("server", !l.server.is_empty(), &[Http])?;
         only("header_timeout", l.header_timeout.is_some(), &[Http, Admin])?;
         only("body_timeout", l.body_timeout.is_some(), &[Http, Admin])?;
         only("body_min_rate", l.body_min_rate.is_some(), &[Http, Admin])?;
@@ -1134,6 +1147,20 @@ impl Config {
                     format!("{} is not a directory", root.display()),
                 ));
             }
+        }
+        if !l.server.is_empty() {
+            if l.https_redirect.is_some() {
+                return Err(ConfigError::new(
+                    at("server"),
+                    "https_redirect answers every request; it leaves nothing for servers",
+                ));
+            }
+            let i: usize = at("")
+                .strip_prefix("listener[")
+                .and_then(|r| r.split(']').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            crate::vhost::validate(i, &l.server, l.root.is_some())?;
         }
         if let Some(p) = &l.ws_path {
             if !p.is_empty() && !p.starts_with('/') {

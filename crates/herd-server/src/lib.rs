@@ -41,6 +41,7 @@ pub mod status;
 #[allow(unsafe_code)]
 mod sys;
 pub mod tls;
+pub mod vhost;
 pub mod worker;
 
 /// A process id, as the pid-file functions ([`pidfile`]) and signals take it.

@@ -206,6 +206,9 @@ pub fn http_service(
 ) -> io::Result<HttpService> {
     let router = match (&l.root, l.https_redirect) {
         (_, Some(port)) => redirect_router(port),
+        _ if !l.server.is_empty() => {
+            crate::vhost::Vhosts::new(&l.server, l.root.as_deref(), l.tls.is_some())?.router()
+        }
         (Some(root), None) => Router::new().statics(
             "/",
             StaticDir::new(root)?

@@ -94,6 +94,8 @@ enum Table {
     WsDeflate,
     Upstream(usize),
     Proxy,
+    Server(usize),
+    Location(usize),
 }
 
 impl Table {
@@ -107,6 +109,14 @@ impl Table {
             [l, Index(i)] if key(l, "listener") => Table::Listener(*i),
             [u, Index(i)] if key(u, "upstream") => Table::Upstream(*i),
             [l, Index(_), p, Index(_)] if key(l, "listener") && key(p, "proxy") => Table::Proxy,
+            [l, Index(i), s, Index(_)] if key(l, "listener") && key(s, "server") => {
+                Table::Server(*i)
+            }
+            [l, Index(i), s, Index(_), c, Index(_)]
+                if key(l, "listener") && key(s, "server") && key(c, "location") =>
+            {
+                Table::Location(*i)
+            }
             [l, Index(i), Key(t)] if key(l, "listener") => match t.as_str() {
                 "tls" => Table::Tls(*i),
                 "compression" => Table::Compression,
@@ -136,6 +146,8 @@ impl Table {
             Table::WsDeflate => fields_of::<WsDeflateConfig>(),
             Table::Upstream(_) => fields_of::<UpstreamConfig>(),
             Table::Proxy => fields_of::<ProxyLocation>(),
+            Table::Server(_) => fields_of::<crate::vhost::ServerConfig>(),
+            Table::Location(_) => fields_of::<crate::vhost::LocationConfig>(),
         }
     }
 
@@ -147,6 +159,8 @@ impl Table {
             Table::Log | Table::Listener(_) | Table::Upstream(_) => vec![Table::Top],
             Table::Tls(i) => vec![Table::Listener(i), Table::Top],
             Table::Cert(i, _) => vec![Table::Tls(i), Table::Listener(i), Table::Top],
+            Table::Server(i) => vec![Table::Listener(i), Table::Top],
+            Table::Location(i) => vec![Table::Server(i), Table::Listener(i), Table::Top],
             _ => Vec::new(),
         }
     }
@@ -169,6 +183,17 @@ impl Table {
                 ),
                 "that certificate",
             ),
+            Table::Server(i) => (
+                format!("[[listener.server]] (of [[listener]] number {})", i + 1),
+                "that server",
+            ),
+            Table::Location(i) => (
+                format!(
+                    "[[listener.server.location]] (of [[listener]] number {})",
+                    i + 1
+                ),
+                "that location",
+            ),
             _ => (String::new(), "that table"),
         }
     }
@@ -182,7 +207,11 @@ impl Table {
             ),
             Table::Listener(_) => (
                 "a [[listener]] key",
-                "move it above [listener.tls], with the listener's other keys",
+                "move it above [listener.tls] and [[listener.server]], with the listener's other keys",
+            ),
+            Table::Server(_) => (
+                "a [[listener.server]] key",
+                "move it above the server's first [[listener.server.location]]",
             ),
             Table::Tls(_) => (
                 "a tls key",
@@ -263,10 +292,6 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     (
         "proxy_set_header",
         Err("Host is passed as the client sent it, and X-Forwarded-For/-Proto/-Host and Forwarded are always added (docs/reverse-proxy.md)"),
-    ),
-    (
-        "server",
-        Ok("`upstream` tables' servers: [[upstream]] servers = [\"127.0.0.1:9001\"] (docs/reverse-proxy.md)"),
     ),
     (
         "least_conn",
