@@ -9,7 +9,7 @@
 #          master upgrades with USR2; herd -s quit; dpkg -r (stops the server, keeps config
 #          and logs); dpkg -P (purges).
 #   image: podman run with a port published on 127.0.0.1, curl through it, the HEALTHCHECK,
-#          a non-root process, HUP reloads, `podman stop` (QUIT) drains; the size (< 10 MB).
+#          a non-root process, HUP reloads, `podman stop` (QUIT) drains; the size (< 12 MB).
 #
 # Leaves no package installed and no container behind. Port 8081 (the packaged config's) must
 # be free.
@@ -260,7 +260,9 @@ test_image() {
     local size
     size=$(pm image inspect --format '{{.Size}}' "$img")
     say "image $img: $size bytes"
-    [ "$size" -lt 10000000 ] || fail "image is $size bytes, over 10 MB"
+    # 12 MB: the image was 8.96 MB until virtual hosts (regex, bcrypt) and the extractors
+    # (serde_urlencoded) came in at 11.05 MB; the check still catches a runaway binary.
+    [ "$size" -lt 12000000 ] || fail "image is $size bytes, over 12 MB"
     say "image: ok ($((SECONDS - t0)) s)"
 }
 
