@@ -8,12 +8,12 @@
 //! read-until-close bodies, interim `1xx` responses skipped, no body for `HEAD`, `204` and
 //! `304`; the head and the body are bounded by [`ClientOptions`]. A connection whose response
 //! was read to its framed end and that neither side marked `Connection: close` goes back to
-//! the pool (most recently used first, at most `max_idle_per_upstream` at the end of each loop turn, for `idle_timeout` on
-//! the loop's clock, so a `FakeClock` moves it). Health on reuse: a pooled connection that is
-//! readable (the server closed it, or sent something unasked) is discarded before use, and an
-//! idempotent request whose reused connection fails before any response byte arrives is
-//! retried once on a fresh connection. [`ClientStats`] counts requests, connects, reuses and
-//! failures by kind.
+//! the pool (most recently used first, at most `max_idle_per_upstream` at the end of each
+//! loop turn, for `idle_timeout` on the loop's clock, so a `FakeClock` moves it). Health on
+//! reuse: a pooled connection that is readable (the server closed it, or sent something
+//! unasked) is discarded before use, and an idempotent request whose reused connection
+//! fails before any response byte arrives is retried once on a fresh connection.
+//! [`ClientStats`] counts requests, connects, reuses and failures by kind.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
