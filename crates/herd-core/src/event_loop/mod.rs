@@ -232,12 +232,15 @@ impl<H: Handler> EventLoop<H> {
                 match ev.token() {
                     WAKER => self.drain_inbox(),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
-                    Token(t) if t >= COSOCKET_BASE => self.exec.reactor.ready(
-                        t,
-                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                        ev.is_writable() || ev.is_write_closed() || ev.is_error(),
-                        ev.is_error() || ev.is_write_closed() || ev.is_read_closed(),
-                    ),
+                    Token(t) if t >= COSOCKET_BASE => {
+                        self.exec.reactor.ready(
+                            t,
+                            ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                            ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                            ev.is_error() || ev.is_write_closed() || ev.is_read_closed(),
+                        );
+                        self.run_woken();
+                    }
                     Token(idx) => {
                         if ev.is_read_closed() {
                             // The FIN came with (or after) the data: a short read must not end
@@ -251,6 +254,9 @@ impl<H: Handler> EventLoop<H> {
                         }
                         if ev.is_writable() {
                             self.on_writable(idx);
+                        }
+                        if tasks {
+                            self.run_woken();
                         }
                     }
                 }
@@ -424,14 +430,36 @@ impl<H: Handler> EventLoop<H> {
         self.exec.reactor.fire(self.core.now);
         if self.exec.has_ready() {
             for id in self.exec.run_ready() {
-                self.core.stats.handler_panics += 1;
-                if let Some(slot) = live(&mut self.slab, id) {
-                    self.core.mark_close(&mut slot.conn, CloseReason::Panic);
-                }
+                self.close_panicked(id);
             }
         }
         self.exec.run_deferred();
         self.exec.settle();
+    }
+
+    /// Poll the tasks the event just handled has woken (a connection's message for its task, a
+    /// cosocket's readiness), while the event's data is still in the cache, and run the
+    /// commands they gave (their writes). Fresh tasks wait for [`run_tasks`](Self::run_tasks).
+    #[inline]
+    fn run_woken(&mut self) {
+        if !self.exec.has_woken() {
+            return;
+        }
+        for id in self.exec.run_woken() {
+            self.close_panicked(id);
+        }
+        if self.exec.has_local_cmds() {
+            self.drain_local();
+        }
+    }
+
+    /// A task owned by connection `id` panicked: count it and close that connection only.
+    #[cold]
+    fn close_panicked(&mut self, id: ConnId) {
+        self.core.stats.handler_panics += 1;
+        if let Some(slot) = live(&mut self.slab, id) {
+            self.core.mark_close(&mut slot.conn, CloseReason::Panic);
+        }
     }
 
     // ----- the overload guard -----
@@ -526,7 +554,6 @@ impl<H: Handler> EventLoop<H> {
     /// Run the commands given on this thread (after the tasks that gave most of them). Commands
     /// their callbacks give are run too, a few rounds at most; the rest keep the next poll
     /// from blocking.
-    #[cold]
     fn drain_local(&mut self) {
         let mut cmds = std::mem::take(&mut self.cmds);
         for _ in 0..8 {

@@ -35,7 +35,11 @@ const RESUME: u64 = u64::MAX;
 /// the flow control both ends need (shared by [`ConnTasks`] and the WebSocket `WsTasks`).
 pub(crate) struct TaskQueue<T> {
     items: RefCell<VecDeque<T>>,
+    /// The task's waker, kept across messages (a task's waker does not change, so it is
+    /// cloned once, not per message).
     waker: RefCell<Option<Waker>>,
+    /// The task waits on this queue (it found it empty): only then does a push wake it.
+    waiting: Cell<bool>,
     /// The loop stopped reading the peer until the task catches up.
     paused: Cell<bool>,
     /// No more items will come.
@@ -47,6 +51,7 @@ impl<T> Default for TaskQueue<T> {
         TaskQueue {
             items: RefCell::new(VecDeque::new()),
             waker: RefCell::new(None),
+            waiting: Cell::new(false),
             paused: Cell::new(false),
             ended: Cell::new(false),
         }
@@ -55,8 +60,10 @@ impl<T> Default for TaskQueue<T> {
 
 impl<T> TaskQueue<T> {
     fn wake(&self) {
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
+        if self.waiting.replace(false) {
+            if let Some(w) = self.waker.borrow().as_ref() {
+                w.wake_by_ref();
+            }
         }
     }
 
@@ -97,7 +104,11 @@ impl<T> TaskQueue<T> {
             }
             None if self.ended.get() => Poll::Ready(None),
             None => {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                let mut w = self.waker.borrow_mut();
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
+                self.waiting.set(true);
                 Poll::Pending
             }
         }

@@ -3,9 +3,12 @@
 //!
 //! Each loop owns one executor. [`spawn_local`] (or [`Conn::spawn`](crate::Conn::spawn) and
 //! [`LoopCx::spawn`](crate::LoopCx::spawn) from callbacks) starts a future on the current loop,
-//! with no `Send` bound: a task may hold `Rc`s and the loop's own state. The loop polls woken
-//! tasks after it has handled its events and timers, in the order they were woken, at most
-//! [`POLL_BUDGET`] per iteration so a busy task cannot starve the sockets. A task's [`Waker`]
+//! with no `Send` bound: a task may hold `Rc`s and the loop's own state. A task woken by a
+//! socket event (its connection's message, its cosocket's readiness) is polled right after
+//! that event, while what it brought is still in the cache; new tasks, and tasks woken by
+//! timers or other threads, are polled after the loop has handled its events and timers. Both
+//! go in the order they were woken, at most [`POLL_BUDGET`] per round so a busy task cannot
+//! starve the sockets. A task's [`Waker`]
 //! may be used from any thread: on the loop's own thread it queues the task directly, from
 //! elsewhere it goes through the loop's command queue and its coalesced wake-up, so a burst of
 //! wake-ups costs one `epoll_wait` return.
@@ -79,7 +82,9 @@ struct TaskSlot {
     /// Aborted while being polled: dropped when the poll returns.
     aborted: bool,
     owner: Option<ConnId>,
-    waker: Waker,
+    /// `None` while the task is being polled (moved out with `fut`: no reference count is
+    /// touched per poll).
+    waker: Option<Waker>,
 }
 
 /// One loop's executor (see the module docs).
@@ -312,7 +317,7 @@ impl Executor {
             queued: true,
             aborted: false,
             owner,
-            waker,
+            waker: Some(waker),
         });
         drop(tasks);
         if let Some(id) = owner {
@@ -380,6 +385,12 @@ impl Executor {
         }
     }
 
+    /// Some task was woken and waits to be polled (fresh tasks aside).
+    #[inline]
+    pub(crate) fn has_woken(&self) -> bool {
+        !self.ready.borrow().is_empty()
+    }
+
     /// Poll ready tasks, at most [`POLL_BUDGET`]. Returns the connections whose task panicked
     /// (the loop closes them).
     pub(crate) fn run_ready(&self) -> Vec<ConnId> {
@@ -398,41 +409,70 @@ impl Executor {
             let Some(key) = next else {
                 break;
             };
-            let (mut fut, waker) = {
-                let mut tasks = self.tasks.borrow_mut();
-                let Some(t) = tasks.get_mut(key.slot as usize) else {
-                    continue;
-                };
-                if t.gen != key.gen {
-                    continue;
-                }
-                t.queued = false;
-                let Some(fut) = t.fut.take() else { continue };
-                (fut, t.waker.clone())
-            };
-            let mut cx = Context::from_waker(&waker);
-            let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
-            let mut tasks = self.tasks.borrow_mut();
-            let aborted = tasks.get(key.slot as usize).is_none_or(|t| t.aborted);
-            match polled {
-                Ok(Poll::Pending) if !aborted => {
-                    if let Some(t) = tasks.get_mut(key.slot as usize) {
-                        t.fut = Some(fut);
-                    }
-                }
-                outcome => {
-                    let owner = tasks.try_remove(key.slot as usize).and_then(|t| t.owner);
-                    drop(tasks);
-                    self.forget_owned(owner, key);
-                    if outcome.is_err() {
-                        tracing::error!("task panicked; dropped");
-                        panicked.extend(owner);
-                    }
-                    drop(fut);
-                }
-            }
+            self.poll_task(key, &mut panicked);
         }
         panicked
+    }
+
+    /// Poll the tasks woken so far, and those they wake, but not the fresh ones: the loop
+    /// calls this right after the event that woke them, while what the event brought is still
+    /// in the cache. New tasks keep waiting for the end of the turn (after the woken ones have
+    /// returned what they hold, see `fresh`). At most [`POLL_BUDGET`] polls; returns the
+    /// connections whose task panicked.
+    pub(crate) fn run_woken(&self) -> Vec<ConnId> {
+        let mut panicked = Vec::new();
+        for _ in 0..POLL_BUDGET {
+            let next = self.ready.borrow_mut().pop_front();
+            let Some(key) = next else {
+                break;
+            };
+            self.poll_task(key, &mut panicked);
+        }
+        panicked
+    }
+
+    /// Poll one queued task (a stale or finished key is skipped); a connection whose task
+    /// panicked is added to `panicked`.
+    fn poll_task(&self, key: TaskKey, panicked: &mut Vec<ConnId>) {
+        let (mut fut, waker) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(t) = tasks.get_mut(key.slot as usize) else {
+                return;
+            };
+            if t.gen != key.gen {
+                return;
+            }
+            t.queued = false;
+            let Some(fut) = t.fut.take() else { return };
+            let Some(waker) = t.waker.take() else {
+                t.fut = Some(fut);
+                return;
+            };
+            (fut, waker)
+        };
+        let mut cx = Context::from_waker(&waker);
+        let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+        let mut tasks = self.tasks.borrow_mut();
+        let aborted = tasks.get(key.slot as usize).is_none_or(|t| t.aborted);
+        match polled {
+            Ok(Poll::Pending) if !aborted => {
+                if let Some(t) = tasks.get_mut(key.slot as usize) {
+                    t.fut = Some(fut);
+                    t.waker = Some(waker);
+                }
+            }
+            outcome => {
+                let owner = tasks.try_remove(key.slot as usize).and_then(|t| t.owner);
+                drop(tasks);
+                self.forget_owned(owner, key);
+                if outcome.is_err() {
+                    tracing::error!("task panicked; dropped");
+                    panicked.extend(owner);
+                }
+                drop(fut);
+                drop(waker);
+            }
+        }
     }
 }
 
