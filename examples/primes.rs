@@ -45,12 +45,16 @@ pub fn count_primes(n: u64) -> u64 {
 
 /// The service: one route on `pool`. Query errors are the extractor's 400.
 pub fn service(pool: WorkerPool) -> HttpService {
-    let router = Router::new().route_blocking_with(Method::GET, "/primes", |Query(q): Query<Below>| {
-        if q.n > MAX_N {
-            return Err((StatusCode::BAD_REQUEST, format!("n must be at most {MAX_N}\n")));
-        }
-        Ok(format!("{}\n", count_primes(q.n)))
-    });
+    let router =
+        Router::new().route_blocking_with(Method::GET, "/primes", |Query(q): Query<Below>| {
+            if q.n > MAX_N {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("n must be at most {MAX_N}\n"),
+                ));
+            }
+            Ok(format!("{}\n", count_primes(q.n)))
+        });
     HttpService::new(router).pool(pool)
 }
 

@@ -64,7 +64,8 @@ pub fn options(args: &ServeArgs) -> WsOptions {
 
 fn main() -> std::io::Result<()> {
     let args = ServeArgs::from_env(9002);
-    let server = service(options(&args)).serve(Server::new().bind(args.addr())?.loops(args.loops))?;
+    let server =
+        service(options(&args)).serve(Server::new().bind(args.addr())?.loops(args.loops))?;
     eprintln!(
         "ws_echo: listening on {} with {} loop(s)",
         server.local_addr(),

@@ -92,7 +92,9 @@ fn every_subscriber_gets_every_line_and_closed_ones_drop_out() {
     // From a plain thread, as the example's feed thread does.
     let publish = |line: &'static str| {
         let feed = feed.clone();
-        std::thread::spawn(move || feed.publish(line)).join().unwrap()
+        std::thread::spawn(move || feed.publish(line))
+            .join()
+            .unwrap()
     };
 
     expect("subscribed");
@@ -107,7 +109,9 @@ fn every_subscriber_gets_every_line_and_closed_ones_drop_out() {
     // counted as stale if its loop had already closed it); the others get theirs.
     let sent = publish("line 2");
     assert!(sent == 3 || sent == 2, "{sent}");
-    wait_until("the closed client leaves the set", || feed.subscribers() == 2);
+    wait_until("the closed client leaves the set", || {
+        feed.subscribers() == 2
+    });
     writeln!(to_py, "published 2").unwrap();
 
     expect("unsubscribed");
@@ -117,7 +121,9 @@ fn every_subscriber_gets_every_line_and_closed_ones_drop_out() {
     expect("ok");
     drop(to_py);
     assert!(py.wait().unwrap().success());
-    wait_until("python's connections are closed", || server.stats().open == 0);
+    wait_until("python's connections are closed", || {
+        server.stats().open == 0
+    });
     assert_eq!(feed.subscribers(), 0);
     let stats = server.stats();
     assert!(stats.stale_commands <= 1, "{stats:?}");

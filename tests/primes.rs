@@ -15,7 +15,9 @@ use herd::{Server, ServerHandle};
 
 fn start() -> ServerHandle {
     let server = Server::new().bind("127.0.0.1:0").unwrap().loops(2);
-    primes::service(WorkerPool::new(2, 64)).serve(server).unwrap()
+    primes::service(WorkerPool::new(2, 64))
+        .serve(server)
+        .unwrap()
 }
 
 /// curl's status code and body for `path`.
