@@ -43,18 +43,18 @@ pub fn count_primes(n: u64) -> u64 {
     composite[2..].iter().filter(|c| !**c).count() as u64
 }
 
+/// The route's handler. It runs on a pool thread, its extractor too.
+fn primes_below(Query(q): Query<Below>) -> Result<String, (StatusCode, String)> {
+    if q.n > MAX_N {
+        let why = format!("n must be at most {MAX_N}\n");
+        return Err((StatusCode::BAD_REQUEST, why));
+    }
+    Ok(format!("{}\n", count_primes(q.n)))
+}
+
 /// The service: one route on `pool`. Query errors are the extractor's 400.
 pub fn service(pool: WorkerPool) -> HttpService {
-    let router =
-        Router::new().route_blocking_with(Method::GET, "/primes", |Query(q): Query<Below>| {
-            if q.n > MAX_N {
-                return Err((
-                    StatusCode::BAD_REQUEST,
-                    format!("n must be at most {MAX_N}\n"),
-                ));
-            }
-            Ok(format!("{}\n", count_primes(q.n)))
-        });
+    let router = Router::new().route_blocking_with(Method::GET, "/primes", primes_below);
     HttpService::new(router).pool(pool)
 }
 
