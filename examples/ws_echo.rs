@@ -13,7 +13,8 @@ use herd::args::ServeArgs;
 use herd::ws::{DeflateConfig, WsConn, WsHandler, WsOptions, WsRequest, WsService};
 use herd::Server;
 
-struct Echo;
+/// The echo handler: one per loop, no per-connection state.
+pub struct Echo;
 
 impl WsHandler for Echo {
     type State = ();
@@ -31,8 +32,13 @@ impl WsHandler for Echo {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    let args = ServeArgs::from_env(9002);
+/// The service: the echo on every path, with `opts`.
+pub fn service(opts: WsOptions) -> WsService<Echo> {
+    WsService::new(|| Echo).options(opts)
+}
+
+/// The options the command line asks for (see the module docs).
+pub fn options(args: &ServeArgs) -> WsOptions {
     let mut opts = WsOptions::default();
     if let Some(max) = args.get::<u64>("max-message") {
         opts.max_message = max;
@@ -53,9 +59,13 @@ fn main() -> std::io::Result<()> {
             });
         }
     }
-    let server = WsService::new(|| Echo)
-        .options(opts)
-        .serve(Server::new().bind(args.addr())?.loops(args.loops))?;
+    opts
+}
+
+fn main() -> std::io::Result<()> {
+    let args = ServeArgs::from_env(9002);
+    let server =
+        service(options(&args)).serve(Server::new().bind(args.addr())?.loops(args.loops))?;
     eprintln!(
         "ws_echo: listening on {} with {} loop(s)",
         server.local_addr(),

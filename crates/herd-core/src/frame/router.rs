@@ -566,8 +566,6 @@ impl<'a, 'c, U: 'static> FrameConn<'a, 'c, U> {
             .unwrap_or(Ok(()))
     }
 
-    /// Run `job` on the worker pool; it appends the reply body to the buffer it is given. The
-    /// finished frame (or error frame) goes back through the connection's handle.
     /// Run `fut` as a task of this connection; the encoder it resolves to writes the reply
     /// body (or its error becomes an error frame), sent like a pool reply.
     pub(crate) fn spawn_reply<Fut, E>(&mut self, fut: Fut)
@@ -595,6 +593,9 @@ impl<'a, 'c, U: 'static> FrameConn<'a, 'c, U> {
         });
     }
 
+    /// Run `job` on the worker pool; it appends the reply body to the buffer it is given. The
+    /// finished frame (or error frame) goes back through the connection's handle; a full
+    /// queue is `Err` with [`ErrorCode::Busy`].
     pub(crate) fn submit<J>(&mut self, job: J) -> Result<(), HandlerError>
     where
         J: FnOnce(&mut Vec<u8>) -> Result<(), HandlerError> + Send + 'static,
