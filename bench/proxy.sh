@@ -24,6 +24,9 @@
 #   SERVERS ["herd nginx"]                    PORT_BASE [19800] first port tried
 #   SERVER_CPU [0] CLIENT_CPU [1]             KEEP_LOGS [0] keep the work directory
 #   KEEPALIVE [32] idle upstream connections each proxy keeps (herd `keepalive`, nginx `keepalive`)
+#   MAX_CONNS [0]  herd's `max_conns` (0: no limit; requests beyond it queue in herd). nginx
+#                  stays uncapped: open-source nginx has `max_conns` but no `queue`, so a cap
+#                  there answers the excess with 502 instead of making it wait.
 #
 # Only 127.0.0.1 is used. Every wrk run is bounded by `timeout`; every process this script
 # started is stopped by its PID on exit. Installs wrk, nginx and curl through apt when missing
@@ -43,6 +46,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 KEEP_LOGS=${KEEP_LOGS:-0}
 KEEPALIVE=${KEEPALIVE:-32}
+MAX_CONNS=${MAX_CONNS:-0}
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -103,6 +107,7 @@ proxy = [{ path = "/hello", upstream = "app" }]
 name = "app"
 servers = ["127.0.0.1:$UP_PORT"]
 keepalive = $KEEPALIVE
+max_conns = $MAX_CONNS
 EOF
         CMD=("$HERD_BIN" -c "$dir/herd.toml")
         ;;
@@ -255,6 +260,7 @@ say ""
 say "per-run results (also failures): scenario server round status req/s cpu_us/req p99_us"
 cat "$RESULTS" >&2
 echo "herd reverse-proxy benchmark: proxy on CPU $SERVER_CPU, wrk -t1 and the upstream on CPU $CLIENT_CPU, one worker and loop each"
+echo "herd upstream: keepalive = $KEEPALIVE, max_conns = $MAX_CONNS (0: no limit); nginx: keepalive $KEEPALIVE, no max_conns"
 echo "upstream = $HELLO_BIN; herd = $HERD_BIN, nginx = $NGINX ($($NGINX -v 2>&1 | sed 's/.*: //'))"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on these CPUs skews throughput)"
 for scen in $SCENARIOS; do

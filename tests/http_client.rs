@@ -571,3 +571,284 @@ fn an_https_upstream_through_a_tls_connector_keeps_its_connection() {
     d.stop(Duration::ZERO);
     up.stop(Duration::ZERO);
 }
+
+/// An upstream that holds each request until the test lets it through ([`Gate::open`]),
+/// logging request paths in the order they arrive; answers with the path as the body, and
+/// closes after answering a path that contains `close`.
+struct Gate {
+    port: u16,
+    accepts: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<String>>>,
+    permits: Arc<(Mutex<usize>, std::sync::Condvar)>,
+}
+
+impl Gate {
+    fn start() -> Gate {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let g = Gate {
+            port,
+            accepts: Arc::new(AtomicUsize::new(0)),
+            log: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new((Mutex::new(0), std::sync::Condvar::new())),
+        };
+        let (a, log, permits) = (g.accepts.clone(), g.log.clone(), g.permits.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                a.fetch_add(1, Ordering::SeqCst);
+                let (log, permits) = (log.clone(), permits.clone());
+                std::thread::spawn(move || loop {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    log.lock().unwrap().push(path.clone());
+                    // Wait (bounded) for the test to let one response through.
+                    let (m, cv) = &*permits;
+                    let mut n = m.lock().unwrap();
+                    while *n == 0 {
+                        let (g, t) = cv.wait_timeout(n, herd_testkit::WAIT).unwrap();
+                        n = g;
+                        if t.timed_out() {
+                            return;
+                        }
+                    }
+                    *n -= 1;
+                    drop(n);
+                    let close = path.contains("close");
+                    let r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n{path}",
+                        path.len(),
+                        if close { "Connection: close\r\n" } else { "" }
+                    );
+                    if s.write_all(r.as_bytes()).is_err() || close {
+                        return;
+                    }
+                });
+            }
+        });
+        g
+    }
+
+    /// Let `n` more responses through.
+    fn open(&self, n: usize) {
+        let (m, cv) = &*self.permits;
+        *m.lock().unwrap() += n;
+        cv.notify_all();
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// A driver for the queue tests: `/one?port=P&path=/x` makes one request with the loop's
+/// client (`200 /x`, or `error KIND`); `/stats?port=P` (an async route, so it runs after the
+/// turn's timers and woken tasks) reports the client's counters and the upstream's state.
+fn queue_driver(opts: ClientOptions, clock: Option<&FakeClock>) -> ServerHandle {
+    let client_for =
+        move || CLIENT.with(|c| c.get_or_init(|| HttpClient::new(opts.clone())).clone());
+    let c2 = client_for.clone();
+    let up_of = |q: &str| {
+        let port: u16 = arg(q, "port").unwrap().parse().unwrap();
+        Upstream::tcp(SocketAddr::from(([127, 0, 0, 1], port)))
+    };
+    let router = Router::new()
+        .get_async("/one", move |req: Request<Body>| {
+            let client = client_for();
+            let q = req.uri().query().unwrap_or("").to_owned();
+            async move {
+                let up = up_of(&q);
+                let path = arg(&q, "path").unwrap_or("/").to_owned();
+                let r = herd::http::Request::get(path.as_str())
+                    .body(Bytes::new())
+                    .unwrap();
+                let out = match client.request(&up, r).await {
+                    Ok(resp) => format!(
+                        "{} {}",
+                        resp.status().as_u16(),
+                        String::from_utf8_lossy(resp.body())
+                    ),
+                    Err(e) => format!("error {:?}", e.kind()),
+                };
+                Response::new(Body::from(out))
+            }
+        })
+        .get_async("/stats", move |req: Request<Body>| {
+            let client = c2();
+            let q = req.uri().query().unwrap_or("").to_owned();
+            async move {
+                let up = up_of(&q);
+                let s = client.stats();
+                Response::new(Body::from(format!(
+                    "open={} idle={} waiting={} queued={} queue_full={} queue_timeouts={} \
+                     connects={} reuses={}",
+                    client.open(&up),
+                    client.idle(&up),
+                    client.waiting(&up),
+                    s.queued,
+                    s.queue_full,
+                    s.queue_timeouts,
+                    s.connects,
+                    s.reuses
+                )))
+            }
+        });
+    serve_service(HttpService::new(router), clock)
+}
+
+/// Send `/one?port=..&path=..` on a connection of its own; the answer is read later.
+fn one(d: &ServerHandle, port: u16, path: &str) -> Client {
+    let mut c = Client::connect(d.local_addr());
+    c.send(format!("GET /one?port={port}&path={path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    c
+}
+
+fn stats(d: &ServerHandle, port: u16) -> String {
+    let mut c = Client::connect(d.local_addr());
+    c.get(&format!("/stats?port={port}")).text()
+}
+
+fn capped(max: usize, queue: usize) -> ClientOptions {
+    ClientOptions {
+        max_conns_per_upstream: max,
+        queue_max: queue,
+        ..ClientOptions::default()
+    }
+}
+
+#[test]
+fn at_the_cap_requests_wait_and_take_the_connection_in_fifo_order() {
+    let g = Gate::start();
+    let d = queue_driver(capped(1, 16), None);
+    let mut first = one(&d, g.port, "/1");
+    wait_until("the upstream holds /1", || g.log().len() == 1);
+    let mut waiting = Vec::new();
+    for k in 2..=4 {
+        waiting.push(one(&d, g.port, &format!("/{k}")));
+        wait_until("the request is queued", || {
+            stats(&d, g.port).contains(&format!("waiting={}", k - 1))
+        });
+    }
+    let s = stats(&d, g.port);
+    assert!(s.starts_with("open=1 idle=0 waiting=3 queued=3"), "{s}");
+    assert_eq!(g.log(), ["/1"], "nothing else reached the upstream");
+    g.open(4);
+    assert_eq!(first.response().text(), "200 /1");
+    for (k, c) in waiting.iter_mut().enumerate() {
+        assert_eq!(c.response().text(), format!("200 /{}", k + 2));
+    }
+    // One connection, handed from each request to the next in the order they came.
+    assert_eq!(g.log(), ["/1", "/2", "/3", "/4"]);
+    assert_eq!(g.accepts.load(Ordering::SeqCst), 1);
+    let s = stats(&d, g.port);
+    assert_eq!(
+        s,
+        "open=1 idle=1 waiting=0 queued=3 queue_full=0 queue_timeouts=0 connects=1 reuses=3"
+    );
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn a_full_queue_fails_at_once_with_queue_full() {
+    let g = Gate::start();
+    let d = queue_driver(capped(1, 1), None);
+    let mut first = one(&d, g.port, "/1");
+    wait_until("the upstream holds /1", || g.log().len() == 1);
+    let mut second = one(&d, g.port, "/2");
+    wait_until("/2 is queued", || stats(&d, g.port).contains("waiting=1"));
+    let mut third = one(&d, g.port, "/3");
+    assert_eq!(third.response().text(), "error QueueFull");
+    g.open(2);
+    assert_eq!(first.response().text(), "200 /1");
+    assert_eq!(second.response().text(), "200 /2");
+    let s = stats(&d, g.port);
+    assert!(
+        s.contains("waiting=0 queued=1 queue_full=1 queue_timeouts=0 connects=1"),
+        "{s}"
+    );
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn a_wait_past_queue_timeout_fails_on_the_loop_clock() {
+    let g = Gate::start();
+    let clock = FakeClock::new(1_000);
+    let opts = ClientOptions {
+        queue_timeout: Duration::from_secs(3),
+        ..capped(1, 16)
+    };
+    let d = queue_driver(opts, Some(&clock));
+    let mut first = one(&d, g.port, "/1");
+    wait_until("the upstream holds /1", || g.log().len() == 1);
+    let mut second = one(&d, g.port, "/2");
+    wait_until("/2 is queued", || stats(&d, g.port).contains("waiting=1"));
+    clock.advance(2_999);
+    d.tick();
+    let s = stats(&d, g.port);
+    assert!(
+        s.contains("waiting=1 queued=1 queue_full=0 queue_timeouts=0"),
+        "{s}"
+    );
+    second
+        .s
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(second.s.peek(&mut b).is_err(), "no answer at 2999 ms");
+    second.s.set_read_timeout(Some(herd_testkit::WAIT)).unwrap();
+    clock.advance(1);
+    d.tick();
+    assert_eq!(second.response().text(), "error QueueTimeout");
+    let s = stats(&d, g.port);
+    assert!(
+        s.contains("open=1 idle=0 waiting=0 queued=1 queue_full=0 queue_timeouts=1"),
+        "{s}"
+    );
+    // The holder is unaffected, and the upstream never saw /2.
+    g.open(1);
+    assert_eq!(first.response().text(), "200 /1");
+    assert_eq!(g.log(), ["/1"]);
+    d.stop(Duration::ZERO);
+}
+
+#[test]
+fn a_cancelled_waiter_leaves_the_queue_and_a_closed_connection_wakes_the_next() {
+    let g = Gate::start();
+    let d = queue_driver(capped(1, 16), None);
+    let mut first = one(&d, g.port, "/1-close");
+    wait_until("the upstream holds /1", || g.log().len() == 1);
+    // A waiter whose client goes away: its task is dropped and it leaves the queue.
+    let gone = one(&d, g.port, "/gone");
+    wait_until("/gone is queued", || {
+        stats(&d, g.port).contains("waiting=1")
+    });
+    drop(gone);
+    wait_until("/gone left the queue", || {
+        stats(&d, g.port).contains("waiting=0")
+    });
+    let mut next = one(&d, g.port, "/2");
+    wait_until("/2 is queued", || stats(&d, g.port).contains("waiting=1"));
+    // /1's response closes its connection: the freed slot goes to /2, which connects.
+    g.open(2);
+    assert_eq!(first.response().text(), "200 /1-close");
+    assert_eq!(next.response().text(), "200 /2");
+    assert_eq!(g.log(), ["/1-close", "/2"]);
+    assert_eq!(g.accepts.load(Ordering::SeqCst), 2);
+    // No slot leaked: the one connection left is idle, and a request reuses it.
+    let s = stats(&d, g.port);
+    assert!(s.starts_with("open=1 idle=1 waiting=0 queued=2"), "{s}");
+    g.open(1);
+    let mut again = one(&d, g.port, "/3");
+    assert_eq!(again.response().text(), "200 /3");
+    let s = stats(&d, g.port);
+    assert!(s.ends_with("connects=2 reuses=1"), "{s}");
+    d.stop(Duration::ZERO);
+}

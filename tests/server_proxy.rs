@@ -5,7 +5,9 @@
 //! paths outside the location get the listener's own answer, a backend killed mid-run costs
 //! no idempotent request, a POST body reaches the backend and a refused connect moves even a
 //! POST to the next backend, a slow backend is a 504 within `read_timeout`, with every backend
-//! gone the answer is 502, and `/metrics` counts it all per upstream and outcome.
+//! gone the answer is 502, and `/metrics` counts it all per upstream and outcome. With
+//! `max_conns`, 50 concurrent clients cost no more backend connections than the cap and no
+//! failed request; a full queue is a 503 that does not mark the backend down.
 
 mod server_support;
 
@@ -32,6 +34,18 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/api/slow":
             time.sleep(3)
+        if self.path.startswith("/api/brief"):
+            time.sleep(0.02)
+        if self.path.startswith("/api/hold"):
+            # Held until the test creates the file named in the query (at most 10 s).
+            flag = self.path.split("?", 1)[1]
+            open(flag + ".held", "w").close()
+            for _ in range(1000):
+                try:
+                    open(flag).close()
+                    break
+                except OSError:
+                    time.sleep(0.01)
         body = ("%s conns=%d path=%s xff=%s proto=%s fwd=%s\n" % (sys.argv[1], conns, self.path,
                 self.headers.get("X-Forwarded-For"), self.headers.get("X-Forwarded-Proto"),
                 self.headers.get("Forwarded"))).encode()
@@ -152,8 +166,13 @@ fn proxy_with(backends: &[u16], tag: &str, extra: &str) -> Herd {
             "protocol = \"echo\"\n",
             "protocol = \"http\"\nmetrics = true\nproxy = [{ path = \"/api/\", upstream = \"app\" }]\n",
         );
+        let read_timeout = if extra.contains("read_timeout") {
+            ""
+        } else {
+            "read_timeout = \"1s\"\n"
+        };
         t.push_str(&format!(
-            "\n[[upstream]]\nname = \"app\"\nservers = [{servers}]\nread_timeout = \"1s\"\n\
+            "\n[[upstream]]\nname = \"app\"\nservers = [{servers}]\n{read_timeout}\
              connect_timeout = \"1s\"\nkeepalive = 8\nmax_fails = 1\nfail_timeout = \"30s\"\n{extra}"
         ));
     });
@@ -291,4 +310,88 @@ fn an_https_upstream_is_verified_for_its_name() {
     let (status, _) = get(h2.port, "/api/secure");
     assert_eq!(status, 502);
     backend.kill();
+}
+
+#[test]
+fn max_conns_caps_backend_connections_under_50_concurrent_clients() {
+    let a = Backend::start("A");
+    let b = Backend::start("B");
+    let h = proxy_with(
+        &[a.port, b.port],
+        "proxy-capped",
+        "max_conns = 2\nqueue = 100\n",
+    );
+    let port = h.port;
+    let clients: Vec<_> = (0..50)
+        .map(|c| {
+            std::thread::spawn(move || {
+                (0..2)
+                    .map(|i| get(port, &format!("/api/brief?c={c}&i={i}")))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut most = [0usize; 2];
+    for t in clients {
+        for (status, body) in t.join().unwrap() {
+            assert_eq!(status, 200, "{body}");
+            let conns: usize = body
+                .split("conns=")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
+            let k = usize::from(body.starts_with('B'));
+            most[k] = most[k].max(conns);
+        }
+    }
+    // Each backend's accept count, as it last reported it: never more than the cap.
+    assert!(most[0] >= 1 && most[0] <= 2, "A accepted {}", most[0]);
+    assert!(most[1] >= 1 && most[1] <= 2, "B accepted {}", most[1]);
+    let mut text = String::new();
+    wait_until("the upstream counters in /metrics", || {
+        text = get(port, "/metrics").1;
+        text.contains("herd_upstream_requests_total{upstream=\"app\",outcome=\"ok\"} 100")
+    });
+    for o in ["queue_full", "queue_timeout", "bad_gateway"] {
+        let series = format!("herd_upstream_requests_total{{upstream=\"app\",outcome=\"{o}\"}} 0");
+        assert!(text.contains(&series), "{series}: {text}");
+    }
+    drop(h);
+}
+
+#[test]
+fn a_full_queue_is_a_503_that_does_not_mark_the_backend_down() {
+    let a = Backend::start("A");
+    let dir = TempDir::new("proxy-queue-flag");
+    let flag = dir.path("go");
+    let h = proxy_with(
+        &[a.port],
+        "proxy-queue",
+        "max_conns = 1\nqueue = 0\nread_timeout = \"30s\"\n",
+    );
+    let port = h.port;
+    let path = format!("/api/hold?{}", flag.display());
+    let holder = std::thread::spawn(move || get(port, &path));
+    let held = flag.with_extension("held");
+    wait_until("the backend holds the first request", || held.exists());
+    // The one connection is busy and nothing may wait: 503 at once.
+    let (status, body) = get(port, "/api/x");
+    assert_eq!((status, body.as_str()), (503, "upstream busy\n"));
+    std::fs::write(&flag, b"").unwrap();
+    let (status, body) = holder.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    // With max_fails = 1 a failure would have marked the only backend down (a 502 now).
+    let (status, body) = get(port, "/api/after");
+    assert_eq!(status, 200, "{body}");
+    let mut text = String::new();
+    wait_until("the queue_full outcome in /metrics", || {
+        text = get(port, "/metrics").1;
+        text.contains("herd_upstream_requests_total{upstream=\"app\",outcome=\"queue_full\"} 1")
+    });
+    assert!(
+        text.contains("herd_upstream_requests_total{upstream=\"app\",outcome=\"ok\"} 2"),
+        "{text}"
+    );
+    drop(h);
 }

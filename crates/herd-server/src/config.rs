@@ -415,6 +415,16 @@ pub struct UpstreamConfig {
     /// Largest backend response body passed on, in bytes; default 64 MiB (a larger one is a
     /// 502).
     pub max_body: usize,
+    /// Connections per backend at most, by each event loop (nginx's `server ... max_conns=`,
+    /// which is per worker without a `zone`); 0 (the default) is no limit. Requests beyond
+    /// it wait in a FIFO queue for a connection to come free.
+    pub max_conns: usize,
+    /// Requests that may wait per backend and event loop once `max_conns` are busy (nginx
+    /// plus's `queue`); one more is answered 503. Default 1024.
+    pub queue: usize,
+    /// Longest wait in that queue; past it the client gets 504 (nginx plus's `queue ...
+    /// timeout=`). Default 60 s.
+    pub queue_timeout: Dur,
     /// HTTPS to the backends (nginx's `proxy_pass https://` with `proxy_ssl_verify on`,
     /// `proxy_ssl_name`, `proxy_ssl_server_name on` and `proxy_ssl_trusted_certificate`).
     pub tls: Option<UpstreamTls>,
@@ -455,6 +465,9 @@ impl Default for UpstreamConfig {
             max_fails: 1,
             fail_timeout: Dur(Duration::from_secs(10)),
             max_body: 64 << 20,
+            max_conns: 0,
+            queue: 1024,
+            queue_timeout: Dur(Duration::from_secs(60)),
             tls: None,
         }
     }
@@ -941,6 +954,7 @@ impl Config {
                 ("connect_timeout", u.connect_timeout),
                 ("read_timeout", u.read_timeout),
                 ("fail_timeout", u.fail_timeout),
+                ("queue_timeout", u.queue_timeout),
             ] {
                 if d.0.is_zero() {
                     return Err(ConfigError::new(at(key), "must be more than 0"));
@@ -1297,7 +1311,20 @@ mod tests {
         let u = &ok.config.upstreams[0];
         assert_eq!(u.balance, BalancePolicy::LeastConn);
         assert_eq!((u.keepalive, u.max_fails), (32, 1));
+        assert_eq!((u.max_conns, u.queue), (0, 1024));
+        assert_eq!(u.queue_timeout.0, Duration::from_secs(60));
         assert_eq!(ok.config.listeners[0].proxy[0].upstream, "app");
+        let capped = p(&format!(
+            "{l}{up}max_conns = 32\nqueue = 100\nqueue_timeout = \"3s\"\n"
+        ))
+        .unwrap();
+        let u = &capped.config.upstreams[0];
+        assert_eq!((u.max_conns, u.queue), (32, 100));
+        assert_eq!(u.queue_timeout.0, Duration::from_secs(3));
+        let e = p(&format!("{l}{up}queue_timeout = \"0s\"\n")).unwrap_err();
+        assert_eq!(e.at, "upstream[0].queue_timeout", "{e}");
+        let e = p(&format!("{l}{up}max_con = 4\n")).unwrap_err();
+        assert!(e.to_string().contains("did you mean `max_conns`"), "{e}");
         let e = p(&format!(
             "{l}proxy = [{{ path = \"/api/\", upstream = \"nope\" }}]\n{up}"
         ))

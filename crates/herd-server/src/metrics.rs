@@ -780,7 +780,7 @@ impl Collector for Scrape {
             e,
             "herd_upstream_requests",
             "Requests passed to an [[upstream]] by the reverse proxy, by outcome (ok, \
-             bad_gateway, timeout, no_live).",
+             bad_gateway, timeout, no_live, queue_full, queue_timeout).",
             None,
             ups.iter().flat_map(|u| {
                 crate::reverse_proxy::Outcome::ALL

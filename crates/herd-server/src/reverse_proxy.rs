@@ -9,8 +9,11 @@
 //! fails `max_fails` times within `fail_timeout` is skipped for `fail_timeout` (the state is
 //! per event loop). A failed connect, or for idempotent methods a backend that closed before
 //! any response byte, moves to the next backend; a response that does not arrive in
-//! `read_timeout` is a 504; nothing left to try is a 502. Every request is counted per
-//! upstream and outcome ([`UpstreamCounters`]).
+//! `read_timeout` is a 504; nothing left to try is a 502. With `max_conns`, the client keeps
+//! at most that many connections per backend and loop, and a request that finds them all
+//! busy waits in the backend's FIFO queue (a backend with a free connection is preferred): a
+//! full queue is a 503, a wait past `queue_timeout` a 504, and neither counts as a failure
+//! of the backend. Every request is counted per upstream and outcome ([`UpstreamCounters`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,15 +42,21 @@ pub enum Outcome {
     Timeout,
     /// Every backend is marked down: 502 without trying.
     NoLive,
+    /// The backend's connections were all busy and its queue full: 503.
+    QueueFull,
+    /// No backend connection came free within `queue_timeout`: 504.
+    QueueTimeout,
 }
 
 impl Outcome {
     /// Every outcome, in counter order.
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Ok,
         Outcome::BadGateway,
         Outcome::Timeout,
         Outcome::NoLive,
+        Outcome::QueueFull,
+        Outcome::QueueTimeout,
     ];
 
     /// The label value.
@@ -57,6 +66,8 @@ impl Outcome {
             Outcome::BadGateway => "bad_gateway",
             Outcome::Timeout => "timeout",
             Outcome::NoLive => "no_live",
+            Outcome::QueueFull => "queue_full",
+            Outcome::QueueTimeout => "queue_timeout",
         }
     }
 }
@@ -65,7 +76,7 @@ impl Outcome {
 #[derive(Debug, Default)]
 pub struct UpstreamCounters {
     /// Requests by [`Outcome`] (in [`Outcome::ALL`] order).
-    pub outcomes: [AtomicU64; 4],
+    pub outcomes: [AtomicU64; 6],
     /// Attempts that failed on one backend and went on to the next.
     pub next_backend: AtomicU64,
 }
@@ -109,6 +120,8 @@ struct Shared {
     https: bool,
     /// HTTPS to the backends: the name their certificate is verified for.
     tls_name: Option<String>,
+    /// `max_conns` is set: prefer backends with a free connection.
+    capped: bool,
 }
 
 /// One backend's state in one loop.
@@ -125,6 +138,8 @@ struct Backend {
 /// An upstream's state in one loop: its client (and pool), the round-robin turn, backends.
 struct Local {
     client: HttpClient,
+    /// The client's key of each backend (made once per loop).
+    ups: Vec<Upstream>,
     next: usize,
     backends: Vec<Backend>,
 }
@@ -138,8 +153,17 @@ fn local(sh: &Shared) -> Rc<RefCell<Local>> {
         m.borrow_mut()
             .entry(sh.id)
             .or_insert_with(|| {
+                let ups = sh
+                    .backends
+                    .iter()
+                    .map(|&a| match &sh.tls_name {
+                        Some(name) => Upstream::tls(a, name),
+                        None => Upstream::tcp(a),
+                    })
+                    .collect();
                 Rc::new(RefCell::new(Local {
                     client: HttpClient::new(sh.opts.clone()),
+                    ups,
                     next: 0,
                     backends: vec![Backend::default(); sh.backends.len()],
                 }))
@@ -186,6 +210,9 @@ pub fn routes(
                 max_idle_per_upstream: u.keepalive,
                 idle_timeout: u.keepalive_timeout.0,
                 max_body_bytes: u.max_body,
+                max_conns_per_upstream: u.max_conns,
+                queue_max: u.queue,
+                queue_timeout: u.queue_timeout.0,
                 // (Validated with the config: an unreadable CA file is refused there.)
                 tls: u.tls.as_ref().and_then(|t| t.connector().ok()),
                 ..ClientOptions::default()
@@ -195,6 +222,7 @@ pub fn routes(
             counters,
             https,
             tls_name: u.tls.as_ref().map(|t| t.name.clone()),
+            capped: u.max_conns > 0,
         });
         let prefix = loc.path.trim_end_matches('/');
         let pattern = format!("{prefix}/*");
@@ -265,6 +293,11 @@ fn plan(sh: &Shared, l: &mut Local, now: u64) -> Vec<usize> {
         }
     };
     order.retain(|&i| live(&l.backends[i]));
+    if sh.capped {
+        // Backends with a free (or idle) connection first, in the policy's order; a request
+        // waits in a queue only when every live backend is busy.
+        order.sort_by_key(|&i| l.client.at_capacity(&l.ups[i]));
+    }
     order
 }
 
@@ -384,10 +417,7 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         } else {
             headers.clone().unwrap_or_default()
         };
-        let up = match &sh.tls_name {
-            Some(name) => Upstream::tls(sh.backends[i], name),
-            None => Upstream::tcp(sh.backends[i]),
-        };
+        let up = l.borrow().ups[i].clone();
         let guard = InFlight::enter(&l, i);
         let r = client.request(&up, out).await;
         drop(guard);
@@ -398,6 +428,17 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
                 strip_hop_by_hop(&mut rp.headers);
                 rp.headers.remove(header::CONTENT_LENGTH);
                 return Response::from_parts(rp, Body::from(rbody));
+            }
+            Err(e) if e.kind() == ErrorKind::QueueFull => {
+                // The backend is busy, not failing: no mark against it.
+                count(&sh, Outcome::QueueFull);
+                tracing::warn!(backend = %sh.backends[i], "upstream queue full");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "upstream busy\n");
+            }
+            Err(e) if e.kind() == ErrorKind::QueueTimeout => {
+                count(&sh, Outcome::QueueTimeout);
+                tracing::warn!(backend = %sh.backends[i], "upstream queue timeout");
+                return text(StatusCode::GATEWAY_TIMEOUT, "upstream busy, timed out\n");
             }
             Err(e) => {
                 failed(&sh, &mut l.borrow_mut(), i, now_ms());

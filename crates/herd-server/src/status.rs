@@ -300,7 +300,7 @@ pub struct UpstreamStatus {
     /// The upstream's name.
     pub name: String,
     /// Proxied requests by outcome, in `reverse_proxy::Outcome::ALL` order (ok, bad_gateway,
-    /// timeout, no_live).
+    /// timeout, no_live, queue_full, queue_timeout).
     pub outcomes: Vec<u64>,
     /// Attempts that failed on one backend and went on to the next.
     pub next_backend: u64,

@@ -14,13 +14,24 @@
 //! unasked) is discarded before use, and an idempotent request whose reused connection
 //! fails before any response byte arrives is retried once on a fresh connection.
 //! [`ClientStats`] counts requests, connects, reuses and failures by kind.
+//!
+//! With `max_conns_per_upstream` set, at most that many connections per upstream exist at
+//! once (idle, busy or being made). A request that finds none free waits in a FIFO queue of
+//! that upstream: a connection given back after its response goes straight to the first
+//! waiter, and a connection that closes frees its slot for the first waiter, which connects.
+//! A full queue (`queue_max`) fails at once with [`ErrorKind::QueueFull`], a wait longer than
+//! `queue_timeout` (on the loop's clock) with [`ErrorKind::QueueTimeout`], and a waiter whose
+//! task is dropped leaves the queue, passing on whatever it had just been handed.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -47,6 +58,13 @@ pub struct ClientOptions {
     pub max_header_bytes: usize,
     /// Largest response body.
     pub max_body_bytes: usize,
+    /// Connections per upstream at most (idle, busy and being made); 0: no limit. Requests
+    /// beyond it wait in a FIFO queue for a connection to be given back or closed.
+    pub max_conns_per_upstream: usize,
+    /// Requests that may wait per upstream; one more fails with [`ErrorKind::QueueFull`].
+    pub queue_max: usize,
+    /// Longest wait in the queue (on the loop's clock); past it [`ErrorKind::QueueTimeout`].
+    pub queue_timeout: Duration,
     /// Connector for [`Upstream::tls`] upstreams (requests to them fail without one).
     #[cfg(feature = "tls")]
     pub tls: Option<TlsConnector>,
@@ -61,6 +79,9 @@ impl Default for ClientOptions {
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_body_bytes: 64 << 20,
+            max_conns_per_upstream: 0,
+            queue_max: 1024,
+            queue_timeout: Duration::from_secs(60),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -114,6 +135,10 @@ pub enum ErrorKind {
     Io,
     /// The response was not valid HTTP/1.x, or its head or body was over the limit.
     Protocol,
+    /// Every connection to the upstream was busy and its queue was full (nothing was sent).
+    QueueFull,
+    /// Every connection to the upstream stayed busy for `queue_timeout` (nothing was sent).
+    QueueTimeout,
 }
 
 /// A failed request: its kind, whether any response byte had arrived, and the cause.
@@ -140,7 +165,8 @@ impl ClientError {
         self.kind
     }
 
-    /// It failed while connecting (the request was not sent): any request may go elsewhere.
+    /// It failed while connecting or waiting for a connection (the request was not sent): any
+    /// request may go elsewhere.
     pub fn is_connect(&self) -> bool {
         self.connect_phase
     }
@@ -164,6 +190,8 @@ impl std::fmt::Display for ClientError {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Io => "i/o",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::QueueFull => "queue full",
+            ErrorKind::QueueTimeout => "queue timeout",
         };
         write!(f, "upstream {what} error: {}", self.source)
     }
@@ -204,8 +232,16 @@ pub struct ClientStats {
     pub io_failures: u64,
     /// Invalid or oversized responses.
     pub protocol_failures: u64,
+    /// Requests that waited in a queue for a connection.
+    pub queued: u64,
+    /// Requests refused because the queue was full.
+    pub queue_full: u64,
+    /// Requests that waited `queue_timeout` in vain.
+    pub queue_timeouts: u64,
     /// Connections idle in the pool now.
     pub idle: u64,
+    /// Requests waiting in a queue now.
+    pub waiting: u64,
 }
 
 enum Stream {
@@ -276,10 +312,27 @@ impl Stream {
     }
 }
 
-struct Idle {
+/// An open connection with its buffers, kept together in the pool.
+struct Conn {
     stream: Stream,
-    /// The connection's read buffer, kept for its next response (empty).
-    buf: BytesMut,
+    /// The read buffer, kept for the next response (empty between responses).
+    rbuf: BytesMut,
+    /// The request being written: head and body, encoded here so they leave in one write.
+    wbuf: Vec<u8>,
+}
+
+impl Conn {
+    fn new(stream: Stream) -> Conn {
+        Conn {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_BUF),
+            wbuf: Vec::with_capacity(WRITE_BUF),
+        }
+    }
+}
+
+struct Idle {
+    conn: Conn,
     since_ms: u64,
 }
 
@@ -287,13 +340,56 @@ struct Idle {
 /// into memory it already has.
 const READ_BUF: usize = 8 * 1024;
 
+/// A connection's first write buffer (a request head fits); one grown past
+/// [`WRITE_BUF_KEEP`] by a large body is not kept.
+const WRITE_BUF: usize = 1024;
+const WRITE_BUF_KEEP: usize = 16 * 1024;
+
 /// Response bodies up to this size are copied out of the read buffer, which then stays
 /// whole for the connection's next response; larger ones take the buffer's memory along.
 const COPY_BODY_MAX: usize = 4 * 1024;
 
+/// What a queued request is handed.
+enum Grant {
+    /// Nothing yet.
+    Waiting,
+    /// A connection given back after its response (its slot comes with it).
+    Conn(Conn),
+    /// The slot of a connection that closed: connect.
+    Slot,
+}
+
+/// A request waiting in an upstream's queue.
+struct Waiter {
+    grant: RefCell<Grant>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Waiter {
+    fn hand(&self, g: Grant) {
+        *self.grant.borrow_mut() = g;
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// One upstream's connections: the idle ones, how many exist, the requests waiting.
+#[derive(Default)]
+struct Pool {
+    /// Most recently used at the back.
+    idle: VecDeque<Idle>,
+    /// Connections that exist or are being made (idle, busy or connecting): each is a slot,
+    /// at most `max_conns_per_upstream` when that is set.
+    open: usize,
+    /// Requests waiting for a slot, first come first served. Never non-empty while `idle`
+    /// is: a connection given back goes to a waiter before the pool.
+    waiters: VecDeque<Rc<Waiter>>,
+}
+
 struct Inner {
     opts: ClientOptions,
-    pool: RefCell<HashMap<Upstream, VecDeque<Idle>>>,
+    pools: RefCell<HashMap<Upstream, Pool>>,
     stats: Cell<ClientStats>,
     /// A trim of the pool down to `max_idle_per_upstream` waits for the end of the turn.
     trim_pending: Cell<bool>,
@@ -305,14 +401,141 @@ impl Inner {
         self.trim_pending.set(false);
         let max = self.opts.max_idle_per_upstream;
         let mut closed = Vec::new();
-        for q in self.pool.borrow_mut().values_mut() {
-            while q.len() > max {
-                closed.extend(q.pop_front());
+        for (up, p) in self.pools.borrow_mut().iter_mut() {
+            while p.idle.len() > max {
+                if let Some(i) = p.idle.pop_front() {
+                    closed.push((up.clone(), i));
+                }
             }
         }
-        // Dropped (closed) outside the pool's borrow.
-        drop(closed);
+        // Closed, and their slots freed, outside the pool's borrow.
+        for (up, idle) in closed {
+            drop(idle);
+            self.release(&up);
+        }
     }
+
+    /// A connection of `up` closed (or was never made): its slot goes to the first waiter,
+    /// which connects, or back to the count.
+    fn release(&self, up: &Upstream) {
+        let next = {
+            let mut pools = self.pools.borrow_mut();
+            let Some(p) = pools.get_mut(up) else { return };
+            let w = p.waiters.pop_front();
+            if w.is_none() {
+                p.open = p.open.saturating_sub(1);
+            }
+            w
+        };
+        if let Some(w) = next {
+            w.hand(Grant::Slot);
+        }
+    }
+
+    /// A connection of `up` that may carry another request: to the first waiter, else into
+    /// the pool (or closed, without keep-alive).
+    fn give_back(self: &Rc<Self>, up: &Upstream, mut conn: Conn) {
+        let max = self.opts.max_idle_per_upstream;
+        if max == 0 {
+            drop(conn);
+            self.release(up);
+            return;
+        }
+        conn.rbuf.clear();
+        if conn.wbuf.capacity() > WRITE_BUF_KEEP {
+            conn.wbuf = Vec::with_capacity(WRITE_BUF);
+        }
+        let mut pools = self.pools.borrow_mut();
+        let Some(p) = pools.get_mut(up) else { return };
+        if let Some(w) = p.waiters.pop_front() {
+            drop(pools);
+            w.hand(Grant::Conn(conn));
+            return;
+        }
+        p.idle.push_back(Idle {
+            conn,
+            since_ms: now_ms(),
+        });
+        // Beyond `max`, the oldest go (nginx's keepalive cache drops its least recently used
+        // too), but only at the end of the loop's turn: a request that starts in the same
+        // turn takes a connection another one just gave back instead of opening a new one.
+        if p.idle.len() > max && !self.trim_pending.replace(true) {
+            let inner = self.clone();
+            super::defer(move || inner.trim());
+        }
+    }
+}
+
+/// A slot of an upstream's connection count held by one request: freed when dropped (the
+/// connection closed, the request failed or its task was dropped), unless it went on with
+/// its connection to the pool or a waiter ([`Lease::keep`]).
+struct Lease {
+    inner: Rc<Inner>,
+    up: Upstream,
+    held: bool,
+}
+
+impl Lease {
+    fn keep(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.held {
+            self.inner.release(&self.up);
+        }
+    }
+}
+
+/// Waiting in the queue for a [`Grant`]; leaving it when dropped first.
+struct Queued {
+    inner: Rc<Inner>,
+    up: Upstream,
+    me: Rc<Waiter>,
+    done: bool,
+}
+
+impl Future for Queued {
+    type Output = Grant;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Grant> {
+        let g = std::mem::replace(&mut *self.me.grant.borrow_mut(), Grant::Waiting);
+        if let Grant::Waiting = g {
+            *self.me.waker.borrow_mut() = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        self.done = true;
+        Poll::Ready(g)
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Cancelled (its task dropped, or the queue timeout): whatever it was handed goes on.
+        let g = std::mem::replace(&mut *self.me.grant.borrow_mut(), Grant::Waiting);
+        match g {
+            Grant::Waiting => {
+                let mut pools = self.inner.pools.borrow_mut();
+                if let Some(p) = pools.get_mut(&self.up) {
+                    p.waiters.retain(|w| !Rc::ptr_eq(w, &self.me));
+                }
+            }
+            Grant::Conn(c) => self.inner.give_back(&self.up, c),
+            Grant::Slot => self.inner.release(&self.up),
+        }
+    }
+}
+
+/// How a request gets its connection.
+enum Next {
+    Connect,
+    Wait(Rc<Waiter>),
+    Full,
 }
 
 /// An HTTP/1.1 client with a keep-alive pool, for tasks of one loop (see the module docs).
@@ -380,7 +603,7 @@ impl HttpClient {
         HttpClient {
             inner: Rc::new(Inner {
                 opts,
-                pool: RefCell::new(HashMap::new()),
+                pools: RefCell::new(HashMap::new()),
                 stats: Cell::new(ClientStats::default()),
                 trim_pending: Cell::new(false),
             }),
@@ -395,25 +618,58 @@ impl HttpClient {
     /// The counters so far.
     pub fn stats(&self) -> ClientStats {
         let mut s = self.inner.stats.get();
-        s.idle = self
-            .inner
-            .pool
-            .borrow()
-            .values()
-            .map(|q| q.len() as u64)
-            .sum();
+        let pools = self.inner.pools.borrow();
+        s.idle = pools.values().map(|p| p.idle.len() as u64).sum();
+        s.waiting = pools.values().map(|p| p.waiters.len() as u64).sum();
         s
     }
 
     /// Idle connections pooled for `up` now.
     pub fn idle(&self, up: &Upstream) -> usize {
-        self.inner.pool.borrow().get(up).map_or(0, |q| q.len())
+        self.inner
+            .pools
+            .borrow()
+            .get(up)
+            .map_or(0, |p| p.idle.len())
+    }
+
+    /// Requests waiting in `up`'s queue now.
+    pub fn waiting(&self, up: &Upstream) -> usize {
+        self.inner
+            .pools
+            .borrow()
+            .get(up)
+            .map_or(0, |p| p.waiters.len())
+    }
+
+    /// Connections to `up` now: idle, busy and being made.
+    pub fn open(&self, up: &Upstream) -> usize {
+        self.inner.pools.borrow().get(up).map_or(0, |p| p.open)
+    }
+
+    /// Whether a request to `up` would wait in its queue now (every slot of
+    /// `max_conns_per_upstream` taken and none idle, or others waiting already).
+    pub fn at_capacity(&self, up: &Upstream) -> bool {
+        let cap = self.inner.opts.max_conns_per_upstream;
+        cap > 0
+            && self
+                .inner
+                .pools
+                .borrow()
+                .get(up)
+                .is_some_and(|p| p.idle.is_empty() && (p.open >= cap || !p.waiters.is_empty()))
     }
 
     /// Close every idle connection.
     pub fn clear_idle(&self) {
-        let pool = std::mem::take(&mut *self.inner.pool.borrow_mut());
-        drop(pool);
+        let mut closed = Vec::new();
+        for (up, p) in self.inner.pools.borrow_mut().iter_mut() {
+            closed.extend(p.idle.drain(..).map(|i| (up.clone(), i)));
+        }
+        for (up, idle) in closed {
+            drop(idle);
+            self.inner.release(&up);
+        }
     }
 
     fn count(&self, f: impl FnOnce(&mut ClientStats)) {
@@ -428,6 +684,8 @@ impl HttpClient {
             ErrorKind::Timeout => s.timeouts += 1,
             ErrorKind::Io => s.io_failures += 1,
             ErrorKind::Protocol => s.protocol_failures += 1,
+            ErrorKind::QueueFull => s.queue_full += 1,
+            ErrorKind::QueueTimeout => s.queue_timeouts += 1,
         });
     }
 
@@ -443,67 +701,141 @@ impl HttpClient {
         let idempotent = is_idempotent(req.method());
         let is_head = req.method() == Method::HEAD;
         let close_asked = has_token(req.headers(), http::header::CONNECTION, "close");
-        let wire = encode_request(up, &req);
-        let mut fresh_only = false;
-        loop {
-            let (mut stream, mut buf, reused) = match self.checkout(up, fresh_only).await {
-                Ok(v) => v,
-                Err(e) => {
-                    self.count_error(&e);
-                    return Err(e);
-                }
-            };
-            if reused {
-                self.count(|s| s.reuses += 1);
+        let (mut conn, lease, reused) = match self.checkout(up).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.count_error(&e);
+                return Err(e);
             }
-            match self.exchange(&mut stream, &mut buf, &wire, is_head).await {
-                Ok((resp, reusable)) => {
-                    self.count(|s| s.responses += 1);
-                    if reusable && !close_asked {
-                        self.checkin(up, stream, buf);
+        };
+        if reused {
+            self.count(|s| s.reuses += 1);
+        }
+        let mut r = self.exchange(&mut conn, up, &req, is_head).await;
+        if let Err(e) = &r {
+            if reused && idempotent && !e.response_started && e.kind != ErrorKind::Timeout {
+                // The server had closed the pooled connection (a keep-alive race): once more
+                // on a fresh one, in the same slot. Only once: a fresh connection that fails
+                // is the caller's answer.
+                self.count(|s| s.retries += 1);
+                drop(conn);
+                conn = match self.connect(up).await {
+                    Ok(s) => Conn::new(s),
+                    Err(e) => {
+                        self.count_error(&e);
+                        return Err(e);
                     }
-                    return Ok(resp);
+                };
+                self.count(|s| s.connects += 1);
+                r = self.exchange(&mut conn, up, &req, is_head).await;
+            }
+        }
+        match r {
+            Ok((resp, reusable)) => {
+                self.count(|s| s.responses += 1);
+                if reusable && !close_asked {
+                    lease.keep();
+                    self.inner.give_back(up, conn);
                 }
-                Err(e) => {
-                    if reused && idempotent && !e.response_started && e.kind != ErrorKind::Timeout {
-                        // The server had closed the pooled connection (a keep-alive race):
-                        // once more on a fresh one.
-                        self.count(|s| s.retries += 1);
-                        fresh_only = true;
-                        continue;
-                    }
-                    self.count_error(&e);
-                    return Err(e);
-                }
+                Ok(resp)
+            }
+            Err(e) => {
+                self.count_error(&e);
+                Err(e)
             }
         }
     }
 
-    /// A quiet pooled connection to `up`, or a new one (`true` if pooled).
-    async fn checkout(
-        &self,
-        up: &Upstream,
-        fresh_only: bool,
-    ) -> Result<(Stream, BytesMut, bool), ClientError> {
-        if !fresh_only {
-            let now = now_ms();
-            let idle_ms = self.inner.opts.idle_timeout.as_millis() as u64;
-            loop {
-                let idle = {
-                    let mut pool = self.inner.pool.borrow_mut();
-                    pool.get_mut(up).and_then(|q| q.pop_back())
-                };
-                let Some(mut idle) = idle else { break };
-                if now.saturating_sub(idle.since_ms) >= idle_ms || !idle.stream.is_quiet().await {
-                    self.count(|s| s.stale_discarded += 1);
-                    continue;
-                }
-                return Ok((idle.stream, idle.buf, true));
+    /// A connection to `up` and its slot: a quiet pooled one (`true`), a new one, or one
+    /// handed over after a wait in the queue.
+    async fn checkout(&self, up: &Upstream) -> Result<(Conn, Lease, bool), ClientError> {
+        let lease = || Lease {
+            inner: self.inner.clone(),
+            up: up.clone(),
+            held: true,
+        };
+        let now = now_ms();
+        let idle_ms = self.inner.opts.idle_timeout.as_millis() as u64;
+        loop {
+            let idle = {
+                let mut pools = self.inner.pools.borrow_mut();
+                pools.get_mut(up).and_then(|p| p.idle.pop_back())
+            };
+            let Some(mut idle) = idle else { break };
+            // The idle connection's slot is this request's now.
+            let l = lease();
+            if now.saturating_sub(idle.since_ms) >= idle_ms || !idle.conn.stream.is_quiet().await {
+                self.count(|s| s.stale_discarded += 1);
+                drop(idle);
+                drop(l);
+                continue;
             }
+            return Ok((idle.conn, l, true));
         }
+        let opts = &self.inner.opts;
+        let cap = opts.max_conns_per_upstream;
+        let next = {
+            let mut pools = self.inner.pools.borrow_mut();
+            let p = match pools.get_mut(up) {
+                Some(p) => p,
+                None => pools.entry(up.clone()).or_default(),
+            };
+            if cap == 0 || (p.open < cap && p.waiters.is_empty()) {
+                p.open += 1;
+                Next::Connect
+            } else if p.waiters.len() >= opts.queue_max {
+                Next::Full
+            } else {
+                let w = Rc::new(Waiter {
+                    grant: RefCell::new(Grant::Waiting),
+                    waker: RefCell::new(None),
+                });
+                p.waiters.push_back(w.clone());
+                Next::Wait(w)
+            }
+        };
+        let l = match next {
+            Next::Connect => lease(),
+            Next::Full => {
+                return Err(ClientError::new(
+                    ErrorKind::QueueFull,
+                    true,
+                    false,
+                    io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "every upstream connection is busy and the queue is full",
+                    ),
+                ))
+            }
+            Next::Wait(me) => {
+                self.count(|s| s.queued += 1);
+                let q = Queued {
+                    inner: self.inner.clone(),
+                    up: up.clone(),
+                    me,
+                    done: false,
+                };
+                match super::timeout(opts.queue_timeout, q).await {
+                    Ok(Grant::Conn(c)) => return Ok((c, lease(), true)),
+                    Ok(_) => lease(),
+                    Err(_) => {
+                        return Err(ClientError::new(
+                            ErrorKind::QueueTimeout,
+                            true,
+                            false,
+                            io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "no upstream connection came free within the queue timeout",
+                            ),
+                        ))
+                    }
+                }
+            }
+        };
+        // A new connection in the slot `l` holds (freed again if the connect fails).
         let stream = self.connect(up).await?;
         self.count(|s| s.connects += 1);
-        Ok((stream, BytesMut::with_capacity(READ_BUF), false))
+        Ok((Conn::new(stream), l, false))
     }
 
     async fn connect(&self, up: &Upstream) -> Result<Stream, ClientError> {
@@ -552,41 +884,28 @@ impl HttpClient {
         }
     }
 
-    fn checkin(&self, up: &Upstream, stream: Stream, mut buf: BytesMut) {
-        let max = self.inner.opts.max_idle_per_upstream;
-        if max == 0 {
-            return;
-        }
-        let mut pool = self.inner.pool.borrow_mut();
-        let q = pool.entry(up.clone()).or_default();
-        buf.clear();
-        q.push_back(Idle {
-            stream,
-            buf,
-            since_ms: now_ms(),
-        });
-        // Beyond `max`, the oldest go (nginx's keepalive cache drops its least recently used
-        // too), but only at the end of the loop's turn: a request that starts in the same
-        // turn takes a connection another one just gave back instead of opening a new one.
-        if q.len() > max && !self.inner.trim_pending.replace(true) {
-            let inner = self.inner.clone();
-            super::defer(move || inner.trim());
-        }
-    }
-
-    /// Write `wire`, read one response; whether the connection may be reused.
+    /// Write `req` (encoded into the connection's write buffer: one write), read one
+    /// response; whether the connection may be reused.
     async fn exchange(
         &self,
-        stream: &mut Stream,
-        buf: &mut BytesMut,
-        wire: &[u8],
+        conn: &mut Conn,
+        up: &Upstream,
+        req: &Request<Bytes>,
         is_head: bool,
     ) -> Result<(Response<Bytes>, bool), ClientError> {
-        if let Err(e) = stream.write_all(wire).await {
+        conn.wbuf.clear();
+        encode_request(up, req, &mut conn.wbuf);
+        if let Err(e) = conn.stream.write_all(&conn.wbuf).await {
             return Err(ClientError::new(ErrorKind::Io, false, false, e));
         }
         let started = Cell::new(false);
-        let read = read_response(stream, buf, &self.inner.opts, is_head, &started);
+        let read = read_response(
+            &mut conn.stream,
+            &mut conn.rbuf,
+            &self.inner.opts,
+            is_head,
+            &started,
+        );
         match super::timeout(self.inner.opts.read_timeout, read).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::new(
@@ -599,10 +918,10 @@ impl HttpClient {
     }
 }
 
-/// The request head and body, as one buffer.
-fn encode_request(up: &Upstream, req: &Request<Bytes>) -> Vec<u8> {
+/// The request head and body, appended to `out`.
+fn encode_request(up: &Upstream, req: &Request<Bytes>, out: &mut Vec<u8>) {
     let body = req.body();
-    let mut out = Vec::with_capacity(256 + body.len());
+    out.reserve(256 + body.len());
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -614,7 +933,8 @@ fn encode_request(up: &Upstream, req: &Request<Bytes>) -> Vec<u8> {
         match (&up.tls_name, req.uri().authority()) {
             (_, Some(a)) => out.extend_from_slice(a.as_str().as_bytes()),
             (Some(n), None) => out.extend_from_slice(n.as_bytes()),
-            (None, None) => out.extend_from_slice(up.addr.to_string().as_bytes()),
+            // (Writing into a Vec cannot fail.)
+            (None, None) => drop(write!(out, "{}", up.addr)),
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -629,13 +949,10 @@ fn encode_request(up: &Upstream, req: &Request<Bytes>) -> Vec<u8> {
     }
     let m = req.method();
     if !body.is_empty() || *m == Method::POST || *m == Method::PUT || *m == Method::PATCH {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        drop(write!(out, "content-length: {}\r\n", body.len()));
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
-    out
 }
 
 /// Read more of a response body into `buf`: the end of stream is an error here (the body is
@@ -678,12 +995,22 @@ async fn read_response(
                         } else {
                             Version::HTTP_11
                         };
+                        // One copy of the head; every header value is a slice of it
+                        // (no allocation per header, and the read buffer stays whole).
+                        let head = Bytes::copy_from_slice(&buf[..n]);
+                        let base = buf.as_ptr() as usize;
                         let mut map = HeaderMap::with_capacity(r.headers.len());
                         for h in r.headers.iter() {
                             let name = HeaderName::from_bytes(h.name.as_bytes())
                                 .map_err(|_| proto_err("bad header name"))?;
-                            let value = HeaderValue::from_bytes(h.value)
-                                .map_err(|_| proto_err("bad header value"))?;
+                            // (httparse's values point into `buf`; the check keeps it so.)
+                            let at = (h.value.as_ptr() as usize).wrapping_sub(base);
+                            let end = at.checked_add(h.value.len()).filter(|&e| e <= n);
+                            let value = match end {
+                                Some(end) => HeaderValue::from_maybe_shared(head.slice(at..end)),
+                                None => HeaderValue::from_bytes(h.value),
+                            }
+                            .map_err(|_| proto_err("bad header value"))?;
                             map.append(name, value);
                         }
                         let mut resp = Response::new(Bytes::new());
