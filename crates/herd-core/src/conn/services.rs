@@ -183,9 +183,17 @@ impl Core {
         conn.marks().dirty
     }
 
-    /// Take the dirty list (empty when nothing waits).
+    /// Take the dirty list (empty when nothing waits); the test driver's flush.
+    #[cfg(test)]
     pub(crate) fn take_dirty(&mut self) -> Vec<usize> {
         std::mem::take(&mut self.dirty)
+    }
+
+    /// Exchange the dirty list with `list` (empty, its capacity kept for the next marks): the
+    /// loop's flush takes the list this way so that neither vector is reallocated per flush.
+    pub(crate) fn swap_dirty(&mut self, list: &mut Vec<usize>) {
+        debug_assert!(list.is_empty());
+        std::mem::swap(&mut self.dirty, list);
     }
 
     /// Put `conn` on the list to read again before the next wait.

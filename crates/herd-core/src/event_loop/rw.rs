@@ -388,12 +388,13 @@ impl<H: Handler> EventLoop<H> {
     }
 
     pub(super) fn flush_dirty(&mut self) {
+        let mut list = std::mem::take(&mut self.dirty);
         loop {
-            let list = self.core.take_dirty();
+            self.core.swap_dirty(&mut list);
             if list.is_empty() {
-                return;
+                break;
             }
-            for idx in list {
+            for idx in list.drain(..) {
                 if let Some(slot) = self.slab.get_mut(idx) {
                     if Core::is_dirty(&slot.conn) {
                         flush(
@@ -406,5 +407,6 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
+        self.dirty = list;
     }
 }
