@@ -13,8 +13,9 @@
 //!
 //! The configuration types live here too; [`crate::config`] embeds them in
 //! [`ListenerConfig`](crate::config::ListenerConfig) and calls [`validate`]. Everything a
-//! request needs is built once per listener by [`Vhosts::new`]: the host lookup is one hash
-//! probe for exact names (and a scan of the wildcard names only when that misses), and the
+//! request needs is built once per listener by [`Vhosts::new`]: the host lookup is a
+//! [`NameTable`] (one hash probe for exact names, a scan of the wildcard names only when that
+//! misses; the TLS certificate of a server block is chosen by SNI through the same table type), and the
 //! location lookup one hash probe plus a scan of the prefixes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,6 +27,7 @@ use base64::Engine;
 use herd_core::http::header::HeaderName;
 use herd_core::http::{header, Body, HeaderValue, Request, Response, StatusCode};
 use herd_core::http::{Router, StaticDir};
+use herd_core::names::NameTable;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
@@ -50,6 +52,10 @@ pub struct ServerConfig {
     pub error_page: BTreeMap<String, String>,
     /// The locations, matched in nginx's order.
     pub location: Vec<LocationConfig>,
+    /// This server's own certificate, chosen by the SNI name with the same rules as `Host`
+    /// (nginx's `ssl_certificate` inside a `server`); needs `tls` on the listener. Without
+    /// it, the listener's certificates answer for this server's names.
+    pub tls: Option<crate::tls::CertConfig>,
 }
 
 /// `return = { status = 301, url = "https://$host$request_uri" }` (nginx's `return`).
@@ -432,11 +438,8 @@ struct Server {
 /// Every server of a listener, and how to pick one by `Host`.
 pub struct Vhosts {
     servers: Vec<Server>,
-    exact: HashMap<String, usize>,
-    /// `*.example.com` as (`.example.com`, server), longest first.
-    leading: Vec<(String, usize)>,
-    /// `www.example.*` as (`www.example.`, server), longest first.
-    trailing: Vec<(String, usize)>,
+    /// Every `server_name`, to the server's index (the matching TLS certificates use too).
+    names: NameTable<usize>,
     default: usize,
     tls: bool,
 }
@@ -456,9 +459,7 @@ impl Vhosts {
     ) -> std::io::Result<Vhosts> {
         let mut out = Vhosts {
             servers: Vec::new(),
-            exact: HashMap::new(),
-            leading: Vec::new(),
-            trailing: Vec::new(),
+            names: NameTable::new(),
             default: 0,
             tls,
         };
@@ -480,52 +481,19 @@ impl Vhosts {
         };
         for (idx, s) in all.iter().enumerate() {
             for n in &s.server_name {
-                let n = n.to_ascii_lowercase();
-                if let Some(suffix) = n.strip_prefix('*') {
-                    out.leading.push((suffix.to_string(), idx));
-                } else if let Some(prefix) = n.strip_suffix('*') {
-                    out.trailing.push((prefix.to_string(), idx));
-                } else {
-                    out.exact.insert(n, idx);
-                }
+                out.names.insert(n, idx);
             }
             out.servers.push(Server::new(s)?);
         }
-        out.leading.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
-        out.trailing
-            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         Ok(out)
     }
 
     /// The index of the server for a `Host` value (port and case ignored).
     fn pick(&self, host: &str) -> usize {
-        let host = strip_port(host).trim_end_matches('.');
-        let lower;
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = host.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            host
-        };
-        if let Some(&i) = self.exact.get(host) {
-            return i;
-        }
-        // `*.example.com` takes `a.example.com` and `a.b.example.com`, not `example.com`.
-        if let Some(&(_, i)) = self
-            .leading
-            .iter()
-            .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
-        {
-            return i;
-        }
-        if let Some(&(_, i)) = self
-            .trailing
-            .iter()
-            .find(|(p, _)| host.len() > p.len() && host.starts_with(p.as_str()))
-        {
-            return i;
-        }
-        self.default
+        self.names
+            .get(strip_port(host))
+            .copied()
+            .unwrap_or(self.default)
     }
 
     /// Answer a request.
