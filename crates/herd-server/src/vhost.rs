@@ -498,20 +498,34 @@ impl Vhosts {
 
     /// Answer a request.
     pub fn serve(&self, req: &Request<Body>) -> Response<Body> {
+        // An absolute-form target's host wins over `Host` (RFC 9112 3.2.2).
         let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host())
+            .uri()
+            .host()
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
             .unwrap_or("");
         let server = &self.servers[self.pick(host)];
+        // Locations match the decoded, normalised path (as nginx's do), so `/%70rivate/` or
+        // `//private/` cannot step around `location /private/`.
+        let Some(uri) = normalize(req.uri().path()) else {
+            tracing::warn!(
+                reason = "bad_path",
+                "{host}: refused request path {:?} (bad escape, encoded slash or control byte, or `..` above the root)",
+                req.uri().path()
+            );
+            return text(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+        };
         let cx = Cx {
             req,
             host,
             server,
             tls: self.tls,
         };
-        cx.answer(req.uri().path(), 0)
+        cx.answer(&uri, 0)
     }
 
     /// A router answering every path with [`serve`](Self::serve).
@@ -764,14 +778,14 @@ impl Cx<'_> {
         };
         if rel.is_empty() || rel.ends_with('/') {
             for name in &loc.index {
-                let r = dir.serve(self.req, &format!("{rel}{name}"));
+                let r = dir.serve(self.req, &encode(&format!("{rel}{name}")));
                 if r.status() != StatusCode::NOT_FOUND {
                     return r;
                 }
             }
             return text(StatusCode::NOT_FOUND, "404 Not Found\n");
         }
-        dir.serve(self.req, &rel)
+        dir.serve(self.req, &encode(&rel))
     }
 
     /// `$scheme`, `$host`, `$request_uri` and `$uri` in `s`.
@@ -816,6 +830,71 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// The request path decoded and normalised: `%XX` escapes decoded, `//` merged, `.` and `..`
+/// segments resolved. `None` for what no file name can hold or what would leave the root: a
+/// bad escape, an encoded `/`, a backslash, a control byte, invalid UTF-8, `..` above `/`.
+fn normalize(path: &str) -> Option<String> {
+    let raw = path.as_bytes();
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let hi = hex(*raw.get(i + 1)?)?;
+            let lo = hex(*raw.get(i + 2)?)?;
+            let d = (hi * 16 + lo) as u8;
+            if d == b'/' {
+                return None;
+            }
+            bytes.push(d);
+            i += 3;
+        } else {
+            bytes.push(b);
+            i += 1;
+        }
+    }
+    if bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return None;
+    }
+    let decoded = String::from_utf8(bytes).ok()?;
+    let mut segs: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segs.pop()?;
+            }
+            s => segs.push(s),
+        }
+    }
+    // `/a/`, `/a/.` and `/a/b/..` name a directory.
+    let dir = matches!(decoded.rsplit('/').next(), Some("" | "." | ".."));
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if dir || segs.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+/// A decoded path percent-encoded again for [`StaticDir::serve`] (which decodes it): every
+/// byte but the unreserved and `/`, sub-delimiters, `:` and `@`.
+fn encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `host[:port]` or `[v6]:port` without the port.
@@ -900,6 +979,41 @@ mod tests {
         assert_eq!(which("/images/big.jpg"), Some(5));
         assert_eq!(which("/static/a.png"), Some(2), "^~ stops the regexes");
         assert_eq!(which("/other"), Some(0));
+    }
+
+    #[test]
+    fn paths_are_decoded_and_normalised() {
+        let n = |p: &str| normalize(p);
+        assert_eq!(n("/").as_deref(), Some("/"));
+        assert_eq!(n("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/a/b/").as_deref(), Some("/a/b/"));
+        assert_eq!(n("/%70rivate/x").as_deref(), Some("/private/x"));
+        assert_eq!(n("//private//x").as_deref(), Some("/private/x"));
+        assert_eq!(n("/./private/./x").as_deref(), Some("/private/x"));
+        assert_eq!(n("/x/../private/x").as_deref(), Some("/private/x"));
+        assert_eq!(n("/a/.").as_deref(), Some("/a/"));
+        assert_eq!(n("/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(n("/a/%2e%2e/b").as_deref(), Some("/b"));
+        assert_eq!(n("/caf%C3%A9").as_deref(), Some("/café"));
+        for bad in [
+            "/..",
+            "/../x",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/a%2fb",
+            "/a%2F..",
+            "/%5c",
+            "/a\\b",
+            "/%00",
+            "/%0a",
+            "/%",
+            "/%g0",
+            "/%ff",
+        ] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
+        assert_eq!(encode("/café 100%?#.txt"), "/caf%C3%A9%20100%25%3F%23.txt");
+        assert_eq!(encode("/a-b_c.d~e/f"), "/a-b_c.d~e/f");
     }
 
     #[test]
