@@ -55,11 +55,14 @@ impl<T> NameTable<T> {
             Self::insert_sorted(&mut self.leading, suffix, value)
         } else if let Some(prefix) = name.strip_suffix('*') {
             Self::insert_sorted(&mut self.trailing, prefix, value)
-        } else if self.exact.contains_key(&name) {
-            false
         } else {
-            self.exact.insert(name, value);
-            true
+            match self.exact.entry(name) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(value);
+                    true
+                }
+            }
         }
     }
 
