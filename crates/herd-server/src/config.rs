@@ -1351,7 +1351,7 @@ mod tests {
             ("gzip", "herd's equivalent is `compression = {}`"),
             (
                 "server_name",
-                "herd has no equivalent: a listener answers every Host name",
+                "herd's equivalent is `server` blocks below the listener",
             ),
             (
                 "proxy_pass",

@@ -276,10 +276,8 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     ),
     (
         "server_name",
-        Err(
-            "a listener answers every Host name (one site per listener), and with TLS \
-             [[listener.tls.certs]] picks the certificate by SNI name (docs/tls.md)",
-        ),
+        Ok("`server` blocks below the listener, each [[listener.server]] with \
+            server_name = [\"example.com\", \"*.example.com\"] (docs/vhosts.md)"),
     ),
     (
         "proxy_pass",
@@ -287,7 +285,7 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     ),
     (
         "location",
-        Ok("`proxy` on a [[listener]] for proxied path prefixes; the rest is its `root` directory or the bundled site (docs/reverse-proxy.md)"),
+        Ok("[[listener.server.location]] with path = \"/prefix/\" (or \"= /x\", \"^~ /x\", \"~ regex\") inside a [[listener.server]] (docs/vhosts.md); `proxy` on a [[listener]] for proxied path prefixes (docs/reverse-proxy.md)"),
     ),
     (
         "proxy_connect_timeout",
@@ -311,7 +309,7 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     ),
     (
         "index",
-        Err("the index file of a `root` directory is index.html"),
+        Ok("`server` blocks: index = [\"index.html\"] in a [[listener.server]] or its locations (docs/vhosts.md); a listener's own `root` uses index.html"),
     ),
     (
         "gzip",
