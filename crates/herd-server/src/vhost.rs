@@ -981,6 +981,84 @@ mod tests {
         assert_eq!(which("/other"), Some(0));
     }
 
+    /// A listener like `bench/vhost.sh`'s: the target server (`site.test`, `*.wild.test`)
+    /// after `servers - 1` decoys with longer wildcard names, each with an exact, a `^~`, a
+    /// regex and a `/` location.
+    fn bench_vhosts(servers: usize) -> Vhosts {
+        let loc = |p: &str| LocationConfig {
+            path: p.into(),
+            ..LocationConfig::default()
+        };
+        let server = |names: Vec<String>| ServerConfig {
+            server_name: names,
+            location: vec![
+                loc("= /health"),
+                loc("^~ /static/"),
+                loc("~* \\.(png|jpe?g|css)$"),
+                loc("/"),
+            ],
+            ..ServerConfig::default()
+        };
+        let mut all: Vec<ServerConfig> = (1..servers)
+            .map(|i| server(vec![format!("d{i}.test"), format!("*.decoy{i}.test")]))
+            .collect();
+        all.push(server(vec!["site.test".into(), "*.wild.test".into()]));
+        Vhosts::new(&all, None, false).unwrap()
+    }
+
+    /// `HERD_VHOST_BENCH_N` rounds of pick + find over 3 hosts x 4 paths.
+    #[inline(never)]
+    fn bench_loop(v: &Vhosts, n: usize) -> usize {
+        let hosts = ["site.test", "a.wild.test", "SITE.TEST:8080"];
+        let paths = ["/health", "/static/app.js", "/img/a.png", "/docs/page.html"];
+        let mut sum = 0;
+        for _ in 0..n {
+            for h in hosts {
+                for p in paths {
+                    let i = v.pick(std::hint::black_box(h));
+                    let l = v.servers[i].find(std::hint::black_box(p));
+                    sum += i + usize::from(l.expires.is_some());
+                }
+            }
+        }
+        sum
+    }
+
+    fn bench(servers: usize) {
+        let n = std::env::var("HERD_VHOST_BENCH_N")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000);
+        let v = bench_vhosts(servers);
+        let target = v.servers.len() - 1;
+        assert!(["site.test", "a.wild.test"]
+            .iter()
+            .all(|h| v.pick(h) == target));
+        let t = std::time::Instant::now();
+        let sum = std::hint::black_box(bench_loop(&v, n));
+        let ops = n * 12;
+        println!(
+            "{servers} server(s): {ops} pick+find, {:.1} ns each (sum {sum}); \
+             for instructions: valgrind --tool=callgrind --toggle-collect='*bench_loop*'",
+            t.elapsed().as_nanos() as f64 / ops as f64
+        );
+    }
+
+    /// The cost of picking a server and finding a location with 1 server block; run with
+    /// `--ignored` (under callgrind, see `bench/vhost.sh`).
+    #[test]
+    #[ignore]
+    fn bench_pick_find_1() {
+        bench(1);
+    }
+
+    /// The same with 10 server blocks, the target's names scanned last.
+    #[test]
+    #[ignore]
+    fn bench_pick_find_10() {
+        bench(10);
+    }
+
     #[test]
     fn paths_are_decoded_and_normalised() {
         let n = |p: &str| normalize(p);
