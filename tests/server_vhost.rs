@@ -185,6 +185,10 @@ path = "/tf/"
 try_files = ["$uri", "=410"]
 
 [[listener.server.location]]
+path = "/open/"
+try_files = ["$uri", "/private/data.txt"]
+
+[[listener.server.location]]
 path = "/go/"
 return = {{ status = 301, url = "$scheme://$host$request_uri" }}
 
@@ -347,6 +351,15 @@ fn locations_follow_nginx_rules() {
     let g = with("alice:wonder");
     assert_eq!((g.status, g.body.as_str()), (200, "private data\n"));
     // Spelling the path differently must not step around the password.
+    // A try_files fallback into a protected location asks for the password too.
+    let g = loc("/open/anything");
+    assert_eq!(g.status, 401, "{g:?}");
+    let g = curl(
+        port,
+        "/open/anything",
+        &["-H", "Host: loc.test", "-u", "alice:wonder"],
+    );
+    assert_eq!((g.status, g.body.as_str()), (200, "private data\n"));
     // Locations see the decoded, normalised path.
     for (p, status) in [
         ("/%70rivate/data.txt", 401),

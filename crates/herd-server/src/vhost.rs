@@ -677,18 +677,8 @@ impl Cx<'_> {
     /// `depth` bounds internal redirects.
     fn answer(&self, uri: &str, depth: u8) -> Response<Body> {
         let loc = self.server.find(uri);
-        if let Some((challenge, users)) = &loc.auth {
-            let ok = self
-                .req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .is_some_and(|v| users.check(v.as_bytes()));
-            if !ok {
-                let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
-                return r;
-            }
+        if let Some(denied) = self.check_auth(loc) {
+            return denied;
         }
         let mut resp = self.content(loc, uri, depth);
         let status = resp.status();
@@ -760,9 +750,30 @@ impl Cx<'_> {
         self.answer_inner(&target, depth + 1)
     }
 
-    /// An internal redirect: the location for `uri` answers, without error pages again.
+    /// The 401 answer if `loc` asks for a password the request does not carry.
+    fn check_auth(&self, loc: &Location) -> Option<Response<Body>> {
+        let (challenge, users) = loc.auth.as_ref()?;
+        let ok = self
+            .req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| users.check(v.as_bytes()));
+        if ok {
+            return None;
+        }
+        let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge.clone());
+        Some(r)
+    }
+
+    /// An internal redirect: the location for `uri` answers (its password too, so a
+    /// `try_files` fallback cannot lead around `auth_basic`), without error pages again.
     fn answer_inner(&self, uri: &str, depth: u8) -> Response<Body> {
         let loc = self.server.find(uri);
+        if let Some(denied) = self.check_auth(loc) {
+            return denied;
+        }
         self.content(loc, uri, depth)
     }
 
