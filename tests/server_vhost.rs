@@ -659,6 +659,12 @@ fn herd_t_checks_the_server_blocks_certificates() {
     assert!(!ok && err.contains("nope.pem"), "{err}");
     let (ok, err) = check(
         "tls = {}",
+        "tls = { cert = \"a.pem\", key = \"a.key\" }",
+        false,
+    );
+    assert!(ok, "paths relative to the config file's directory: {err}");
+    let (ok, err) = check(
+        "tls = {}",
         "tls = { cert = \"a.pem\", key = \"a.key\", okcsp = \"x\" }",
         false,
     );
