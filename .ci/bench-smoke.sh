@@ -44,6 +44,7 @@ smoke http "herd/hyper" SCENARIOS="hello:10 4k:10"
 smoke tls "herd/nginx" SCENARIOS="ka:10 hs:5 res:4 res12:4 big:5 idle:200" IDLE_HOLD=5
 smoke proxy "herd/nginx" SCENARIOS="hello:10"
 smoke compress "herd/nginx" SCENARIOS="gzip:5 static:5"
+smoke vhost "ten/one:" SCENARIOS="exact:10"
 smoke ws-deflate "herd/python" SCENARIOS=1024:10 MEM_CONNS=100
 smoke callgrind "herd/mio:" SMALL_S=1 BIG_S=2
 exit "$FAILED"

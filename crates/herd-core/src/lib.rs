@@ -39,6 +39,7 @@ pub mod http;
 mod id;
 mod inbox;
 pub mod limit;
+pub mod names;
 pub mod os;
 pub mod overload;
 pub mod pool;

@@ -10,8 +10,9 @@
 //! reason (per loop).
 //!
 //! [`TlsSettings::build`] loads PEM certificate chains and keys, picks a certificate per
-//! connection by SNI (exact names, then `*.` wildcards, then the first certificate as the
-//! default), staples OCSP responses given as files, keeps a per-process session cache and
+//! connection by SNI (virtual hosts' server names first, through the same [`NameTable`] that
+//! picks a server by `Host`; then the certificates' exact names, then their `*.` wildcards,
+//! then the first certificate as the default), staples OCSP responses given as files, keeps a per-process session cache and
 //! issues session tickets, and can verify client certificates against a CA file (mTLS). The
 //! crypto provider is rustls' default, aws-lc-rs.
 
@@ -27,6 +28,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
+
+use crate::names::NameTable;
 
 /// Default time a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,6 +205,16 @@ pub struct CertFiles {
     pub ocsp: Option<PathBuf>,
 }
 
+/// The certificate of a virtual host: its server names (`example.com`, `*.example.com`,
+/// `www.example.*`) and, if it has one of its own, the certificate files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCert {
+    /// The names, as in a `server_name`.
+    pub names: Vec<String>,
+    /// The certificate; `None`: the listener's certificates answer for these names.
+    pub cert: Option<CertFiles>,
+}
+
 /// Whether clients must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClientAuth {
@@ -220,6 +233,11 @@ pub struct TlsSettings {
     /// The certificates; each serves the DNS names in its subjectAltName (exact and `*.`
     /// wildcard), and the first also serves clients that send no or an unknown name.
     pub certs: Vec<CertFiles>,
+    /// Certificates by server name (virtual hosts), looked up before `certs`: the SNI name
+    /// is matched against every entry's names as a `Host` is ([`NameTable`]); an entry
+    /// without a certificate sends the client on to `certs`. With `certs` empty, the first
+    /// entry with a certificate also serves clients that send no or an unknown name.
+    pub servers: Vec<ServerCert>,
     /// ALPN protocols offered, in preference order (e.g. `http/1.1`); empty: no ALPN.
     pub alpn: Vec<String>,
     /// CA certificates (PEM) that client certificates must chain to.
@@ -242,6 +260,7 @@ impl Default for TlsSettings {
     fn default() -> Self {
         TlsSettings {
             certs: Vec::new(),
+            servers: Vec::new(),
             alpn: Vec::new(),
             client_ca: None,
             client_auth: ClientAuth::Off,
@@ -256,6 +275,8 @@ impl Default for TlsSettings {
 /// Certificates by the name a client asks for (SNI).
 #[derive(Debug)]
 struct SniResolver {
+    /// Virtual hosts' names; `None`: go on to the certificates' own names.
+    by_server: NameTable<Option<Arc<CertifiedKey>>>,
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// By the part after `*.`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
@@ -267,6 +288,9 @@ impl SniResolver {
         let Some(name) = name else {
             return self.default.clone();
         };
+        if let Some(Some(k)) = self.by_server.get(name) {
+            return k.clone();
+        }
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Some(k) = self.exact.get(&name) {
             return k.clone();
@@ -337,11 +361,27 @@ fn load_cert(files: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsE
 impl TlsSettings {
     /// Load every file and build the rustls server configuration (also what `herd -t` runs).
     pub fn build(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let Some(first) = self.certs.first() else {
-            return Err(TlsError("tls: no certificate given".into()));
+        let mut by_server = NameTable::new();
+        let mut first_server = None;
+        for s in &self.servers {
+            let key = match &s.cert {
+                Some(files) => Some(load_cert(files)?.0),
+                None => None,
+            };
+            if first_server.is_none() {
+                first_server.clone_from(&key);
+            }
+            for n in &s.names {
+                by_server.insert(n, key.clone());
+            }
+        }
+        let default = match (self.certs.first(), first_server) {
+            (Some(first), _) => load_cert(first)?.0,
+            (None, Some(key)) => key,
+            (None, None) => return Err(TlsError("tls: no certificate given".into())),
         };
-        let (default, _) = load_cert(first)?;
         let mut resolver = SniResolver {
+            by_server,
             exact: HashMap::new(),
             wildcard: HashMap::new(),
             default,
@@ -565,6 +605,7 @@ mod tests {
             key_for(&["d"]),
         );
         let r = SniResolver {
+            by_server: NameTable::new(),
             exact: HashMap::from([("a.test".to_string(), a.clone())]),
             wildcard: HashMap::from([("b.test".to_string(), b.clone())]),
             default: d.clone(),
@@ -577,6 +618,28 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&r.pick(Some("x.y.b.test")), &d));
         assert!(Arc::ptr_eq(&r.pick(None), &d));
+    }
+
+    #[test]
+    fn server_names_come_before_the_certificates_names() {
+        let (a, v, d) = (key_for(&["a.test"]), key_for(&["v"]), key_for(&["d"]));
+        let mut by_server = NameTable::new();
+        by_server.insert("*.v.test", Some(v.clone()));
+        by_server.insert("www.v.*", Some(v.clone()));
+        by_server.insert("a.v.test", None);
+        let r = SniResolver {
+            by_server,
+            exact: HashMap::from([("a.v.test".to_string(), a.clone())]),
+            wildcard: HashMap::new(),
+            default: d.clone(),
+        };
+        assert!(Arc::ptr_eq(&r.pick(Some("x.y.v.test")), &v), "any depth");
+        assert!(Arc::ptr_eq(&r.pick(Some("WWW.v.org")), &v));
+        assert!(
+            Arc::ptr_eq(&r.pick(Some("a.v.test")), &a),
+            "a server without a certificate falls back to the listener's"
+        );
+        assert!(Arc::ptr_eq(&r.pick(Some("v.test")), &d));
     }
 
     #[test]

@@ -804,6 +804,9 @@ impl Config {
                     all.extend(loc.alias.as_mut());
                     all.extend(loc.auth_basic_user_file.as_mut());
                 }
+                if let Some(t) = srv.tls.as_mut() {
+                    all.extend(t.paths_mut());
+                }
             }
             if let Some(t) = l.tls.as_mut() {
                 all.extend(t.paths_mut());
@@ -906,7 +909,7 @@ impl Config {
             }
             self.validate_protocol_keys(l, &at)?;
             if let Some(t) = &l.tls {
-                t.check(l.protocol)
+                t.check(l.protocol, &l.server, l.root.is_some())
                     .map_err(|e| ConfigError::new(at("tls"), e.to_string()))?;
             }
         }
@@ -1175,6 +1178,15 @@ impl Config {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             crate::vhost::validate(i, &l.server, l.root.is_some())?;
+            if l.tls.is_none() {
+                if let Some(s) = l.server.iter().position(|s| s.tls.is_some()) {
+                    return Err(ConfigError::new(
+                        format!("listener[{i}].server[{s}].tls"),
+                        "needs TLS on the listener: a `tls` table there (it may be `tls = {}` \
+                         when every server has its own certificate)",
+                    ));
+                }
+            }
         }
         if let Some(p) = &l.ws_path {
             if !p.is_empty() && !p.starts_with('/') {
@@ -1366,7 +1378,7 @@ mod tests {
             ("gzip", "herd's equivalent is `compression = {}`"),
             (
                 "server_name",
-                "herd has no equivalent: a listener answers every Host name",
+                "herd's equivalent is `server` blocks below the listener",
             ),
             (
                 "proxy_pass",

@@ -165,7 +165,7 @@ pub fn start(
     }
     if let Some(tls) = &l.tls {
         let acceptor = tls
-            .acceptor(l.protocol, cx.ticket_secret)
+            .acceptor(l.protocol, &l.server, cx.ticket_secret)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         server = server.tls(acceptor);
     }

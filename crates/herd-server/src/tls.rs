@@ -1,4 +1,5 @@
-//! A listener's `tls = { ... }` table: certificates (several, chosen by SNI), OCSP files,
+//! A listener's `tls = { ... }` table: certificates (several, chosen by SNI, and the
+//! `[[listener.server]]` blocks' own `tls` certificates, chosen by server name), OCSP files,
 //! client-certificate verification, resumption, the handshake timeout and HSTS; and what it
 //! becomes: a [`TlsAcceptor`] for the listener's server.
 //!
@@ -10,10 +11,11 @@
 
 use std::path::PathBuf;
 
-use herd_core::tls::{CertFiles, ClientAuth, TlsAcceptor, TlsError, TlsSettings};
+use herd_core::tls::{CertFiles, ClientAuth, ServerCert, TlsAcceptor, TlsError, TlsSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Dur, Protocol};
+use crate::vhost::ServerConfig;
 
 /// One more certificate (`[[listener.tls.certs]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +27,23 @@ pub struct CertConfig {
     /// DER OCSP response to staple.
     #[serde(default)]
     pub ocsp: Option<PathBuf>,
+}
+
+impl CertConfig {
+    fn files(&self) -> CertFiles {
+        CertFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ocsp: self.ocsp.clone(),
+        }
+    }
+
+    /// Its paths, to make absolute.
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut v = vec![&mut self.cert, &mut self.key];
+        v.extend(self.ocsp.as_mut());
+        v
+    }
 }
 
 /// `client_auth`: whether clients must present a certificate.
@@ -44,7 +63,8 @@ pub enum ClientAuthConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TlsConfig {
-    /// PEM certificate chain of the default certificate.
+    /// PEM certificate chain of the default certificate. May be left out when every
+    /// `[[listener.server]]` of the listener has its own `tls`.
     pub cert: PathBuf,
     /// Its PEM private key.
     pub key: PathBuf,
@@ -97,27 +117,39 @@ impl TlsConfig {
         v.extend(self.ocsp.as_mut());
         v.extend(self.client_ca.as_mut());
         for c in &mut self.certs {
-            v.push(&mut c.cert);
-            v.push(&mut c.key);
-            v.extend(c.ocsp.as_mut());
+            v.extend(c.paths_mut());
         }
+        v.retain(|p| !p.as_os_str().is_empty());
         v
     }
 
-    /// The settings herd-core builds the rustls configuration from.
-    pub fn settings(&self, protocol: Protocol) -> TlsSettings {
-        let first = CertFiles {
+    /// Whether the listener's own `cert` and `key` are left out.
+    fn no_own_cert(&self) -> bool {
+        self.cert.as_os_str().is_empty() && self.key.as_os_str().is_empty()
+    }
+
+    /// The settings herd-core builds the rustls configuration from; `servers` are the
+    /// listener's virtual hosts, whose own certificates are chosen by SNI first.
+    pub fn settings(&self, protocol: Protocol, servers: &[ServerConfig]) -> TlsSettings {
+        let first = (!self.no_own_cert()).then(|| CertFiles {
             cert: self.cert.clone(),
             key: self.key.clone(),
             ocsp: self.ocsp.clone(),
-        };
-        let more = self.certs.iter().map(|c| CertFiles {
-            cert: c.cert.clone(),
-            key: c.key.clone(),
-            ocsp: c.ocsp.clone(),
         });
+        let more = self.certs.iter().map(CertConfig::files);
+        // The default server first: without the listener's own certificate, herd-core
+        // answers unknown names with the first server's.
+        let mut order: Vec<&ServerConfig> = servers.iter().collect();
+        order.sort_by_key(|s| !s.default);
         TlsSettings {
-            certs: std::iter::once(first).chain(more).collect(),
+            certs: first.into_iter().chain(more).collect(),
+            servers: order
+                .into_iter()
+                .map(|s| ServerCert {
+                    names: s.server_name.clone(),
+                    cert: s.tls.as_ref().map(CertConfig::files),
+                })
+                .collect(),
             alpn: match protocol {
                 Protocol::Http | Protocol::Ws | Protocol::Admin => vec!["http/1.1".into()],
                 Protocol::Frame | Protocol::Echo => Vec::new(),
@@ -135,23 +167,39 @@ impl TlsConfig {
         }
     }
 
-    /// Check the table and load every file (what `-t` and a reload run).
-    pub fn check(&self, protocol: Protocol) -> Result<(), TlsError> {
-        if self.cert.as_os_str().is_empty() || self.key.as_os_str().is_empty() {
-            return Err(TlsError("`cert` and `key` are required".into()));
+    /// Check the table and load every file, the server blocks' certificates too (what `-t`
+    /// and a reload run). `has_root`: the listener's own `root` is an implicit server, which
+    /// has no certificate of its own.
+    pub fn check(
+        &self,
+        protocol: Protocol,
+        servers: &[ServerConfig],
+        has_root: bool,
+    ) -> Result<(), TlsError> {
+        let every_server_has_one =
+            !servers.is_empty() && !has_root && servers.iter().all(|s| s.tls.is_some());
+        if self.no_own_cert() && !every_server_has_one {
+            return Err(TlsError(
+                "`cert` and `key` are required (unless every [[listener.server]] has its own tls)"
+                    .into(),
+            ));
         }
-        self.settings(protocol).build().map(|_| ())
+        if self.cert.as_os_str().is_empty() != self.key.as_os_str().is_empty() {
+            return Err(TlsError("`cert` and `key` go together".into()));
+        }
+        self.settings(protocol, servers).build().map(|_| ())
     }
 
     /// Load the files and make the listener's acceptor.
     pub fn acceptor(
         &self,
         protocol: Protocol,
+        servers: &[ServerConfig],
         ticket_secret: Option<[u8; 32]>,
     ) -> Result<TlsAcceptor, TlsError> {
         let settings = TlsSettings {
             ticket_secret,
-            ..self.settings(protocol)
+            ..self.settings(protocol, servers)
         };
         let config = settings.build()?;
         Ok(TlsAcceptor::new(config)
@@ -246,10 +294,10 @@ mod tests {
             key: "/nonexistent/site.key".into(),
             ..TlsConfig::default()
         };
-        let e = t.check(Protocol::Http).unwrap_err().to_string();
+        let e = t.check(Protocol::Http, &[], false).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/site.pem"), "{e}");
         let e = TlsConfig::default()
-            .check(Protocol::Http)
+            .check(Protocol::Http, &[], false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("required"), "{e}");

@@ -13,8 +13,9 @@
 //!
 //! The configuration types live here too; [`crate::config`] embeds them in
 //! [`ListenerConfig`](crate::config::ListenerConfig) and calls [`validate`]. Everything a
-//! request needs is built once per listener by [`Vhosts::new`]: the host lookup is one hash
-//! probe for exact names (and a scan of the wildcard names only when that misses), and the
+//! request needs is built once per listener by [`Vhosts::new`]: the host lookup is a
+//! [`NameTable`] (one hash probe for exact names, a scan of the wildcard names only when that
+//! misses; the TLS certificate of a server block is chosen by SNI through the same table type), and the
 //! location lookup one hash probe plus a scan of the prefixes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,6 +27,7 @@ use base64::Engine;
 use herd_core::http::header::HeaderName;
 use herd_core::http::{header, Body, HeaderValue, Request, Response, StatusCode};
 use herd_core::http::{Router, StaticDir};
+use herd_core::names::NameTable;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
@@ -50,6 +52,10 @@ pub struct ServerConfig {
     pub error_page: BTreeMap<String, String>,
     /// The locations, matched in nginx's order.
     pub location: Vec<LocationConfig>,
+    /// This server's own certificate, chosen by the SNI name with the same rules as `Host`
+    /// (nginx's `ssl_certificate` inside a `server`); needs `tls` on the listener. Without
+    /// it, the listener's certificates answer for this server's names.
+    pub tls: Option<crate::tls::CertConfig>,
 }
 
 /// `return = { status = 301, url = "https://$host$request_uri" }` (nginx's `return`).
@@ -432,11 +438,8 @@ struct Server {
 /// Every server of a listener, and how to pick one by `Host`.
 pub struct Vhosts {
     servers: Vec<Server>,
-    exact: HashMap<String, usize>,
-    /// `*.example.com` as (`.example.com`, server), longest first.
-    leading: Vec<(String, usize)>,
-    /// `www.example.*` as (`www.example.`, server), longest first.
-    trailing: Vec<(String, usize)>,
+    /// Every `server_name`, to the server's index (the matching TLS certificates use too).
+    names: NameTable<usize>,
     default: usize,
     tls: bool,
 }
@@ -456,9 +459,7 @@ impl Vhosts {
     ) -> std::io::Result<Vhosts> {
         let mut out = Vhosts {
             servers: Vec::new(),
-            exact: HashMap::new(),
-            leading: Vec::new(),
-            trailing: Vec::new(),
+            names: NameTable::new(),
             default: 0,
             tls,
         };
@@ -480,70 +481,51 @@ impl Vhosts {
         };
         for (idx, s) in all.iter().enumerate() {
             for n in &s.server_name {
-                let n = n.to_ascii_lowercase();
-                if let Some(suffix) = n.strip_prefix('*') {
-                    out.leading.push((suffix.to_string(), idx));
-                } else if let Some(prefix) = n.strip_suffix('*') {
-                    out.trailing.push((prefix.to_string(), idx));
-                } else {
-                    out.exact.insert(n, idx);
-                }
+                out.names.insert(n, idx);
             }
             out.servers.push(Server::new(s)?);
         }
-        out.leading.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
-        out.trailing
-            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         Ok(out)
     }
 
     /// The index of the server for a `Host` value (port and case ignored).
     fn pick(&self, host: &str) -> usize {
-        let host = strip_port(host).trim_end_matches('.');
-        let lower;
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = host.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            host
-        };
-        if let Some(&i) = self.exact.get(host) {
-            return i;
-        }
-        // `*.example.com` takes `a.example.com` and `a.b.example.com`, not `example.com`.
-        if let Some(&(_, i)) = self
-            .leading
-            .iter()
-            .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
-        {
-            return i;
-        }
-        if let Some(&(_, i)) = self
-            .trailing
-            .iter()
-            .find(|(p, _)| host.len() > p.len() && host.starts_with(p.as_str()))
-        {
-            return i;
-        }
-        self.default
+        self.names
+            .get(strip_port(host))
+            .copied()
+            .unwrap_or(self.default)
     }
 
     /// Answer a request.
     pub fn serve(&self, req: &Request<Body>) -> Response<Body> {
+        // An absolute-form target's host wins over `Host` (RFC 9112 3.2.2).
         let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().host())
+            .uri()
+            .host()
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
             .unwrap_or("");
         let server = &self.servers[self.pick(host)];
+        // Locations match the decoded, normalised path (as nginx's do), so `/%70rivate/` or
+        // `//private/` cannot step around `location /private/`.
+        let Some(uri) = normalize(req.uri().path()) else {
+            tracing::warn!(
+                reason = "bad_path",
+                "{host}: refused request path {:?} (bad escape, encoded slash or control byte, or `..` above the root)",
+                req.uri().path()
+            );
+            return text(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+        };
         let cx = Cx {
             req,
             host,
             server,
             tls: self.tls,
         };
-        cx.answer(req.uri().path(), 0)
+        cx.answer(&uri, 0)
     }
 
     /// A router answering every path with [`serve`](Self::serve).
@@ -695,18 +677,8 @@ impl Cx<'_> {
     /// `depth` bounds internal redirects.
     fn answer(&self, uri: &str, depth: u8) -> Response<Body> {
         let loc = self.server.find(uri);
-        if let Some((challenge, users)) = &loc.auth {
-            let ok = self
-                .req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .is_some_and(|v| users.check(v.as_bytes()));
-            if !ok {
-                let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
-                return r;
-            }
+        if let Some(denied) = self.check_auth(loc) {
+            return denied;
         }
         let mut resp = self.content(loc, uri, depth);
         let status = resp.status();
@@ -778,9 +750,30 @@ impl Cx<'_> {
         self.answer_inner(&target, depth + 1)
     }
 
-    /// An internal redirect: the location for `uri` answers, without error pages again.
+    /// The 401 answer if `loc` asks for a password the request does not carry.
+    fn check_auth(&self, loc: &Location) -> Option<Response<Body>> {
+        let (challenge, users) = loc.auth.as_ref()?;
+        let ok = self
+            .req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| users.check(v.as_bytes()));
+        if ok {
+            return None;
+        }
+        let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge.clone());
+        Some(r)
+    }
+
+    /// An internal redirect: the location for `uri` answers (its password too, so a
+    /// `try_files` fallback cannot lead around `auth_basic`), without error pages again.
     fn answer_inner(&self, uri: &str, depth: u8) -> Response<Body> {
         let loc = self.server.find(uri);
+        if let Some(denied) = self.check_auth(loc) {
+            return denied;
+        }
         self.content(loc, uri, depth)
     }
 
@@ -796,14 +789,14 @@ impl Cx<'_> {
         };
         if rel.is_empty() || rel.ends_with('/') {
             for name in &loc.index {
-                let r = dir.serve(self.req, &format!("{rel}{name}"));
+                let r = dir.serve(self.req, &encode(&format!("{rel}{name}")));
                 if r.status() != StatusCode::NOT_FOUND {
                     return r;
                 }
             }
             return text(StatusCode::NOT_FOUND, "404 Not Found\n");
         }
-        dir.serve(self.req, &rel)
+        dir.serve(self.req, &encode(&rel))
     }
 
     /// `$scheme`, `$host`, `$request_uri` and `$uri` in `s`.
@@ -848,6 +841,71 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// The request path decoded and normalised: `%XX` escapes decoded, `//` merged, `.` and `..`
+/// segments resolved. `None` for what no file name can hold or what would leave the root: a
+/// bad escape, an encoded `/`, a backslash, a control byte, invalid UTF-8, `..` above `/`.
+fn normalize(path: &str) -> Option<String> {
+    let raw = path.as_bytes();
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let hi = hex(*raw.get(i + 1)?)?;
+            let lo = hex(*raw.get(i + 2)?)?;
+            let d = (hi * 16 + lo) as u8;
+            if d == b'/' {
+                return None;
+            }
+            bytes.push(d);
+            i += 3;
+        } else {
+            bytes.push(b);
+            i += 1;
+        }
+    }
+    if bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return None;
+    }
+    let decoded = String::from_utf8(bytes).ok()?;
+    let mut segs: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segs.pop()?;
+            }
+            s => segs.push(s),
+        }
+    }
+    // `/a/`, `/a/.` and `/a/b/..` name a directory.
+    let dir = matches!(decoded.rsplit('/').next(), Some("" | "." | ".."));
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if dir || segs.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+/// A decoded path percent-encoded again for [`StaticDir::serve`] (which decodes it): every
+/// byte but the unreserved and `/`, sub-delimiters, `:` and `@`.
+fn encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `host[:port]` or `[v6]:port` without the port.
@@ -932,6 +990,119 @@ mod tests {
         assert_eq!(which("/images/big.jpg"), Some(5));
         assert_eq!(which("/static/a.png"), Some(2), "^~ stops the regexes");
         assert_eq!(which("/other"), Some(0));
+    }
+
+    /// A listener like `bench/vhost.sh`'s: the target server (`site.test`, `*.wild.test`)
+    /// after `servers - 1` decoys with longer wildcard names, each with an exact, a `^~`, a
+    /// regex and a `/` location.
+    fn bench_vhosts(servers: usize) -> Vhosts {
+        let loc = |p: &str| LocationConfig {
+            path: p.into(),
+            ..LocationConfig::default()
+        };
+        let server = |names: Vec<String>| ServerConfig {
+            server_name: names,
+            location: vec![
+                loc("= /health"),
+                loc("^~ /static/"),
+                loc("~* \\.(png|jpe?g|css)$"),
+                loc("/"),
+            ],
+            ..ServerConfig::default()
+        };
+        let mut all: Vec<ServerConfig> = (1..servers)
+            .map(|i| server(vec![format!("d{i}.test"), format!("*.decoy{i}.test")]))
+            .collect();
+        all.push(server(vec!["site.test".into(), "*.wild.test".into()]));
+        Vhosts::new(&all, None, false).unwrap()
+    }
+
+    /// `HERD_VHOST_BENCH_N` rounds of pick + find over 3 hosts x 4 paths.
+    #[inline(never)]
+    fn bench_loop(v: &Vhosts, n: usize) -> usize {
+        let hosts = ["site.test", "a.wild.test", "SITE.TEST:8080"];
+        let paths = ["/health", "/static/app.js", "/img/a.png", "/docs/page.html"];
+        let mut sum = 0;
+        for _ in 0..n {
+            for h in hosts {
+                for p in paths {
+                    let i = v.pick(std::hint::black_box(h));
+                    let l = v.servers[i].find(std::hint::black_box(p));
+                    sum += i + usize::from(l.expires.is_some());
+                }
+            }
+        }
+        sum
+    }
+
+    fn bench(servers: usize) {
+        let n = std::env::var("HERD_VHOST_BENCH_N")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000);
+        let v = bench_vhosts(servers);
+        let target = v.servers.len() - 1;
+        assert!(["site.test", "a.wild.test"]
+            .iter()
+            .all(|h| v.pick(h) == target));
+        let t = std::time::Instant::now();
+        let sum = std::hint::black_box(bench_loop(&v, n));
+        let ops = n * 12;
+        println!(
+            "{servers} server(s): {ops} pick+find, {:.1} ns each (sum {sum}); \
+             for instructions: valgrind --tool=callgrind --toggle-collect='*bench_loop*'",
+            t.elapsed().as_nanos() as f64 / ops as f64
+        );
+    }
+
+    /// The cost of picking a server and finding a location with 1 server block; run with
+    /// `--ignored` (under callgrind, see `bench/vhost.sh`).
+    #[test]
+    #[ignore]
+    fn bench_pick_find_1() {
+        bench(1);
+    }
+
+    /// The same with 10 server blocks, the target's names scanned last.
+    #[test]
+    #[ignore]
+    fn bench_pick_find_10() {
+        bench(10);
+    }
+
+    #[test]
+    fn paths_are_decoded_and_normalised() {
+        let n = |p: &str| normalize(p);
+        assert_eq!(n("/").as_deref(), Some("/"));
+        assert_eq!(n("/a/b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/a/b/").as_deref(), Some("/a/b/"));
+        assert_eq!(n("/%70rivate/x").as_deref(), Some("/private/x"));
+        assert_eq!(n("//private//x").as_deref(), Some("/private/x"));
+        assert_eq!(n("/./private/./x").as_deref(), Some("/private/x"));
+        assert_eq!(n("/x/../private/x").as_deref(), Some("/private/x"));
+        assert_eq!(n("/a/.").as_deref(), Some("/a/"));
+        assert_eq!(n("/a/b/..").as_deref(), Some("/a/"));
+        assert_eq!(n("/a/%2e%2e/b").as_deref(), Some("/b"));
+        assert_eq!(n("/caf%C3%A9").as_deref(), Some("/café"));
+        for bad in [
+            "/..",
+            "/../x",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/a%2fb",
+            "/a%2F..",
+            "/%5c",
+            "/a\\b",
+            "/%00",
+            "/%0a",
+            "/%",
+            "/%g0",
+            "/%ff",
+        ] {
+            assert_eq!(n(bad), None, "{bad}");
+        }
+        assert_eq!(encode("/café 100%?#.txt"), "/caf%C3%A9%20100%25%3F%23.txt");
+        assert_eq!(encode("/a-b_c.d~e/f"), "/a-b_c.d~e/f");
     }
 
     #[test]

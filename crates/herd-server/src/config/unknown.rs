@@ -95,6 +95,7 @@ enum Table {
     Upstream(usize),
     Proxy,
     Server(usize),
+    ServerTls(usize),
     Location(usize),
 }
 
@@ -111,6 +112,11 @@ impl Table {
             [l, Index(_), p, Index(_)] if key(l, "listener") && key(p, "proxy") => Table::Proxy,
             [l, Index(i), s, Index(_)] if key(l, "listener") && key(s, "server") => {
                 Table::Server(*i)
+            }
+            [l, Index(i), s, Index(_), t]
+                if key(l, "listener") && key(s, "server") && key(t, "tls") =>
+            {
+                Table::ServerTls(*i)
             }
             [l, Index(i), s, Index(_), c, Index(_)]
                 if key(l, "listener") && key(s, "server") && key(c, "location") =>
@@ -140,7 +146,7 @@ impl Table {
             Table::Log => fields_of::<LogConfig>(),
             Table::Listener(_) => fields_of::<ListenerConfig>(),
             Table::Tls(_) => fields_of::<TlsConfig>(),
-            Table::Cert(..) => fields_of::<CertConfig>(),
+            Table::Cert(..) | Table::ServerTls(_) => fields_of::<CertConfig>(),
             Table::Compression => fields_of::<CompressionConfig>(),
             Table::LimitReq => fields_of::<LimitReqConfig>(),
             Table::WsDeflate => fields_of::<WsDeflateConfig>(),
@@ -160,7 +166,9 @@ impl Table {
             Table::Tls(i) => vec![Table::Listener(i), Table::Top],
             Table::Cert(i, _) => vec![Table::Tls(i), Table::Listener(i), Table::Top],
             Table::Server(i) => vec![Table::Listener(i), Table::Top],
-            Table::Location(i) => vec![Table::Server(i), Table::Listener(i), Table::Top],
+            Table::Location(i) | Table::ServerTls(i) => {
+                vec![Table::Server(i), Table::Listener(i), Table::Top]
+            }
             _ => Vec::new(),
         }
     }
@@ -193,6 +201,10 @@ impl Table {
                     i + 1
                 ),
                 "that location",
+            ),
+            Table::ServerTls(i) => (
+                format!("[listener.server.tls] (of [[listener]] number {})", i + 1),
+                "that tls table",
             ),
             _ => (String::new(), "that table"),
         }
@@ -264,10 +276,8 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     ),
     (
         "server_name",
-        Err(
-            "a listener answers every Host name (one site per listener), and with TLS \
-             [[listener.tls.certs]] picks the certificate by SNI name (docs/tls.md)",
-        ),
+        Ok("`server` blocks below the listener, each [[listener.server]] with \
+            server_name = [\"example.com\", \"*.example.com\"] (docs/vhosts.md)"),
     ),
     (
         "proxy_pass",
@@ -275,7 +285,7 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     ),
     (
         "location",
-        Ok("`proxy` on a [[listener]] for proxied path prefixes; the rest is its `root` directory or the bundled site (docs/reverse-proxy.md)"),
+        Ok("[[listener.server.location]] with path = \"/prefix/\" (or \"= /x\", \"^~ /x\", \"~ regex\") inside a [[listener.server]] (docs/vhosts.md); `proxy` on a [[listener]] for proxied path prefixes (docs/reverse-proxy.md)"),
     ),
     (
         "proxy_connect_timeout",
@@ -299,7 +309,7 @@ const NGINX: &[(&str, Result<&str, &str>)] = &[
     ),
     (
         "index",
-        Err("the index file of a `root` directory is index.html"),
+        Ok("`server` blocks: index = [\"index.html\"] in a [[listener.server]] or its locations (docs/vhosts.md); a listener's own `root` uses index.html"),
     ),
     (
         "gzip",
