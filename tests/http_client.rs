@@ -852,3 +852,138 @@ fn a_cancelled_waiter_leaves_the_queue_and_a_closed_connection_wakes_the_next() 
     assert!(s.ends_with("connects=2 reuses=1"), "{s}");
     d.stop(Duration::ZERO);
 }
+
+/// `/sgo?port=P&path=/x&n=N[&drop=1]`: N streamed requests in a row with the loop's client,
+/// each body read piece by piece to its end (or, with `drop`, dropped after its first
+/// piece); one line per response (`status bytes pieces open-after`), then the counters.
+fn stream_driver(opts: ClientOptions) -> ServerHandle {
+    let router = Router::new().get_async("/sgo", move |req: Request<Body>| {
+        let client = CLIENT.with(|c| c.get_or_init(|| HttpClient::new(opts.clone())).clone());
+        let q = req.uri().query().unwrap_or("").to_owned();
+        async move {
+            let port: u16 = arg(&q, "port").unwrap().parse().unwrap();
+            let path = arg(&q, "path").unwrap_or("/").to_owned();
+            let n: usize = arg(&q, "n").unwrap_or("1").parse().unwrap();
+            let drop_early = arg(&q, "drop").is_some();
+            let up = Upstream::tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+            let mut out = String::new();
+            for _ in 0..n {
+                let r = herd::http::Request::get(path.as_str())
+                    .body(Bytes::new())
+                    .unwrap();
+                match client.request_stream(&up, r).await {
+                    Ok(mut resp) => {
+                        let (mut bytes, mut pieces) = (0usize, 0usize);
+                        loop {
+                            match resp.body_mut().next_chunk().await {
+                                Ok(Some(c)) => {
+                                    bytes += c.len();
+                                    pieces += 1;
+                                    if drop_early {
+                                        break;
+                                    }
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    out.push_str(&format!("error {e} "));
+                                    break;
+                                }
+                            }
+                        }
+                        let status = resp.status().as_u16();
+                        drop(resp);
+                        out.push_str(&format!(
+                            "{status} {bytes} {} open={}\n",
+                            if pieces > 1 { "many" } else { "one" },
+                            client.open(&up)
+                        ));
+                    }
+                    Err(e) => out.push_str(&format!("error {:?} {e}\n", e.kind())),
+                }
+            }
+            let s = client.stats();
+            out.push_str(&format!(
+                "connects={} reuses={} responses={} idle={}",
+                s.connects, s.reuses, s.responses, s.idle
+            ));
+            Response::new(Body::from(out))
+        }
+    });
+    serve_service(HttpService::new(router), None)
+}
+
+/// An upstream with a 4 MiB body (`/big`, Content-Length) and a chunked one (`/stream`).
+fn big_upstream() -> ServerHandle {
+    let router = Router::new()
+        .get("/big", |_: Request<Body>| {
+            Response::new(Body::from(vec![7u8; 4 << 20]))
+        })
+        .get("/stream", |_: Request<Body>| {
+            Response::new(Body::stream(
+                (0..64).map(|_| Bytes::from(vec![b'x'; 64 * 1024])),
+            ))
+        });
+    serve_service(HttpService::new(router), None)
+}
+
+#[test]
+fn streamed_bodies_give_the_connection_back_at_their_end_and_close_it_when_dropped() {
+    let up = big_upstream();
+    let port = up.local_addr().port();
+    // With a cap of one connection: a slot not given back would hang the next request.
+    let opts = ClientOptions {
+        max_conns_per_upstream: 1,
+        ..ClientOptions::default()
+    };
+    let d = stream_driver(opts);
+    // Read to the end: in many pieces, and the one connection is reused.
+    let got = go_path(&d, &format!("/sgo?port={port}&path=/big&n=2"));
+    assert_eq!(
+        lines(&got),
+        [
+            "200 4194304 many open=1",
+            "200 4194304 many open=1",
+            "connects=1 reuses=1 responses=2 idle=1"
+        ],
+        "{got}"
+    );
+    // Chunked, framing removed, reused too.
+    let got = go_path(&d, &format!("/sgo?port={port}&path=/stream&n=1"));
+    assert_eq!(
+        lines(&got),
+        [
+            "200 4194304 many open=1",
+            "connects=1 reuses=2 responses=3 idle=1"
+        ],
+        "{got}"
+    );
+    // Dropped after its first piece: the connection is closed and its slot freed at once,
+    // so the next request connects anew instead of waiting for the cap.
+    let got = go_path(&d, &format!("/sgo?port={port}&path=/big&n=2&drop=1"));
+    let l = lines(&got);
+    assert_eq!(l.len(), 3, "{got}");
+    assert!(
+        l[0].starts_with("200 ") && l[0].ends_with(" one open=0"),
+        "{got}"
+    );
+    assert!(
+        l[1].starts_with("200 ") && l[1].ends_with(" one open=0"),
+        "{got}"
+    );
+    assert_eq!(l[2], "connects=2 reuses=3 responses=3 idle=0", "{got}");
+    // And a full read after that reuses nothing (none idle) but works within the cap.
+    let got = go_path(&d, &format!("/sgo?port={port}&path=/big&n=1"));
+    assert_eq!(
+        lines(&got),
+        [
+            "200 4194304 many open=1",
+            "connects=3 reuses=3 responses=4 idle=1"
+        ],
+        "{got}"
+    );
+}
+
+fn go_path(d: &ServerHandle, path: &str) -> String {
+    let mut c = Client::connect(d.local_addr());
+    c.get(path).text()
+}

@@ -395,3 +395,307 @@ fn a_full_queue_is_a_503_that_does_not_mark_the_backend_down() {
     );
     drop(h);
 }
+
+/// A backend for the streaming tests. `GET /api/big`: 64 MiB with a Content-Length, written
+/// 1 MiB at a time. `GET /api/sse?F`: an event stream (chunked) whose event `i` is written
+/// only once the test creates the file `F.i` (three events). `GET /api/endless?F`: writes
+/// until the proxy closes the connection, then creates `F`. `PUT /api/upload`: reads the
+/// body (Content-Length or chunked), checks byte `k` is `k % 251`, answers its length.
+const STREAM_BACKEND: &str = r#"
+import http.server, os, sys, time
+def wait_for(path):
+    for _ in range(2000):
+        if os.path.exists(path):
+            return
+        time.sleep(0.005)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        if self.path == "/api/big":
+            self.send_response(200)
+            self.send_header("Content-Length", str(64 << 20))
+            self.end_headers()
+            piece = b"z" * (1 << 20)
+            for _ in range(64):
+                self.wfile.write(piece)
+        elif self.path.startswith("/api/sse?"):
+            flag = self.path.split("?", 1)[1]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(3):
+                wait_for("%s.%d" % (flag, i))
+                ev = ("data: %d\n\n" % i).encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path.startswith("/api/endless?"):
+            flag = self.path.split("?", 1)[1]
+            self.send_response(200)
+            self.send_header("Content-Length", str(1 << 40))
+            self.end_headers()
+            piece = b"e" * 65536
+            try:
+                while True:
+                    self.wfile.write(piece)
+            except OSError:
+                open(flag, "w").close()
+                self.close_connection = True
+    def do_PUT(self):
+        n = 0
+        ok = True
+        def check(data):
+            nonlocal n, ok
+            for k in range(0, len(data), 4093):
+                if data[k] != (n + k) % 251:
+                    ok = False
+            n += len(data)
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                check(self.rfile.read(size))
+                self.rfile.readline()
+        else:
+            left = int(self.headers.get("Content-Length", "0"))
+            while left > 0:
+                data = self.rfile.read(min(left, 1 << 20))
+                if not data:
+                    break
+                check(data)
+                left -= len(data)
+        body = ("len=%d ok=%s te=%s\n" % (n, ok, self.headers.get("Transfer-Encoding"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+s.daemon_threads = True
+print(s.server_port, flush=True)
+s.serve_forever()
+"#;
+
+fn stream_backend() -> Backend {
+    let mut child = Command::new("python3")
+        .args(["-c", STREAM_BACKEND])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Backend {
+        port: line.trim().parse().unwrap(),
+        child,
+    }
+}
+
+/// herd in front of `backend` with a 128 MiB `max_body` on the location (and 1 TiB on the
+/// upstream, for the endless response); the worker's pid.
+fn stream_proxy(backend: u16, tag: &str) -> (Herd, i32) {
+    let h = Herd::launch(TempDir::new(tag), 1, "", |t| {
+        *t = t.replace(
+            "protocol = \"echo\"\n",
+            "protocol = \"http\"\nproxy = [{ path = \"/api/\", upstream = \"app\", max_body = 134217728 }]\n",
+        );
+        t.push_str(&format!(
+            "\n[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:{backend}\"]\n\
+             read_timeout = \"5s\"\nkeepalive = 8\nmax_body = 1099511627776\n"
+        ));
+    });
+    let pid = h.pid();
+    let workers = h.wait_ready_workers(pid, 1);
+    (h, workers[0])
+}
+
+/// A `/proc/PID/status` field in kB.
+fn status_kb(pid: i32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Read a response head from `s`; the rest stays in the returned buffer.
+fn read_head_from(s: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).into_owned();
+            return (head, buf[i + 4..].to_vec());
+        }
+        let n = s.read(&mut tmp).unwrap();
+        assert!(n > 0, "closed before the head: {buf:?}");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+#[test]
+fn a_64_mib_download_and_upload_stream_through_in_bounded_memory() {
+    let b = stream_backend();
+    let (h, worker) = stream_proxy(b.port, "proxy-stream-big");
+    // Warm up (the pool, the loop's buffers), then take the baseline.
+    let (status, body) = request(h.port, "PUT", "/api/upload", "");
+    assert_eq!((status, body.as_str()), (200, "len=0 ok=True te=None\n"));
+    let before = status_kb(worker, "VmHWM:");
+
+    let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /api/big HTTP/1.1\r\nHost: front.test\r\n\r\n")
+        .unwrap();
+    let (head, mut got) = read_head_from(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-length: 67108864"),
+        "the length is kept: {head}"
+    );
+    assert!(!lower.contains("transfer-encoding"), "{head}");
+    let mut total = got.len();
+    got.resize(1 << 20, 0);
+    while total < 64 << 20 {
+        let n = s.read(&mut got).unwrap();
+        assert!(n > 0, "closed after {total} bytes");
+        assert!(got[..n].iter().all(|&c| c == b'z'));
+        total += n;
+    }
+    assert_eq!(total, 64 << 20);
+    let after_download = status_kb(worker, "VmHWM:");
+
+    // 64 MiB up, with a Content-Length, written 1 MiB at a time.
+    let pattern: Vec<u8> = (0..(64usize << 20)).map(|k| (k % 251) as u8).collect();
+    let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(
+        format!(
+            "PUT /api/upload HTTP/1.1\r\nHost: front.test\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n",
+            pattern.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    for piece in pattern.chunks(1 << 20) {
+        s.write_all(piece).unwrap();
+    }
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.ends_with("\r\n\r\nlen=67108864 ok=True te=None\n"),
+        "{resp}"
+    );
+    // 8 MiB chunked: passed on chunked.
+    let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(
+        b"PUT /api/upload HTTP/1.1\r\nHost: front.test\r\nConnection: close\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    for piece in pattern[..8 << 20].chunks(300_000) {
+        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .unwrap();
+        s.write_all(piece).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.ends_with("\r\n\r\nlen=8388608 ok=True te=chunked\n"),
+        "{resp}"
+    );
+    let after_upload = status_kb(worker, "VmHWM:");
+    eprintln!(
+        "worker VmHWM: {before} kB before, {after_download} kB after 64 MiB down, \
+         {after_upload} kB after 72 MiB up"
+    );
+    assert!(
+        after_download - before < 16 << 10,
+        "a 64 MiB download grew the worker's peak RSS from {before} to {after_download} kB"
+    );
+    assert!(
+        after_upload - before < 16 << 10,
+        "uploads grew the worker's peak RSS from {before} to {after_upload} kB"
+    );
+    drop(h);
+}
+
+#[test]
+fn events_reach_the_client_one_by_one_and_a_client_that_leaves_closes_the_backend() {
+    let b = stream_backend();
+    let (h, _) = stream_proxy(b.port, "proxy-stream-sse");
+    let dir = TempDir::new("proxy-stream-flags");
+    let flag = dir.path("ev");
+    let flag = flag.to_str().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(format!("GET /api/sse?{flag} HTTP/1.1\r\nHost: front.test\r\n\r\n").as_bytes())
+        .unwrap();
+    // The head arrives before any event exists.
+    let (head, mut got) = read_head_from(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    assert!(head.contains("text/event-stream"), "{head}");
+    let mut tmp = [0u8; 4096];
+    for i in 0..3 {
+        assert!(
+            !String::from_utf8_lossy(&got).contains(&format!("data: {i}")),
+            "event {i} before the backend wrote it"
+        );
+        std::fs::write(format!("{flag}.{i}"), b"").unwrap();
+        while !String::from_utf8_lossy(&got).contains(&format!("data: {i}\n\n")) {
+            let n = s.read(&mut tmp).unwrap();
+            assert!(n > 0, "closed before event {i}");
+            got.extend_from_slice(&tmp[..n]);
+        }
+    }
+    while !got.ends_with(b"0\r\n\r\n") {
+        let n = s.read(&mut tmp).unwrap();
+        assert!(n > 0, "closed before the end");
+        got.extend_from_slice(&tmp[..n]);
+    }
+    drop(s);
+
+    // A client that leaves mid-download: the backend's connection is closed (it sees its
+    // writes fail) instead of being read to the end.
+    let gone = dir.path("endless-eof");
+    let mut s = TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(
+        format!(
+            "GET /api/endless?{} HTTP/1.1\r\nHost: front.test\r\n\r\n",
+            gone.display()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let (head, _) = read_head_from(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut read = 0;
+    while read < 1 << 20 {
+        let n = s.read(&mut tmp).unwrap();
+        assert!(n > 0);
+        read += n;
+    }
+    drop(s);
+    wait_until("the backend to see its connection closed", || gone.exists());
+    // And the proxy keeps working.
+    let (status, body) = request(h.port, "PUT", "/api/upload", "");
+    assert_eq!((status, body.as_str()), (200, "len=0 ok=True te=None\n"));
+    drop(h);
+}

@@ -373,6 +373,11 @@ pub struct ProxyLocation {
     pub path: String,
     /// The `name` of an `[[upstream]]`.
     pub upstream: String,
+    /// Largest request body passed on, in bytes (nginx's `client_max_body_size`); over it
+    /// the client gets 413. Default: the listener's `max_body` (1 MiB without one). The
+    /// body is streamed to the backend as it arrives, so a large limit costs no memory.
+    #[serde(default)]
+    pub max_body: Option<u64>,
 }
 
 /// How an upstream picks a backend for each request.
@@ -975,6 +980,9 @@ impl Config {
                 }
                 if !p.path.starts_with('/') {
                     return Err(ConfigError::new(at("path"), "must start with '/'"));
+                }
+                if p.max_body == Some(0) {
+                    return Err(ConfigError::new(at("max_body"), "must be more than 0"));
                 }
                 if !self.upstreams.iter().any(|u| u.name == p.upstream) {
                     return Err(ConfigError::new(

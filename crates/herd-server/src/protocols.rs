@@ -227,7 +227,10 @@ pub fn http_service(
     let router = if l.proxy.is_empty() {
         router
     } else {
-        crate::reverse_proxy::routes(router, &l.proxy, upstreams, l.tls.is_some())
+        let max_body = l
+            .max_body
+            .map_or(HttpOptions::default().limits.max_body, |m| m as u64);
+        crate::reverse_proxy::routes(router, &l.proxy, upstreams, l.tls.is_some(), max_body)
     };
     let mut opts = HttpOptions::default();
     if let Some(max) = l.max_body {

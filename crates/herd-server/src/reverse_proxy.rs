@@ -1,14 +1,19 @@
 //! The reverse proxy: a listener's `proxy` locations pass requests to an `[[upstream]]`'s
 //! backends, as nginx's `proxy_pass` does.
 //!
-//! Each location is an async route (`path/*`, every method) whose task forwards the request
-//! with the loop's [`HttpClient`] (its keep-alive pool holds `keepalive` idle connections per
-//! backend per loop): method, path and query, the headers minus the hop-by-hop ones, the body,
-//! and `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`. The backend
+//! Each location is a streaming route (`path/*`, every method, bodies up to the location's
+//! `max_body`) whose task forwards the request with the loop's [`HttpClient`] (its
+//! keep-alive pool holds `keepalive` idle connections per backend per loop) as soon as its
+//! head is in: method, path and query, the headers minus the hop-by-hop ones, and
+//! `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`; the body
+//! follows as it arrives ([`HttpClient::request_stream`]). The backend's response head is
+//! passed on when it arrives, and its body through a [`Body::channel`] as it is read (with
+//! the backend's `Content-Length` when it sent one), so a slow client holds back the reading
+//! of the backend and neither body is ever held whole. The backend
 //! is picked by the upstream's balance policy among those not marked down; a backend that
 //! fails `max_fails` times within `fail_timeout` is skipped for `fail_timeout` (the state is
 //! per event loop). A failed connect, or for idempotent methods a backend that closed before
-//! any response byte, moves to the next backend; a response that does not arrive in
+//! any response byte, moves to the next backend, as long as no request body byte was sent; a response that does not arrive in
 //! `read_timeout` is a 504; nothing left to try is a 502. With `max_conns`, the client keeps
 //! at most that many connections per backend and loop, and a request that finds them all
 //! busy waits in the backend's FIFO queue (a backend with a free connection is preferred): a
@@ -22,11 +27,18 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
+
 use herd_core::http::{
-    header, Body, ClientAddr, Endpoint, HeaderMap, HeaderValue, Request, Response, Router,
-    StatusCode,
+    header, Body, BodySender, BodyStream, ClientAddr, Endpoint, HeaderMap, HeaderValue, Request,
+    Response, Router, StatusCode,
 };
-use herd_core::task::{self, ClientOptions, ErrorKind, HttpClient, Upstream};
+use herd_core::task::{
+    self, BodySource, ClientBody, ClientOptions, ErrorKind, HttpClient, Upstream,
+};
+use herd_core::Bytes;
 
 use crate::config::{BalancePolicy, ProxyLocation, UpstreamConfig};
 
@@ -177,12 +189,14 @@ fn now_ms() -> u64 {
     task::loop_now_ms()
 }
 
-/// Add the listener's `proxy` locations to `router`. `upstreams` are the configuration's.
+/// Add the listener's `proxy` locations to `router`. `upstreams` are the configuration's;
+/// `max_body` is the listener's request body limit, for locations without their own.
 pub fn routes(
     mut router: Router,
     locations: &[ProxyLocation],
     upstreams: &[UpstreamConfig],
     https: bool,
+    max_body: u64,
 ) -> Router {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     for loc in locations {
@@ -226,11 +240,18 @@ pub fn routes(
         });
         let prefix = loc.path.trim_end_matches('/');
         let pattern = format!("{prefix}/*");
-        let handler = move |req: Request<Body>| {
+        let handler = move |req: Request<BodyStream>| {
             let sh = sh.clone();
             Box::pin(forward(sh, req)) as herd_core::http::ResponseFuture
         };
-        router = router.add(None, &pattern, Endpoint::Async(Arc::new(handler)));
+        router = router.add(
+            None,
+            &pattern,
+            Endpoint::Stream {
+                handler: Arc::new(handler),
+                max_body: loc.max_body.unwrap_or(max_body),
+            },
+        );
     }
     router
 }
@@ -245,6 +266,84 @@ const HOP: [header::HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
     header::PROXY_AUTHENTICATE,
 ];
+
+/// Chunks of a response body that may wait between the backend and the client (each up to
+/// a read of the backend, about 64 KiB).
+const RESPONSE_CHUNKS: usize = 4;
+
+/// The client's request body on its way to a backend: its length (`None`: chunked), and
+/// whether any of it was taken or it failed (the client went away, or over `max_body`).
+struct Upload {
+    body: BodyStream,
+    len: Option<u64>,
+    taken: bool,
+    failed: bool,
+}
+
+impl BodySource for Upload {
+    fn content_length(&self) -> Option<u64> {
+        self.len
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<Option<Bytes>>> {
+        match self.body.poll_chunk(cx) {
+            Poll::Ready(Ok(Some(c))) => {
+                self.taken = true;
+                Poll::Ready(Ok(Some(c)))
+            }
+            Poll::Ready(Ok(None)) => Poll::Ready(Ok(None)),
+            Poll::Ready(Err(e)) => {
+                self.failed = true;
+                Poll::Ready(Err(std::io::Error::other(e)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Pass a backend's response body on to the client as it is read. A client that goes away
+/// stops it, and dropping `body` then closes the backend connection; a backend that breaks
+/// off mid-body (or stays silent for `read_timeout`) closes the client's connection without
+/// a proper end, so the client sees a truncated body.
+async fn relay(
+    sh: Arc<Shared>,
+    l: Rc<RefCell<Local>>,
+    i: usize,
+    guard: InFlight,
+    mut body: ClientBody,
+    tx: BodySender,
+) {
+    loop {
+        let next = {
+            let mut read = pin!(body.next_chunk());
+            std::future::poll_fn(|cx| {
+                if tx.poll_closed(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                read.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        match next {
+            // The client left.
+            None => break,
+            Some(Ok(Some(c))) => {
+                if tx.send(c).await.is_err() {
+                    break;
+                }
+            }
+            Some(Ok(None)) => break,
+            Some(Err(e)) => {
+                failed(&sh, &mut l.borrow_mut(), i, now_ms());
+                tracing::warn!(backend = %sh.backends[i], error = %e, "upstream response broke off mid-body");
+                tx.abort();
+                drop(guard);
+                return;
+            }
+        }
+    }
+    drop(guard);
+}
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     let named: Vec<String> = h
@@ -343,12 +442,25 @@ fn count(sh: &Shared, o: Outcome) {
 }
 
 /// Forward one request (see the module docs).
-async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
+async fn forward(sh: Arc<Shared>, req: Request<BodyStream>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let peer = parts.extensions.get::<ClientAddr>().map(|p| p.0);
-    let body = body.into_bytes().unwrap_or_default();
     let mut headers = parts.headers;
+    // Chunked in, chunked on; no framing at all is no body.
+    let len = match body.content_length() {
+        Some(n) => Some(n),
+        None if headers.contains_key(header::TRANSFER_ENCODING) => None,
+        None => Some(0),
+    };
+    let mut upload = Upload {
+        body,
+        len,
+        taken: false,
+        failed: false,
+    };
     strip_hop_by_hop(&mut headers);
+    // herd answers `100 Continue` itself, when the body is first read.
+    headers.remove(header::EXPECT);
     if let Some(p) = peer {
         let ip = p.ip().to_string();
         let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -408,7 +520,7 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     }
     let client = l.borrow().client.clone();
     for (k, &i) in order.iter().enumerate() {
-        let mut out = Request::new(body.clone());
+        let mut out = Request::new(&mut upload);
         *out.method_mut() = parts.method.clone();
         *out.uri_mut() = uri.clone();
         // The last attempt takes the headers; earlier ones copy them.
@@ -419,15 +531,28 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
         };
         let up = l.borrow().ups[i].clone();
         let guard = InFlight::enter(&l, i);
-        let r = client.request(&up, out).await;
-        drop(guard);
+        let r = client.request_stream(&up, out).await;
         match r {
             Ok(resp) => {
                 count(&sh, Outcome::Ok);
                 let (mut rp, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rp.headers);
                 rp.headers.remove(header::CONTENT_LENGTH);
-                return Response::from_parts(rp, Body::from(rbody));
+                let body = match rbody.try_into_bytes() {
+                    Ok(all) => {
+                        drop(guard);
+                        Body::from(all)
+                    }
+                    Err(rest) => {
+                        let (tx, body) = match rest.content_length() {
+                            Some(n) => Body::channel_sized(RESPONSE_CHUNKS, n),
+                            None => Body::channel(RESPONSE_CHUNKS),
+                        };
+                        task::spawn_local(relay(sh.clone(), l.clone(), i, guard, rest, tx));
+                        body
+                    }
+                };
+                return Response::from_parts(rp, body);
             }
             Err(e) if e.kind() == ErrorKind::QueueFull => {
                 // The backend is busy, not failing: no mark against it.
@@ -440,14 +565,26 @@ async fn forward(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
                 tracing::warn!(backend = %sh.backends[i], "upstream queue timeout");
                 return text(StatusCode::GATEWAY_TIMEOUT, "upstream busy, timed out\n");
             }
+            Err(e) if upload.failed => {
+                // The client's body broke off (it left, or went over `max_body`, and was
+                // answered already): not the backend's fault.
+                drop(guard);
+                count(&sh, Outcome::BadGateway);
+                tracing::debug!(backend = %sh.backends[i], error = %e, "client body failed mid-upload");
+                return text(StatusCode::BAD_REQUEST, "request body incomplete\n");
+            }
             Err(e) => {
+                drop(guard);
                 failed(&sh, &mut l.borrow_mut(), i, now_ms());
                 tracing::warn!(backend = %sh.backends[i], error = %e, "upstream request failed");
                 if e.kind() == ErrorKind::Timeout && !e.is_connect() {
                     count(&sh, Outcome::Timeout);
                     return text(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n");
                 }
-                let again = e.is_connect() || (idempotent && !e.response_started());
+                // Only while none of the body has gone: it cannot be sent twice.
+                let again = !upload.taken
+                    && !e.body_sent()
+                    && (e.is_connect() || (idempotent && !e.response_started()));
                 if again && k + 1 < order.len() {
                     sh.counters.next_backend.fetch_add(1, Ordering::Relaxed);
                     continue;

@@ -6,7 +6,11 @@
 //! and the connection takes chunks only while its output is below the high watermark: a
 //! slow client holds the producer back, memory stays bounded. When the connection closes
 //! (or the body is never sent, e.g. for HEAD), [`BodySender::send`] fails with
-//! [`BodyClosed`], so the producer can stop. Dropping the sender ends the body.
+//! [`BodyClosed`], so the producer can stop. Dropping the sender ends the body;
+//! [`BodySender::abort`] ends it as broken instead (the connection closes without the
+//! closing chunk, so the client sees a truncated body, not a complete one).
+//! [`Body::channel_sized`] announces the length up front (`Content-Length` instead of
+//! chunked); a body that then ends short or runs long closes the connection.
 //!
 //! The shared state is behind a mutex (a body may be made on any thread, like every
 //! [`Body`]); it is locked once per chunk on each side.
@@ -40,6 +44,8 @@ struct Chan {
     capacity: usize,
     /// The sender is gone: the body ends after the queued chunks.
     ended: bool,
+    /// The sender aborted: the body is broken after the queued chunks.
+    aborted: bool,
     /// The receiving side (the body, then the connection) is gone.
     closed: bool,
     /// The connection waiting for a chunk.
@@ -104,6 +110,26 @@ impl BodySender {
     pub fn is_closed(&self) -> bool {
         self.shared.lock().closed
     }
+
+    /// Ready once the connection is gone (a send would fail); else the task is woken when it
+    /// goes. For a producer that waits on something else meanwhile (not while a `send` of
+    /// the same sender waits: they share one wake-up slot).
+    pub fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let mut c = self.shared.lock();
+        if c.closed {
+            return Poll::Ready(());
+        }
+        c.writer = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// End the body as broken: the chunks already queued are sent, then the connection is
+    /// closed without ending the body properly (no closing chunk; a sized body stays short),
+    /// so the client can tell it is incomplete. For a producer whose source failed midway.
+    pub fn abort(self) {
+        self.shared.lock().aborted = true;
+        // (Dropping `self` ends the body and wakes the connection.)
+    }
 }
 
 impl Drop for BodySender {
@@ -122,6 +148,8 @@ impl Drop for BodySender {
 /// The connection's side of a channel body.
 pub(crate) struct BodyReceiver {
     shared: Shared,
+    /// The announced length ([`Body::channel_sized`]).
+    pub(crate) len: Option<u64>,
 }
 
 /// What the connection found in the channel.
@@ -130,6 +158,8 @@ pub(crate) enum Next {
     /// Nothing yet: the connection is notified (through `handle`) when there is.
     Pending,
     End,
+    /// The sender aborted ([`BodySender::abort`]): close the connection.
+    Aborted,
 }
 
 impl BodyReceiver {
@@ -145,7 +175,7 @@ impl BodyReceiver {
             return Next::Chunk(chunk);
         }
         if c.ended {
-            return Next::End;
+            return if c.aborted { Next::Aborted } else { Next::End };
         }
         c.reader = Some(handle());
         Next::Pending
@@ -194,10 +224,37 @@ impl Body {
     /// # let _ = router;
     /// ```
     pub fn channel(capacity: usize) -> (BodySender, Body) {
+        Body::channel_with(capacity, None)
+    }
+
+    /// [`Body::channel`] with the body's length known up front: sent with that
+    /// `Content-Length` (keep-alive stays possible) instead of chunked. The sender must send
+    /// exactly `len` bytes; a body that ends short (or an aborted one) closes the connection
+    /// after what was sent, and bytes beyond `len` are not sent (the connection closes).
+    ///
+    /// ```
+    /// use herd_core::http::{Body, Request, Response, Router};
+    ///
+    /// let router = Router::new().get("/hello", |_: Request<Body>| {
+    ///     let (tx, body) = Body::channel_sized(4, 11);
+    ///     herd_core::task::spawn_local(async move {
+    ///         let _ = tx.send("hello ").await;
+    ///         let _ = tx.send("world").await;
+    ///     });
+    ///     Response::new(body)
+    /// });
+    /// # let _ = router;
+    /// ```
+    pub fn channel_sized(capacity: usize, len: u64) -> (BodySender, Body) {
+        Body::channel_with(capacity, Some(len))
+    }
+
+    fn channel_with(capacity: usize, len: Option<u64>) -> (BodySender, Body) {
         let shared = Shared(Arc::new(Mutex::new(Chan {
             chunks: VecDeque::new(),
             capacity: capacity.max(1),
             ended: false,
+            aborted: false,
             closed: false,
             reader: None,
             writer: None,
@@ -205,6 +262,7 @@ impl Body {
         let body = Body {
             kind: Kind::Channel(BodyReceiver {
                 shared: shared.clone(),
+                len,
             }),
         };
         (BodySender { shared }, body)

@@ -215,8 +215,10 @@ enum Source {
 
 struct Streaming {
     src: Source,
-    /// Chunked framing (else raw until close, for HTTP/1.0).
+    /// Chunked framing (else raw: until close for HTTP/1.0, or a sized channel's length).
     chunked: bool,
+    /// The `Content-Length` sent for a sized channel body ([`Body::channel_sized`]).
+    sized: Option<u64>,
     keep_alive: bool,
     status: StatusCode,
     /// Body bytes queued so far.
@@ -1303,6 +1305,7 @@ fn respond<H: Handler>(
         Kind::Empty => BodyLen::Empty,
         Kind::Bytes(b) => BodyLen::Length(b.len() as u64),
         Kind::File { len, .. } => BodyLen::Length(*len),
+        Kind::Channel(rx) if rx.len.is_some() => BodyLen::Length(rx.len.unwrap_or(0)),
         Kind::Stream(_) | Kind::Channel(_) => BodyLen::Chunked,
     };
     let ctx = ResponseContext {
@@ -1331,7 +1334,7 @@ fn respond<H: Handler>(
             n
         }
         (
-            BodyFraming::Chunked | BodyFraming::UntilClose,
+            framing @ (BodyFraming::Chunked | BodyFraming::UntilClose | BodyFraming::Length(_)),
             kind @ (Kind::Stream(_) | Kind::Channel(_)),
         ) => {
             let src = match kind {
@@ -1339,9 +1342,19 @@ fn respond<H: Handler>(
                 Kind::Channel(rx) => Source::Channel(rx),
                 _ => unreachable!("matched above"),
             };
+            let sized = match framing {
+                BodyFraming::Length(n) => Some(n),
+                _ => None,
+            };
+            if sized == Some(0) {
+                // Nothing to send: the response is complete with its head.
+                finish(config, cx, st, &meta, parts.status, 0, outcome.keep_alive);
+                return;
+            }
             st.busy = Busy::Streaming(Box::new(Streaming {
                 src,
                 chunked: outcome.body == BodyFraming::Chunked,
+                sized,
                 keep_alive: outcome.keep_alive,
                 status: parts.status,
                 sent: 0,
@@ -1372,11 +1385,16 @@ fn pump<H: Handler>(config: &HttpConfig, cx: &mut Conn<'_, H>, st: &mut HttpConn
             return;
         };
         let Streaming {
-            src, chunked, sent, ..
+            src,
+            chunked,
+            sent,
+            sized,
+            ..
         } = &mut **stream;
         if cx.is_paused() {
             return;
         }
+        let mut broken = false;
         let next = match src {
             Source::Iter(it) => it.next(),
             Source::Channel(rx) => match rx.next(|| cx.handle()) {
@@ -1384,8 +1402,37 @@ fn pump<H: Handler>(config: &HttpConfig, cx: &mut Conn<'_, H>, st: &mut HttpConn
                 // The sender notifies the connection (`CHANNEL_TOKEN`) when it writes.
                 Next::Pending => return,
                 Next::End => None,
+                Next::Aborted => {
+                    broken = true;
+                    None
+                }
             },
         };
+        let next = match (next, *sized) {
+            // A sized body that ends short is broken too: close rather than hang the client.
+            (None, Some(n)) if *sent != n => {
+                broken = true;
+                None
+            }
+            // Past its length: send up to it, then close.
+            (Some(chunk), Some(n)) if *sent + chunk.len() as u64 > n => {
+                broken = true;
+                Some(chunk.slice(..(n - *sent) as usize))
+            }
+            (next, _) => next,
+        };
+        if broken {
+            if let Some(chunk) = &next {
+                cx.with_output(|dst| dst.extend_from_slice(chunk));
+            }
+            let Busy::Streaming(stream) = std::mem::take(&mut st.busy) else {
+                return;
+            };
+            let sent = stream.sent + next.map_or(0, |c| c.len() as u64);
+            tracing::debug!("http: a streamed response body broke off after {sent} bytes");
+            finish(config, cx, st, &stream.meta, stream.status, sent, false);
+            return;
+        }
         match next {
             Some(chunk) if chunk.is_empty() => {}
             Some(chunk) => {

@@ -147,6 +147,7 @@ pub struct ClientError {
     kind: ErrorKind,
     connect_phase: bool,
     response_started: bool,
+    body_sent: bool,
     source: io::Error,
 }
 
@@ -156,8 +157,20 @@ impl ClientError {
             kind,
             connect_phase,
             response_started: started,
+            body_sent: false,
             source,
         }
+    }
+
+    fn with_body_sent(mut self, sent: bool) -> Self {
+        self.body_sent = sent;
+        self
+    }
+
+    /// Some of a streamed request body ([`HttpClient::request_stream`]) had been taken from
+    /// its source when it failed: it cannot be sent again, so no retry elsewhere is possible.
+    pub fn body_sent(&self) -> bool {
+        self.body_sent
     }
 
     /// The kind of failure.
@@ -590,6 +603,7 @@ fn proto(msg: &str) -> io::Error {
 }
 
 /// How the response body is framed.
+#[derive(Clone, Copy)]
 enum Framing {
     None,
     Length(u64),
@@ -922,6 +936,13 @@ impl HttpClient {
 fn encode_request(up: &Upstream, req: &Request<Bytes>, out: &mut Vec<u8>) {
     let body = req.body();
     out.reserve(256 + body.len());
+    encode_head(up, req, Some(body.len() as u64), out);
+    out.extend_from_slice(body);
+}
+
+/// The request head, appended to `out`: `Content-Length: len` (when a body is sent or the
+/// method expects one), or chunked for an unknown `len`.
+fn encode_head<T>(up: &Upstream, req: &Request<T>, len: Option<u64>, out: &mut Vec<u8>) {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -948,11 +969,14 @@ fn encode_request(up: &Upstream, req: &Request<Bytes>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\r\n");
     }
     let m = req.method();
-    if !body.is_empty() || *m == Method::POST || *m == Method::PUT || *m == Method::PATCH {
-        drop(write!(out, "content-length: {}\r\n", body.len()));
+    match len {
+        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Some(n) if n > 0 || *m == Method::POST || *m == Method::PUT || *m == Method::PATCH => {
+            drop(write!(out, "content-length: {n}\r\n"));
+        }
+        Some(_) => {}
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
 }
 
 /// Read more of a response body into `buf`: the end of stream is an error here (the body is
@@ -978,11 +1002,25 @@ async fn read_response(
     is_head: bool,
     started: &Cell<bool>,
 ) -> Result<(Response<Bytes>, bool), ClientError> {
+    let (resp, framing, close) = read_head(stream, buf, opts, is_head, started).await?;
+    let (body, reusable) = read_body(stream, buf, opts, framing, close).await?;
+    Ok((resp.map(|()| body), reusable))
+}
+
+/// Read one final response head (interim `1xx` skipped): the head, how its body is framed,
+/// and whether the server closes the connection after it.
+async fn read_head(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    opts: &ClientOptions,
+    is_head: bool,
+    started: &Cell<bool>,
+) -> Result<(Response<()>, Framing, bool), ClientError> {
     let io_err = |started: bool, e: io::Error| ClientError::new(ErrorKind::Io, false, started, e);
     let proto_err = |msg: &str| ClientError::new(ErrorKind::Protocol, false, true, proto(msg));
     loop {
         // The head.
-        let (head_len, mut resp, version) = loop {
+        let (head_len, resp, version) = loop {
             if !buf.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; 64];
                 let mut r = httparse::Response::new(&mut headers);
@@ -1013,7 +1051,7 @@ async fn read_response(
                             .map_err(|_| proto_err("bad header value"))?;
                             map.append(name, value);
                         }
-                        let mut resp = Response::new(Bytes::new());
+                        let mut resp = Response::new(());
                         *resp.status_mut() = status;
                         *resp.version_mut() = version;
                         *resp.headers_mut() = map;
@@ -1074,6 +1112,22 @@ async fn read_response(
         } else {
             Framing::UntilClose
         };
+        return Ok((resp, framing, close));
+    }
+}
+
+/// Read a whole response body framed as `framing` (bounded by `max_body_bytes`); whether the
+/// connection may carry another request.
+async fn read_body(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    opts: &ClientOptions,
+    framing: Framing,
+    close: bool,
+) -> Result<(Bytes, bool), ClientError> {
+    let io_err = |started: bool, e: io::Error| ClientError::new(ErrorKind::Io, false, started, e);
+    let proto_err = |msg: &str| ClientError::new(ErrorKind::Protocol, false, true, proto(msg));
+    {
         let max = opts.max_body_bytes;
         let too_big = || proto_err("response body over the limit");
         let (body, reusable) = match framing {
@@ -1159,7 +1213,610 @@ async fn read_response(
                 (body.freeze(), !close && buf.is_empty())
             }
         };
-        *resp.body_mut() = body;
-        return Ok((resp, reusable));
+        Ok((body, reusable))
+    }
+}
+
+/// A request body given piece by piece to [`HttpClient::request_stream`]: `Bytes` (all at
+/// once), a server's [`BodyStream`](crate::http::BodyStream) (an upload passed on as it
+/// arrives), or anything else that yields chunks.
+pub trait BodySource {
+    /// The body's exact length if known: sent as `Content-Length` (and checked: a source that
+    /// yields more or less fails the request); `None` sends it chunked.
+    fn content_length(&self) -> Option<u64>;
+
+    /// The next piece (`Ok(None)` at the end), or a failure of the source (the request fails
+    /// and its connection is closed).
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>>;
+}
+
+impl BodySource for Bytes {
+    fn content_length(&self) -> Option<u64> {
+        Some(self.len() as u64)
+    }
+
+    fn poll_chunk(&mut self, _: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        Poll::Ready(Ok(Some(std::mem::take(self)).filter(|b| !b.is_empty())))
+    }
+}
+
+impl<B: BodySource + ?Sized> BodySource for &mut B {
+    fn content_length(&self) -> Option<u64> {
+        (**self).content_length()
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        (**self).poll_chunk(cx)
+    }
+}
+
+/// A streaming route's request body: its `Content-Length` when announced (else chunked).
+impl BodySource for crate::http::BodyStream {
+    fn content_length(&self) -> Option<u64> {
+        crate::http::BodyStream::content_length(self)
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        match crate::http::BodyStream::poll_chunk(self, cx) {
+            Poll::Ready(Ok(c)) => Poll::Ready(Ok(c)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::other(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Bytes of a streamed request body gathered before a write (the first piece goes out with
+/// the head when it is ready at once).
+const STREAM_WRITE: usize = 64 * 1024;
+
+/// Free space below which a streamed response body's read buffer grows, and by how much.
+const STREAM_READ_MIN: usize = 16 * 1024;
+const STREAM_READ_GROW: usize = 64 * 1024;
+
+/// A response body read piece by piece ([`HttpClient::request_stream`]).
+///
+/// [`next_chunk`](ClientBody::next_chunk) gives the body as it arrives, with chunked
+/// framing removed (trailers are dropped). Once it has returned `Ok(None)` the connection has
+/// gone back to the pool (or to the first request waiting for one). Dropped before the end,
+/// the connection is closed and its slot freed. Each read waits at most the client's
+/// `read_timeout`; the body is bounded by `max_body_bytes`.
+pub struct ClientBody {
+    state: BodyState,
+}
+
+enum BodyState {
+    Done,
+    /// The whole body arrived with the head; the connection has been let go already.
+    Ready(Bytes),
+    Reading(Box<Reading>),
+}
+
+impl std::fmt::Debug for ClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.state {
+            BodyState::Done => "ClientBody::Done",
+            BodyState::Ready(_) => "ClientBody::Ready",
+            BodyState::Reading(_) => "ClientBody::Reading",
+        })
+    }
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Clone, Copy)]
+enum Chunk {
+    Size,
+    Data(u64),
+    Crlf,
+    Trailers,
+}
+
+/// How much of a streamed body is left.
+#[derive(Clone, Copy)]
+enum Left {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+/// A body still arriving, with its connection and slot.
+struct Reading {
+    client: HttpClient,
+    up: Upstream,
+    conn: Conn,
+    lease: Lease,
+    left: Left,
+    /// Neither side asked to close after this response.
+    keep: bool,
+    /// Body bytes so far.
+    total: u64,
+    /// The announced length (`Content-Length`).
+    len: Option<u64>,
+}
+
+impl ClientBody {
+    /// The body's length when the server announced it (`Content-Length`).
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.state {
+            BodyState::Done => Some(0),
+            BodyState::Ready(b) => Some(b.len() as u64),
+            BodyState::Reading(r) => r.len,
+        }
+    }
+
+    /// The whole body if it had all arrived with the head (a small response costs no more
+    /// than [`HttpClient::request`]); else `self` back, to read with `next_chunk`.
+    pub fn try_into_bytes(self) -> Result<Bytes, ClientBody> {
+        match self.state {
+            BodyState::Done => Ok(Bytes::new()),
+            BodyState::Ready(b) => Ok(b),
+            state @ BodyState::Reading(_) => Err(ClientBody { state }),
+        }
+    }
+
+    /// The next piece of the body, `Ok(None)` at its end (the connection is then back in
+    /// the pool), or why it broke off (the connection is closed).
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        match std::mem::replace(&mut self.state, BodyState::Done) {
+            BodyState::Done => Ok(None),
+            BodyState::Ready(b) => Ok(Some(b).filter(|b| !b.is_empty())),
+            BodyState::Reading(mut r) => match r.next().await {
+                Ok(Some(c)) => {
+                    self.state = BodyState::Reading(r);
+                    Ok(Some(c))
+                }
+                Ok(None) => {
+                    r.finish();
+                    Ok(None)
+                }
+                Err(e) => {
+                    r.client.count_error(&e);
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// Read the rest into one buffer of at most `limit` bytes.
+    pub async fn collect(&mut self, limit: usize) -> Result<Bytes, ClientError> {
+        let mut all = BytesMut::new();
+        while let Some(c) = self.next_chunk().await? {
+            if all.len() + c.len() > limit {
+                self.state = BodyState::Done;
+                return Err(ClientError::new(
+                    ErrorKind::Protocol,
+                    false,
+                    true,
+                    proto("response body over the limit"),
+                ));
+            }
+            all.extend_from_slice(&c);
+        }
+        Ok(all.freeze())
+    }
+}
+
+impl Reading {
+    /// The body ended at its framed end: the connection goes on if it may.
+    fn finish(self) {
+        let Reading {
+            client,
+            up,
+            conn,
+            lease,
+            keep,
+            ..
+        } = self;
+        client.finish_now(&up, conn, lease, keep);
+    }
+
+    /// Read more into the buffer, within `read_timeout`; `false` at the end of stream.
+    async fn fill(&mut self) -> Result<bool, ClientError> {
+        let buf = &mut self.conn.rbuf;
+        if buf.capacity() - buf.len() < STREAM_READ_MIN {
+            buf.reserve(STREAM_READ_GROW);
+        }
+        let limit = self.client.inner.opts.read_timeout;
+        match super::timeout(limit, self.conn.stream.read_buf(&mut self.conn.rbuf)).await {
+            Ok(Ok(n)) => Ok(n > 0),
+            Ok(Err(e)) => Err(ClientError::new(ErrorKind::Io, false, true, e)),
+            Err(_) => Err(ClientError::new(
+                ErrorKind::Timeout,
+                false,
+                true,
+                io::Error::new(io::ErrorKind::TimedOut, "upstream body timed out"),
+            )),
+        }
+    }
+
+    async fn fill_more(&mut self) -> Result<(), ClientError> {
+        if self.fill().await? {
+            Ok(())
+        } else {
+            Err(ClientError::new(
+                ErrorKind::Io,
+                false,
+                true,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "upstream closed mid-body"),
+            ))
+        }
+    }
+
+    /// Take up to `n` buffered bytes as one piece.
+    fn take(&mut self, n: usize) -> Result<Bytes, ClientError> {
+        let n = n.min(self.conn.rbuf.len());
+        self.total += n as u64;
+        if self.total > self.client.inner.opts.max_body_bytes as u64 {
+            return Err(ClientError::new(
+                ErrorKind::Protocol,
+                false,
+                true,
+                proto("response body over the limit"),
+            ));
+        }
+        Ok(self.conn.rbuf.split_to(n).freeze())
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, ClientError> {
+        let proto_err = |msg: &str| ClientError::new(ErrorKind::Protocol, false, true, proto(msg));
+        loop {
+            match self.left {
+                Left::Length(0) => return Ok(None),
+                Left::Length(left) => {
+                    if self.conn.rbuf.is_empty() {
+                        self.fill_more().await?;
+                    }
+                    let c = self.take(left.min(usize::MAX as u64) as usize)?;
+                    self.left = Left::Length(left - c.len() as u64);
+                    return Ok(Some(c));
+                }
+                Left::UntilClose => {
+                    if self.conn.rbuf.is_empty() && !self.fill().await? {
+                        self.keep = false;
+                        return Ok(None);
+                    }
+                    let n = self.conn.rbuf.len();
+                    return self.take(n).map(Some);
+                }
+                Left::Chunked(Chunk::Size) => match httparse::parse_chunk_size(&self.conn.rbuf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.conn.rbuf.advance(used);
+                        self.left = Left::Chunked(if size == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(size)
+                        });
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if self.conn.rbuf.len() > 4096 {
+                            return Err(proto_err("chunk size line too long"));
+                        }
+                        self.fill_more().await?;
+                    }
+                    Err(_) => return Err(proto_err("invalid chunk size")),
+                },
+                Left::Chunked(Chunk::Data(left)) => {
+                    if self.conn.rbuf.is_empty() {
+                        self.fill_more().await?;
+                    }
+                    let c = self.take(left.min(usize::MAX as u64) as usize)?;
+                    let left = left - c.len() as u64;
+                    self.left = Left::Chunked(if left == 0 {
+                        Chunk::Crlf
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    return Ok(Some(c));
+                }
+                Left::Chunked(Chunk::Crlf) => {
+                    if self.conn.rbuf.len() < 2 {
+                        self.fill_more().await?;
+                        continue;
+                    }
+                    if &self.conn.rbuf[..2] != b"\r\n" {
+                        return Err(proto_err("chunk not followed by CRLF"));
+                    }
+                    self.conn.rbuf.advance(2);
+                    self.left = Left::Chunked(Chunk::Size);
+                }
+                Left::Chunked(Chunk::Trailers) => {
+                    let buf = &mut self.conn.rbuf;
+                    if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                        buf.advance(i + 2);
+                        if i == 0 {
+                            self.left = Left::Length(0);
+                        }
+                        continue;
+                    }
+                    if buf.len() > self.client.inner.opts.max_header_bytes {
+                        return Err(proto_err("trailers too large"));
+                    }
+                    self.fill_more().await?;
+                }
+            }
+        }
+    }
+}
+
+/// Append one piece of a request body to `out`, framed.
+fn frame_piece(out: &mut Vec<u8>, chunked: bool, piece: &[u8]) {
+    if chunked {
+        drop(write!(out, "{:x}\r\n", piece.len()));
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(piece);
+    }
+}
+
+impl HttpClient {
+    /// Send `req` to `up` with its body taken from a [`BodySource`] as it comes, and return
+    /// as soon as the response head is in, its body to be read with
+    /// [`ClientBody::next_chunk`] (see its docs for when the connection goes back to the
+    /// pool). The body is sent with its `Content-Length` when the source knows it, else
+    /// chunked. As with [`request`](HttpClient::request), an idempotent request whose reused
+    /// connection fails before any response byte is retried once on a fresh connection, but
+    /// only if no body byte had been taken from the source ([`ClientError::body_sent`]).
+    /// `read_timeout` applies to each write of the body, to the head, and to each read of
+    /// the body.
+    ///
+    /// ```no_run
+    /// use herd_core::task::{ClientOptions, HttpClient, Upstream};
+    /// use herd_core::Bytes;
+    /// # async fn call() -> Result<(), herd_core::task::ClientError> {
+    /// let client = HttpClient::new(ClientOptions::default());
+    /// let up = Upstream::tcp("127.0.0.1:8080".parse().unwrap());
+    /// let req = http::Request::get("/big").body(Bytes::new()).unwrap();
+    /// let mut resp = client.request_stream(&up, req).await?;
+    /// let mut total = 0;
+    /// while let Some(piece) = resp.body_mut().next_chunk().await? {
+    ///     total += piece.len();
+    /// }
+    /// # let _ = total;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn request_stream<B: BodySource>(
+        &self,
+        up: &Upstream,
+        req: Request<B>,
+    ) -> Result<Response<ClientBody>, ClientError> {
+        self.count(|s| s.requests += 1);
+        let (parts, mut body) = req.into_parts();
+        let head = Request::from_parts(parts, ());
+        let idempotent = is_idempotent(head.method());
+        let is_head = head.method() == Method::HEAD;
+        let close_asked = has_token(head.headers(), http::header::CONNECTION, "close");
+        let (mut conn, lease, reused) = match self.checkout(up).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.count_error(&e);
+                return Err(e);
+            }
+        };
+        if reused {
+            self.count(|s| s.reuses += 1);
+        }
+        let mut r = self
+            .exchange_stream(&mut conn, up, &head, &mut body, is_head)
+            .await;
+        if let Err(e) = &r {
+            if reused
+                && idempotent
+                && !e.response_started
+                && !e.body_sent
+                && e.kind != ErrorKind::Timeout
+            {
+                // As in `request`: the pooled connection was closed under us; once more.
+                self.count(|s| s.retries += 1);
+                drop(conn);
+                conn = match self.connect(up).await {
+                    Ok(s) => Conn::new(s),
+                    Err(e) => {
+                        self.count_error(&e);
+                        return Err(e);
+                    }
+                };
+                self.count(|s| s.connects += 1);
+                r = self
+                    .exchange_stream(&mut conn, up, &head, &mut body, is_head)
+                    .await;
+            }
+        }
+        let (resp, framing, close) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.count_error(&e);
+                return Err(e);
+            }
+        };
+        let keep = !close && !close_asked;
+        let too_big = || {
+            let e = ClientError::new(
+                ErrorKind::Protocol,
+                false,
+                true,
+                proto("response body over the limit"),
+            );
+            self.count_error(&e);
+            e
+        };
+        let left = match framing {
+            Framing::None => None,
+            Framing::Length(n) if n > self.inner.opts.max_body_bytes as u64 => {
+                return Err(too_big());
+            }
+            Framing::Length(n) if conn.rbuf.len() as u64 >= n => {
+                // All of it is here already: as cheap as `request`.
+                let n = n as usize;
+                let b = if n <= COPY_BODY_MAX {
+                    let b = Bytes::copy_from_slice(&conn.rbuf[..n]);
+                    conn.rbuf.advance(n);
+                    b
+                } else {
+                    conn.rbuf.split_to(n).freeze()
+                };
+                self.finish_now(up, conn, lease, keep);
+                return Ok(resp.map(|()| ClientBody {
+                    state: BodyState::Ready(b),
+                }));
+            }
+            Framing::Length(n) => Some((Left::Length(n), Some(n))),
+            Framing::Chunked => Some((Left::Chunked(Chunk::Size), None)),
+            Framing::UntilClose => Some((Left::UntilClose, None)),
+        };
+        let Some((left, len)) = left else {
+            self.finish_now(up, conn, lease, keep);
+            return Ok(resp.map(|()| ClientBody {
+                state: BodyState::Done,
+            }));
+        };
+        Ok(resp.map(|()| ClientBody {
+            state: BodyState::Reading(Box::new(Reading {
+                client: self.clone(),
+                up: up.clone(),
+                conn,
+                lease,
+                left,
+                keep,
+                total: 0,
+                len,
+            })),
+        }))
+    }
+
+    /// A response complete with its head: count it and let the connection go on if it may.
+    /// (Else the connection closes and the lease, dropped, frees its slot.)
+    fn finish_now(&self, up: &Upstream, conn: Conn, lease: Lease, keep: bool) {
+        self.count(|s| s.responses += 1);
+        if keep && conn.rbuf.is_empty() {
+            lease.keep();
+            self.inner.give_back(up, conn);
+        } else {
+            drop(conn);
+            drop(lease);
+        }
+    }
+
+    /// Write the head and the body from `body` (the first piece with the head when it is
+    /// ready at once), then read the response head.
+    async fn exchange_stream<B: BodySource>(
+        &self,
+        conn: &mut Conn,
+        up: &Upstream,
+        head: &Request<()>,
+        body: &mut B,
+        is_head: bool,
+    ) -> Result<(Response<()>, Framing, bool), ClientError> {
+        let limit = self.inner.opts.read_timeout;
+        let len = body.content_length();
+        let chunked = len.is_none();
+        conn.wbuf.clear();
+        encode_head(up, head, len, &mut conn.wbuf);
+        let mut taken = 0u64;
+        let mut ended = false;
+        let src_err = |taken: u64, e: io::Error| {
+            ClientError::new(ErrorKind::Io, false, false, e).with_body_sent(taken > 0)
+        };
+        let write_err = |taken: u64, e: io::Error| {
+            ClientError::new(ErrorKind::Io, false, false, e).with_body_sent(taken > 0)
+        };
+        let timed_out = |taken: u64| {
+            ClientError::new(
+                ErrorKind::Timeout,
+                false,
+                false,
+                io::Error::new(io::ErrorKind::TimedOut, "upstream did not take the request"),
+            )
+            .with_body_sent(taken > 0)
+        };
+        // What is ready at once goes out with the head.
+        while conn.wbuf.len() < STREAM_WRITE {
+            match std::future::poll_fn(|cx| Poll::Ready(body.poll_chunk(cx))).await {
+                Poll::Ready(Ok(Some(c))) => {
+                    taken += c.len() as u64;
+                    frame_piece(&mut conn.wbuf, chunked, &c);
+                }
+                Poll::Ready(Ok(None)) => {
+                    ended = true;
+                    break;
+                }
+                Poll::Ready(Err(e)) => return Err(src_err(taken, e)),
+                Poll::Pending => break,
+            }
+        }
+        loop {
+            if ended {
+                if chunked {
+                    conn.wbuf.extend_from_slice(b"0\r\n\r\n");
+                } else if Some(taken) != len {
+                    return Err(src_err(
+                        taken,
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "request body shorter than its length",
+                        ),
+                    ));
+                }
+            }
+            if len.is_some_and(|n| taken > n) {
+                return Err(src_err(
+                    taken,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "request body longer than its length",
+                    ),
+                ));
+            }
+            if !conn.wbuf.is_empty() {
+                match super::timeout(limit, conn.stream.write_all(&conn.wbuf)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(write_err(taken, e)),
+                    Err(_) => return Err(timed_out(taken)),
+                }
+                conn.wbuf.clear();
+            }
+            if ended {
+                break;
+            }
+            match std::future::poll_fn(|cx| body.poll_chunk(cx)).await {
+                Ok(Some(c)) => {
+                    taken += c.len() as u64;
+                    if chunked {
+                        frame_piece(&mut conn.wbuf, true, &c);
+                    } else if len.is_some_and(|n| taken > n) {
+                        continue; // refused above
+                    } else {
+                        match super::timeout(limit, conn.stream.write_all(&c)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return Err(write_err(taken, e)),
+                            Err(_) => return Err(timed_out(taken)),
+                        }
+                    }
+                }
+                Ok(None) => ended = true,
+                Err(e) => return Err(src_err(taken, e)),
+            }
+        }
+        if conn.wbuf.capacity() > WRITE_BUF_KEEP {
+            conn.wbuf = Vec::with_capacity(WRITE_BUF);
+        }
+        let started = Cell::new(false);
+        let read = read_head(
+            &mut conn.stream,
+            &mut conn.rbuf,
+            &self.inner.opts,
+            is_head,
+            &started,
+        );
+        match super::timeout(limit, read).await {
+            Ok(r) => r.map_err(|e| e.with_body_sent(taken > 0)),
+            Err(_) => Err(ClientError::new(
+                ErrorKind::Timeout,
+                false,
+                started.get(),
+                io::Error::new(io::ErrorKind::TimedOut, "upstream response timed out"),
+            )
+            .with_body_sent(taken > 0)),
+        }
     }
 }

@@ -50,7 +50,8 @@ pub use chan::{channel, Receiver, Sender};
 pub(crate) use conn::TaskQueue;
 pub use conn::{ConnTasks, TaskConn, TaskConnState, QUEUE_MAX};
 pub use http_client::{
-    is_idempotent, ClientError, ClientOptions, ClientStats, ErrorKind, HttpClient, Upstream,
+    is_idempotent, BodySource, ClientBody, ClientError, ClientOptions, ClientStats, ErrorKind,
+    HttpClient, Upstream,
 };
 pub use io::TcpStream;
 pub use time::{sleep, timeout, Elapsed, Sleep};
