@@ -9,16 +9,16 @@
 //! follows as it arrives ([`HttpClient::request_stream`]). The backend's response head is
 //! passed on when it arrives, and its body through a [`Body::channel`] as it is read (with
 //! the backend's `Content-Length` when it sent one), so a slow client holds back the reading
-//! of the backend and neither body is ever held whole. The backend
-//! is picked by the upstream's balance policy among those not marked down; a backend that
-//! fails `max_fails` times within `fail_timeout` is skipped for `fail_timeout` (the state is
-//! per event loop). A failed connect, or for idempotent methods a backend that closed before
-//! any response byte, moves to the next backend, as long as no request body byte was sent; a response that does not arrive in
-//! `read_timeout` is a 504; nothing left to try is a 502. With `max_conns`, the client keeps
-//! at most that many connections per backend and loop, and a request that finds them all
-//! busy waits in the backend's FIFO queue (a backend with a free connection is preferred): a
-//! full queue is a 503, a wait past `queue_timeout` a 504, and neither counts as a failure
-//! of the backend. Every request is counted per upstream and outcome ([`UpstreamCounters`]).
+//! of the backend and neither body is ever held whole. The backend is picked by the
+//! upstream's balance policy among those not marked down; a backend that fails `max_fails`
+//! times within `fail_timeout` is skipped for `fail_timeout` (the state is per event loop).
+//! A failed connect, or for idempotent methods a backend that closed before any response
+//! byte, moves to the next backend as long as no request body byte was sent; a response that
+//! does not arrive in `read_timeout` is a 504; nothing left to try is a 502. With
+//! `max_conns`, the client keeps at most that many connections per backend and loop, and a
+//! request that finds them all busy waits in the backend's FIFO queue (a backend with a free
+//! connection is preferred): a full queue is a 503, a wait past `queue_timeout` a 504, and
+//! neither counts as a failure of the backend. Every request is counted per upstream and outcome ([`UpstreamCounters`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
