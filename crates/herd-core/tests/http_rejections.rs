@@ -45,6 +45,16 @@ impl FromRequestParts for ApiKey {
     }
 }
 
+/// A request that must be rejected: the kind, the status, method, path, headers, body.
+type Case = (
+    RejectionKind,
+    u16,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [u8],
+);
+
 /// Send one request (`Connection: close`) and return the status code.
 fn status(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &[u8]) -> u16 {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -90,7 +100,7 @@ fn every_rejection_kind_is_counted_once() {
     let addr = server.local_addr();
     let json = "Content-Type: application/json\r\n";
     let form = "Content-Type: application/x-www-form-urlencoded\r\n";
-    let cases: [(RejectionKind, u16, &str, &str, &str, &[u8]); 11] = [
+    let cases: [Case; 11] = [
         (RejectionKind::InvalidPath, 400, "GET", "/path/abc", "", b""),
         (
             RejectionKind::InvalidQuery,
