@@ -312,7 +312,11 @@ say ""
 say "per-run results: scenario server round status Ir/op Ir/op-incl-start-up ops_small ops_big Ir_small Ir_big"
 cat "$RESULTS" >&2
 
-echo "herd callgrind: user-space instructions per operation, slope of a ${SMALL_S} s and a ${BIG_S} s load"
+if [ "$SCENARIOS" = layers ]; then
+    echo "herd callgrind: user-space instructions per request, slope of ${LAYERS_SMALL_N} and ${LAYERS_BIG_N} requests"
+else
+    echo "herd callgrind: user-space instructions per operation, slope of a ${SMALL_S} s and a ${BIG_S} s load"
+fi
 echo "(server under $(valgrind --version) on CPU $SERVER_CPU, client on CPU $CLIENT_CPU, one loop/thread;" \
     "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
 want echo && echo "herd = $HERD_ECHO_BIN, mio = $MIO_BIN"

@@ -71,7 +71,7 @@ async fn list(State(db): State<Db>, Query(f): Query<Filter>) -> Json<Vec<Todo>> 
     let list = db
         .list
         .iter()
-        .filter(|t| f.done.map_or(true, |d| t.done == d))
+        .filter(|t| f.done.is_none_or(|d| t.done == d))
         .cloned()
         .collect();
     Json(list)
