@@ -12,13 +12,12 @@
 //! service shared by concurrent callers: `poll_ready` and `call` on the same clone).
 //!
 //! Inline and worker-pool routes cannot wait: their service is polled once with a no-op
-//! waker. One that is not ready (a full [`ConcurrencyLimit`](tower::limit::ConcurrencyLimit))
-//! is answered with 503 and `Retry-After: 1`, as is a response future that does not finish at
-//! its first poll. Async routes await readiness and the response on their connection's loop.
-//! A service error answers 500, or 503 (with `Retry-After: 1`) for tower's
-//! [`Overloaded`](tower::load_shed::error::Overloaded); both are logged. Streaming routes
-//! ([`Router::route_stream`]) pass through unwrapped, as with herd's own layers, and so do
-//! the router's own 404 and 405 answers.
+//! waker. One that is not ready (a full `ConcurrencyLimit`) is answered with 503 and
+//! `Retry-After: 1`, as is a response future that does not finish at its first poll. Async
+//! routes await readiness and the response on their connection's loop. A service error
+//! answers 500, or 503 (with `Retry-After: 1`) for tower's [`Overloaded`]; both are logged.
+//! Streaming routes ([`Router::route_stream`]) pass through unwrapped, as with herd's own
+//! layers, and so do the router's own 404 and 405 answers.
 //!
 //! Layers that change the body type do not fit: the wrapped service must still answer
 //! `Response<Body>`, so compression, decompression, request-body limits and tracing bodies
