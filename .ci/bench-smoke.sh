@@ -47,4 +47,5 @@ smoke compress "herd/nginx" SCENARIOS="gzip:5 static:5"
 smoke vhost "ten/one:" SCENARIOS="exact:10"
 smoke ws-deflate "herd/python" SCENARIOS=1024:10 MEM_CONNS=100
 smoke callgrind "herd/mio:" SMALL_S=1 BIG_S=2
+smoke callgrind "layer-none " SCENARIOS=layers LAYERS_SMALL_N=20 LAYERS_BIG_N=100
 exit "$FAILED"

@@ -9,6 +9,15 @@
 #   http  herd's hello example vs `hyper-hello` (hyper 1.x): wrk -t1 -cHTTP_CONNS `GET /hello`;
 #         Ir per request. The servers get the same command lines as in http.sh and echo.sh
 #         (one loop/thread, hello and hyper with --root of a directory).
+#   layers the cost of middleware around a route: herd's hello example with `--layer none`
+#         (the bare route), `from_fn` (a pass-through herd middleware), `tower` (a pass-through
+#         tower layer through Router::tower_layer) and `unused` (extractor, herd-middleware and
+#         tower routes registered beside a bare /hello), plus, with MAIN_HELLO_BIN, another
+#         build of the hello example (e.g. the main branch's, to show that the machinery
+#         present but unused costs nothing). The load is a fixed number of `GET /hello`
+#         requests on one keep-alive connection (curl, one URL glob), LAYERS_SMALL_N and
+#         LAYERS_BIG_N requests for the two runs of the slope below; Ir per request, and each
+#         mode's difference from `none`.
 #
 # Method: each server runs under `valgrind --tool=callgrind`, pinned to SERVER_CPU, with the
 # load generator pinned to CLIENT_CPU; it is stopped by its PID with SIGTERM (valgrind then
@@ -20,7 +29,7 @@
 # of the CONNS connections, the probe connection of start_server, exit) cancels out. The
 # table also shows Ir_big / ops_big, start-up included, for comparison.
 #
-# The loads are time-bounded, not counted: neither herd-bench nor wrk has a fixed-count mode,
+# The echo and http loads are time-bounded, not counted: neither herd-bench nor wrk has a fixed-count mode,
 # so ops is what the client counted as completed (herd-bench's messages_total, every verified
 # echo; wrk's "N requests in"). What that misses is at most one message or request in flight
 # per connection when the client stops, in both runs alike: under 0.1% of the ops difference
@@ -38,7 +47,9 @@
 # Environment (defaults in brackets):
 #   SMALL_S [1] BIG_S [5]  seconds of load of the two runs per server (integers, BIG_S > SMALL_S)
 #   REPEATS [2]            rounds; the table shows the median and the range over them
-#   SCENARIOS ["echo http"]
+#   SCENARIOS ["echo http"]  (or layers)
+#   LAYERS_SMALL_N [2000] LAYERS_BIG_N [10000]  requests of the two layers runs
+#   MAIN_HELLO_BIN  layers: also measure this hello build (started `BIN --port P --loops 1`)
 #   CONNS [100] SIZE [64]  echo connections and payload bytes     HTTP_CONNS [CONNS]
 #   HERD_ECHO_BIN, HERD_HTTP_BIN  measure these binaries as "herd" instead of building the
 #                  examples (started like the examples: `BIN --port P --loops 1 [--root DIR]`),
@@ -66,6 +77,10 @@ PORT_BASE=${PORT_BASE:-19500}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 KEEP_LOGS=${KEEP_LOGS:-0}
+LAYERS_SMALL_N=${LAYERS_SMALL_N:-2000}
+LAYERS_BIG_N=${LAYERS_BIG_N:-10000}
+MAIN_HELLO_BIN=${MAIN_HELLO_BIN:-}
+LAYER_MODES=(none from_fn tower unused)
 
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -79,6 +94,7 @@ want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 need valgrind valgrind
 want http && need wrk wrk
+want layers && need curl curl
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 BENCH=$ROOT_TARGET/release/herd-bench
@@ -93,13 +109,21 @@ if want echo; then
     build_release "$ROOT/bench/peers" "mio-echo" --bin mio-echo
     for b in "$BENCH" "$HERD_ECHO_BIN" "$MIO_BIN"; do [ -x "$b" ] || die "missing binary $b"; done
 fi
-if want http; then
+if want http || want layers; then
     if [ -z "$HERD_HTTP_BIN" ]; then
         build_release "$ROOT" "herd's hello example" --example hello
         HERD_HTTP_BIN=$ROOT_TARGET/release/examples/hello
     fi
+fi
+if want http; then
     build_release "$ROOT/bench/peers" "hyper-hello" --bin hyper-hello
     for b in "$HERD_HTTP_BIN" "$HYPER_BIN"; do [ -x "$b" ] || die "missing binary $b"; done
+fi
+if want layers; then
+    [ -x "$HERD_HTTP_BIN" ] || die "missing binary $HERD_HTTP_BIN"
+    [ -z "$MAIN_HELLO_BIN" ] || [ -x "$MAIN_HELLO_BIN" ] || die "missing binary $MAIN_HELLO_BIN"
+    case "$LAYERS_SMALL_N$LAYERS_BIG_N" in *[!0-9]*) die "LAYERS_SMALL_N and LAYERS_BIG_N must be whole numbers" ;; esac
+    [ "$LAYERS_BIG_N" -gt "$LAYERS_SMALL_N" ] || die "LAYERS_BIG_N must be more than LAYERS_SMALL_N"
 fi
 SITE=$WORK/site
 mkdir -p "$SITE"
@@ -111,14 +135,16 @@ server_cmd() {
     mio) CMD=("$MIO_BIN" --port "$2" --threads 1) ;;
     herd-http) CMD=("$HERD_HTTP_BIN" --port "$2" --loops 1 --root "$SITE") ;;
     hyper) CMD=("$HYPER_BIN" --port "$2" --threads 1 --root "$SITE") ;;
+    layer-*) CMD=("$HERD_HTTP_BIN" --port "$2" --loops 1 --layer "${1#layer-}") ;;
+    main) CMD=("$MAIN_HELLO_BIN" --port "$2" --loops 1) ;;
     *) die "unknown server $1" ;;
     esac
 }
 
 # --- runs ----------------------------------------------------------------------------------
 
-# load_run SCENARIO SERVER SECONDS: a fresh SERVER under callgrind, SECONDS of the scenario's
-# load, then SIGTERM. Sets OPS (operations the client completed) and IR (the process's total
+# load_run SCENARIO SERVER AMOUNT: a fresh SERVER under callgrind, the scenario's load (AMOUNT
+# seconds, or for layers AMOUNT requests), then SIGTERM. Sets OPS (operations the client completed) and IR (the process's total
 # Ir), or WHY and returns 1.
 load_run() {
     local scen=$1 name=$2 secs=$3 rc alive=1 base
@@ -146,6 +172,23 @@ load_run() {
             WHY="wrk: $(grep -e 'Non-2xx' -e 'Socket errors' "$base.wrk" | tr -s ' \n' ' ')"
         fi
         ;;
+    layers)
+        # One connection, kept alive: curl reuses it for every URL of the glob (the query
+        # string only makes the URLs differ; the route ignores it). Per transfer: the status
+        # and how many connections that transfer opened (1 for the first, then 0).
+        timeout $((secs / 20 + 120)) taskset -c "$CLIENT_CPU" curl -s -o /dev/null \
+            -w '%{http_code} %{num_connects}\n' "http://127.0.0.1:$PORT/hello?[1-$secs]" \
+            >"$base.curl" 2>"$base.err"
+        rc=$?
+        OPS=$(awk '$1 == 200 { n++ } END { print n + 0 }' "$base.curl")
+        local conns
+        conns=$(awk '{ c += $2 } END { print c + 0 }' "$base.curl")
+        if [ "$OPS" != "$secs" ]; then
+            WHY="curl: $OPS of $secs requests answered 200"
+        elif [ "$conns" != 1 ]; then
+            WHY="curl opened $conns connections, not one kept alive"
+        fi
+        ;;
     esac
     kill -0 "$SERVER_PID" 2>/dev/null || alive=0
     stop_pid "$SERVER_PID" # SIGTERM: valgrind writes callgrind.out, then the process dies
@@ -156,6 +199,8 @@ load_run() {
         WHY="client timed out"
     elif [ "$rc" != 0 ]; then
         WHY="client exit $rc: $(tail -n 1 "$base.err" "$base.wrk" 2>/dev/null | tr '\n' ' ')"
+    elif [ -n "$WHY" ]; then
+        :
     elif [ -z "$OPS" ] || [ "$OPS" = 0 ]; then
         WHY="no operations counted"
     elif [ -z "$IR" ]; then
@@ -167,18 +212,19 @@ load_run() {
 # measure SCENARIO SERVER ROUND: the two loads and the slope; appends to RESULTS
 #   scenario server round ok ir_per_op whole_run_ir_per_op ops_small ops_big ir_small ir_big
 measure() {
-    local scen=$1 name=$2 round=$3 ops_s ir_s
-    if ! load_run "$scen" "$name" "$SMALL_S"; then
-        record_failure "$scen" "$name" "$round" "${SMALL_S} s load: $WHY"
+    local scen=$1 name=$2 round=$3 ops_s ir_s small=$SMALL_S big=$BIG_S unit=" s"
+    [ "$scen" = layers ] && small=$LAYERS_SMALL_N big=$LAYERS_BIG_N unit=" requests"
+    if ! load_run "$scen" "$name" "$small"; then
+        record_failure "$scen" "$name" "$round" "${small}$unit load: $WHY"
         return
     fi
     ops_s=$OPS ir_s=$IR
-    if ! load_run "$scen" "$name" "$BIG_S"; then
-        record_failure "$scen" "$name" "$round" "${BIG_S} s load: $WHY"
+    if ! load_run "$scen" "$name" "$big"; then
+        record_failure "$scen" "$name" "$round" "${big}$unit load: $WHY"
         return
     fi
     if [ "$OPS" -le "$ops_s" ]; then
-        record_failure "$scen" "$name" "$round" "the ${BIG_S} s load did no more ops ($OPS) than the ${SMALL_S} s one ($ops_s)"
+        record_failure "$scen" "$name" "$round" "the ${big}$unit load did no more ops ($OPS) than the ${small}$unit one ($ops_s)"
         return
     fi
     awk -v s="$scen" -v n="$name" -v r="$round" -v os="$ops_s" -v ob="$OPS" -v is="$ir_s" -v ib="$IR" \
@@ -212,15 +258,51 @@ print_table() {
         }'
 }
 
+# print_layers: the layers scenario's table, every mode (and main) beside `none`.
+print_layers() {
+    printf '\n== layers: GET /hello x %s requests on one keep-alive connection (curl), slope of %s and %s; Ir per request ==\n' \
+        "$((LAYERS_BIG_N - LAYERS_SMALL_N))" "$LAYERS_SMALL_N" "$LAYERS_BIG_N"
+    awk -v servers="${PAIR[*]}" -f "$ROOT/bench/table.awk" -f /dev/stdin "$RESULTS" <<<'
+        $1 == "layers" {
+            runs[$2]++
+            if ($4 == "ok") { ok[$2]++; v[$2] = v[$2] " " $5; w[$2] = w[$2] " " $6
+                              if (!($2 in lo) || $5 < lo[$2]) lo[$2] = $5; if (!($2 in hi) || $5 > hi[$2]) hi[$2] = $5 }
+        }
+        END {
+            n = split(servers, s, " ")
+            printf "%-14s %-8s %10s %-24s %14s %12s\n", "server", "runs ok", "Ir/req", " range (spread)", "incl. start-up", "vs none"
+            base = ok["layer-none"] ? median(v["layer-none"]) : 0
+            for (i = 1; i <= n; i++) {
+                k = s[i]
+                status = sprintf("%d/%d", ok[k], runs[k])
+                if (!ok[k]) { printf "%-14s %-8s %10s\n", k, status, "FAILED"; continue }
+                m = median(v[k])
+                range = sprintf(" %.1f-%.1f (%.2f%%)", lo[k], hi[k], 100 * (hi[k] - lo[k]) / lo[k])
+                d = base ? sprintf("%+.1f (%+.2f%%)", m - base, 100 * (m - base) / base) : "-"
+                printf "%-14s %-8s %10.1f %-24s %14.1f %12s\n", k, status, m, range, median(w[k]), d
+            }
+        }'
+}
+
 for scen in $SCENARIOS; do
     case $scen in
     echo) PAIR=(herd-echo mio) ;;
     http) PAIR=(herd-http hyper) ;;
-    *) die "unknown scenario $scen (echo, http)" ;;
+    layers)
+        PAIR=()
+        for m in "${LAYER_MODES[@]}"; do PAIR+=("layer-$m"); done
+        [ -n "$MAIN_HELLO_BIN" ] && PAIR+=(main)
+        LAYERS_PAIR=("${PAIR[@]}")
+        ;;
+    *) die "unknown scenario $scen (echo, http, layers)" ;;
     esac
-    say "scenario $scen: ${SMALL_S} s and ${BIG_S} s loads per server, $REPEATS round(s)"
+    if [ "$scen" = layers ]; then
+        say "scenario $scen: ${LAYERS_SMALL_N} and ${LAYERS_BIG_N} requests per server, $REPEATS round(s)"
+    else
+        say "scenario $scen: ${SMALL_S} s and ${BIG_S} s loads per server, $REPEATS round(s)"
+    fi
     for round in $(seq 1 "$REPEATS"); do
-        for i in $(round_order 2 "$round"); do
+        for i in $(round_order "${#PAIR[@]}" "$round"); do
             measure "$scen" "${PAIR[$i]}" "$round"
         done
     done
@@ -230,15 +312,21 @@ say ""
 say "per-run results: scenario server round status Ir/op Ir/op-incl-start-up ops_small ops_big Ir_small Ir_big"
 cat "$RESULTS" >&2
 
-echo "herd callgrind: user-space instructions per operation, slope of a ${SMALL_S} s and a ${BIG_S} s load"
+if [ "$SCENARIOS" = layers ]; then
+    echo "herd callgrind: user-space instructions per request, slope of ${LAYERS_SMALL_N} and ${LAYERS_BIG_N} requests"
+else
+    echo "herd callgrind: user-space instructions per operation, slope of a ${SMALL_S} s and a ${BIG_S} s load"
+fi
 echo "(server under $(valgrind --version) on CPU $SERVER_CPU, client on CPU $CLIENT_CPU, one loop/thread;" \
     "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
 want echo && echo "herd = $HERD_ECHO_BIN, mio = $MIO_BIN"
 want http && echo "herd = $HERD_HTTP_BIN, hyper = $HYPER_BIN"
+want layers && echo "layer-MODE = $HERD_HTTP_BIN --layer MODE${MAIN_HELLO_BIN:+, main = $MAIN_HELLO_BIN}"
 want echo && print_table echo herd-echo mio \
     "echo: $SIZE B x $CONNS connections, depth 1 (herd-bench); Ir per echoed message"
 want http && print_table http herd-http hyper \
     "http: GET /hello x $HTTP_CONNS connections (wrk -t1); Ir per request"
+want layers && PAIR=("${LAYERS_PAIR[@]}") && print_layers
 
 if [ "$FAILURES" -gt 0 ]; then
     echo

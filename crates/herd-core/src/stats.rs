@@ -171,7 +171,13 @@ pub struct HttpCounts {
     pub limit_rejected: u64,
     /// Malformed requests, by [`HttpError::index`](herd_proto::http1::HttpError::index).
     pub bad_requests: [u64; BAD_REQUEST_REASONS],
+    /// Requests an extractor refused, by `RejectionKind::index` (`http::extract`, feature
+    /// `json`; all zero without it).
+    pub rejections: [u64; REJECTION_KINDS],
 }
+
+/// Kinds of extractor rejection (`http::extract::RejectionKind::ALL`).
+pub const REJECTION_KINDS: usize = 11;
 
 /// Reasons a request is malformed (`herd_proto::http1::HttpError::ALL`).
 pub const BAD_REQUEST_REASONS: usize = herd_proto::http1::HttpError::ALL.len();
@@ -234,6 +240,7 @@ impl ProtoStats {
             limit_delayed: 0,
             limit_rejected: 0,
             bad_requests: [0; BAD_REQUEST_REASONS],
+            rejections: [0; REJECTION_KINDS],
         },
         ws: WsCounts {
             messages_in: 0,
@@ -262,6 +269,14 @@ impl ProtoStats {
             .bad_requests
             .iter_mut()
             .zip(o.http.bad_requests.iter())
+        {
+            *a += b;
+        }
+        for (a, b) in self
+            .http
+            .rejections
+            .iter_mut()
+            .zip(o.http.rejections.iter())
         {
             *a += b;
         }
@@ -300,6 +315,37 @@ pub(crate) fn http_done(method: usize, status: u16, duration_ms: u64, body_out: 
         p.http.requests[method.min(7)][class] += 1;
         p.http.duration.observe(duration_ms);
         p.http.body_bytes_out += body_out;
+    });
+}
+
+/// Count an extractor rejection of kind `index` (on a pool thread, until the loop takes the
+/// job's counts with [`take_rejections`]).
+#[cold]
+#[cfg_attr(not(feature = "json"), allow(dead_code))]
+pub(crate) fn http_rejected(index: usize) {
+    count(|p| p.http.rejections[index.min(REJECTION_KINDS - 1)] += 1);
+}
+
+/// This thread's rejection counts, reset, if any: a worker-pool thread's counts are handed
+/// back to the loop with the job's response (the pool thread's own are never read).
+#[inline]
+pub(crate) fn take_rejections() -> Option<[u64; REJECTION_KINDS]> {
+    LOCAL.with(|p| {
+        let mut p = p.borrow_mut();
+        let r = &mut p.http.rejections;
+        r.iter()
+            .any(|&n| n != 0)
+            .then(|| std::mem::replace(r, [0; REJECTION_KINDS]))
+    })
+}
+
+/// Add rejection counts a worker-pool job brought back.
+#[cold]
+pub(crate) fn add_rejections(r: &[u64; REJECTION_KINDS]) {
+    count(|p| {
+        for (a, b) in p.http.rejections.iter_mut().zip(r) {
+            *a += b;
+        }
     });
 }
 

@@ -66,6 +66,7 @@ pub const SERIES: &[(&str, &str)] = &[
     ("herd_http_response_body_bytes_total", "counter"),
     ("herd_http_bad_requests_total", "counter"),
     ("herd_http_limit_req_total", "counter"),
+    ("herd_http_rejections_total", "counter"),
     ("herd_ws_messages_received_total", "counter"),
     ("herd_ws_messages_sent_total", "counter"),
     ("herd_ws_closes_total", "counter"),
@@ -594,6 +595,25 @@ impl Collector for Scrape {
             }),
         )?;
 
+        family(
+            e,
+            "herd_http_rejections",
+            "Requests an extractor refused (answered 400, 413, 415 or 500 without running the handler), by kind.",
+            None,
+            http.iter().flat_map(|(x, h)| {
+                h.rejections
+                    .iter()
+                    .zip(herd_core::http::extract::RejectionKind::ALL.iter())
+                    .map(|(n, kind)| {
+                        (
+                            with(listener_labels(x), &[l("kind", kind.as_str())]),
+                            Value::Counter(*n),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }),
+        )?;
+
         let ws: Vec<_> = ls
             .iter()
             .filter_map(|x| Some((x, x.ws.as_ref()?)))
@@ -850,6 +870,7 @@ mod tests {
                 limit_delayed: k,
                 limit_rejected: 2 * k,
                 bad_requests: vec![k; herd_proto::http1::HttpError::ALL.len()],
+                rejections: vec![k; herd_core::http::extract::RejectionKind::ALL.len()],
             }),
             ws: (protocol == "http").then(|| WsStatus {
                 messages_in: k,
@@ -999,6 +1020,13 @@ mod tests {
                 value(
                     &text,
                     &format!("herd_connections_closed_total{site},reason=\"flood\"}}")
+                ),
+                2.0
+            );
+            assert_eq!(
+                value(
+                    &text,
+                    &format!("herd_http_rejections_total{site},kind=\"invalid_json\"}}")
                 ),
                 2.0
             );

@@ -108,6 +108,10 @@ pub struct HttpStatus {
     /// Malformed requests by reason (`herd_proto::http1::HttpError::ALL` order).
     #[serde(default)]
     pub bad_requests: Vec<u64>,
+    /// Requests extractors refused by kind (`herd_core::http::extract::RejectionKind::ALL`
+    /// order).
+    #[serde(default)]
+    pub rejections: Vec<u64>,
 }
 
 /// WebSocket counters of a listener.
@@ -517,6 +521,7 @@ impl ListenerStatus {
             h.limit_delayed += o.limit_delayed;
             h.limit_rejected += o.limit_rejected;
             add_vec(&mut h.bad_requests, &o.bad_requests);
+            add_vec(&mut h.rejections, &o.rejections);
         }
         if let Some(o) = &l.ws {
             let w = self.ws.get_or_insert_with(Default::default);

@@ -385,6 +385,7 @@ pub fn listener_status(
             limit_delayed: p.http.limit_delayed,
             limit_rejected: p.http.limit_rejected,
             bad_requests: p.http.bad_requests.to_vec(),
+            rejections: p.http.rejections.to_vec(),
         }),
         ws: has_ws.then(|| WsStatus {
             messages_in: p.ws.messages_in,

@@ -95,8 +95,16 @@ impl Shared {
         self.body_limit.load(Ordering::Relaxed)
     }
 
-    /// `r` as a response, in the router's format ([`Router::rejection`]) or the default.
+    /// `r` as a response, in the router's format ([`Router::rejection`]) or the default;
+    /// counted by kind ([`HttpCounts::rejections`](crate::stats::HttpCounts::rejections))
+    /// and logged at debug level.
     pub fn reject(&self, r: Rejection) -> Response<Body> {
+        crate::stats::http_rejected(r.kind().index());
+        tracing::debug!(
+            kind = r.kind().as_str(),
+            message = r.message(),
+            "http: extractor rejected the request"
+        );
         let f = self
             .rejection
             .read()
@@ -135,6 +143,57 @@ pub enum RejectionKind {
     MissingLoopState,
     /// A required header is absent or not text (400).
     MissingHeader,
+}
+
+impl RejectionKind {
+    /// Every kind, in [`index`](Self::index) order (the order of the
+    /// `herd_http_rejections_total` series and of
+    /// [`HttpCounts::rejections`](crate::stats::HttpCounts::rejections)).
+    pub const ALL: [RejectionKind; crate::stats::REJECTION_KINDS] = [
+        RejectionKind::InvalidPath,
+        RejectionKind::InvalidQuery,
+        RejectionKind::InvalidJson,
+        RejectionKind::InvalidForm,
+        RejectionKind::InvalidUtf8,
+        RejectionKind::UnsupportedMediaType,
+        RejectionKind::PayloadTooLarge,
+        RejectionKind::BodyNotBuffered,
+        RejectionKind::MissingState,
+        RejectionKind::MissingLoopState,
+        RejectionKind::MissingHeader,
+    ];
+
+    /// This kind's position in [`ALL`](Self::ALL).
+    ///
+    /// ```
+    /// use herd_core::http::extract::RejectionKind;
+    ///
+    /// for (i, k) in RejectionKind::ALL.iter().enumerate() {
+    ///     assert_eq!(k.index(), i);
+    /// }
+    /// assert_eq!(RejectionKind::InvalidJson.as_str(), "invalid_json");
+    /// ```
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kind's name in metrics and logs (`invalid_json`, `payload_too_large`, ...).
+    pub fn as_str(self) -> &'static str {
+        use RejectionKind::*;
+        match self {
+            InvalidPath => "invalid_path",
+            InvalidQuery => "invalid_query",
+            InvalidJson => "invalid_json",
+            InvalidForm => "invalid_form",
+            InvalidUtf8 => "invalid_utf8",
+            UnsupportedMediaType => "unsupported_media_type",
+            PayloadTooLarge => "payload_too_large",
+            BodyNotBuffered => "body_not_buffered",
+            MissingState => "missing_state",
+            MissingLoopState => "missing_loop_state",
+            MissingHeader => "missing_header",
+        }
+    }
 }
 
 /// An extractor's refusal: a kind, a status and a message (for the 400s, serde's error

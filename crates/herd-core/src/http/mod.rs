@@ -53,6 +53,8 @@ mod statics;
 mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -243,6 +243,34 @@ pub struct Router {
     pub(super) shared: Arc<super::extract::Shared>,
 }
 
+/// A route path's segments, and whether it ends in `/*`.
+fn parse_path(path: &str) -> (Vec<Seg>, bool) {
+    let (body, prefix) = match path.strip_suffix("/*") {
+        Some(p) => (p, true),
+        None => (path, false),
+    };
+    let segs = body
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.strip_prefix(':') {
+            Some(name) => Seg::Param(name.into()),
+            None => Seg::Lit(s.into()),
+        })
+        .collect();
+    (segs, prefix)
+}
+
+/// Whether `p` is the pattern of `segs` (parameter names aside).
+fn same_shape(p: &Pattern, segs: &[Seg], prefix: bool) -> bool {
+    p.prefix == prefix
+        && p.segs.len() == segs.len()
+        && p.segs.iter().zip(segs).all(|(a, b)| match (a, b) {
+            (Seg::Lit(x), Seg::Lit(y)) => x == y,
+            (Seg::Param(_), Seg::Param(_)) => true,
+            _ => false,
+        })
+}
+
 /// FNV-1a for the exact-path table: a few times cheaper than SipHash on short paths. Flooding
 /// is no concern here: the table holds only the application's own routes, fixed before
 /// serving, so a request path can cost at most one probe sequence over those.
@@ -456,31 +484,12 @@ impl Router {
         if let Endpoint::Stream { max_body, .. } = &ep {
             self.stream_max_body = self.stream_max_body.max(*max_body);
         }
-        let (body, prefix) = match path.strip_suffix("/*") {
-            Some(p) => (p, true),
-            None => (path, false),
-        };
-        let segs: Vec<Seg> = body
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| match s.strip_prefix(':') {
-                Some(name) => Seg::Param(name.into()),
-                None => Seg::Lit(s.into()),
-            })
-            .collect();
+        let (segs, prefix) = parse_path(path);
         if !prefix && segs.iter().all(|s| matches!(s, Seg::Lit(_))) {
             self.exact.entry(path.into()).or_default().set(method, ep);
             return self;
         }
-        let same = |p: &Pattern| {
-            p.prefix == prefix
-                && p.segs.len() == segs.len()
-                && p.segs.iter().zip(&segs).all(|(a, b)| match (a, b) {
-                    (Seg::Lit(x), Seg::Lit(y)) => x == y,
-                    (Seg::Param(_), Seg::Param(_)) => true,
-                    _ => false,
-                })
-        };
+        let same = |p: &Pattern| same_shape(p, &segs, prefix);
         match self.patterns.iter_mut().find(|p| same(p)) {
             Some(p) => p.methods.set(method, ep),
             None => {
@@ -560,6 +569,33 @@ impl Router {
             if let Some(ep) = &mut self.fallback {
                 *ep = f(ep);
             }
+        }
+        self
+    }
+
+    /// Replace each endpoint of the routes of `path` (as given to [`Router::add`]) with
+    /// `f(endpoint)`; a path without routes is left alone.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(super) fn map_path(mut self, path: &str, f: impl Fn(&Endpoint) -> Endpoint) -> Router {
+        let each = |m: &mut Methods| {
+            for (_, ep) in &mut m.list {
+                *ep = f(ep);
+            }
+            if let Some(ep) = &mut m.any {
+                *ep = f(ep);
+            }
+        };
+        let (segs, prefix) = parse_path(path);
+        if !prefix && segs.iter().all(|s| matches!(s, Seg::Lit(_))) {
+            if let Some(m) = self.exact.get_mut(path) {
+                each(m);
+            }
+        } else if let Some(p) = self
+            .patterns
+            .iter_mut()
+            .find(|p| same_shape(p, &segs, prefix))
+        {
+            each(&mut p.methods);
         }
         self
     }

@@ -607,7 +607,10 @@ impl HttpProtocol {
             }
         }
         let resp = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let resp = resp.unwrap_or_else(|| text_response(StatusCode::INTERNAL_SERVER_ERROR));
+        let mut resp = resp.unwrap_or_else(|| text_response(StatusCode::INTERNAL_SERVER_ERROR));
+        if let Some(r) = resp.extensions_mut().remove::<PoolRejections>() {
+            crate::stats::add_rejections(&r.0);
+        }
         respond(config, out, cx, st, meta, resp);
         settle(config, out, cx, st);
     }
@@ -1173,6 +1176,11 @@ fn call(f: &HandlerFn, req: Request<Body>, meta: &mut Meta) -> Response<Body> {
     }
 }
 
+/// Extractor rejections a worker-pool job counted on its pool thread, carried back to the
+/// loop in the response's extensions.
+#[derive(Clone, Copy)]
+struct PoolRejections([u64; crate::stats::REJECTION_KINDS]);
+
 /// Where a pool job or an async handler's task leaves its response.
 type ResponseSlot = Arc<Mutex<Option<Response<Body>>>>;
 
@@ -1248,10 +1256,14 @@ fn submit<H: Handler>(
     let slot: ResponseSlot = Arc::new(Mutex::new(None));
     let (slot2, handle, f) = (slot.clone(), cx.handle(), f.clone());
     let job = move || {
-        let resp = catch_unwind(AssertUnwindSafe(|| f(req))).unwrap_or_else(|_| {
+        let mut resp = catch_unwind(AssertUnwindSafe(|| f(req))).unwrap_or_else(|_| {
             tracing::error!("blocking http handler panicked; answering 500");
             text_response(StatusCode::INTERNAL_SERVER_ERROR)
         });
+        // Counters are per loop thread: what this pool thread counted goes back with the job.
+        if let Some(r) = crate::stats::take_rejections() {
+            resp.extensions_mut().insert(PoolRejections(r));
+        }
         *slot2.lock().unwrap_or_else(|p| p.into_inner()) = Some(resp);
         handle.notify(token, Bytes::new());
     };
