@@ -277,6 +277,7 @@ impl<C> Connection<C> {
 
     /// The transport, shared (its TLS session's state).
     #[inline]
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn transport(&self) -> &Transport {
         &self.transport
     }

@@ -46,6 +46,7 @@ pub(crate) enum TimerKind {
         periodic: u64,
     },
     /// The TLS handshake of this connection must have finished by now.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     TlsHandshake(ConnId),
     /// The PROXY protocol header of this connection must have arrived by now.
     ProxyHeader(ConnId),
