@@ -8,8 +8,7 @@
 #[allow(dead_code)] // the example's `main` is not called here
 #[path = "../examples/frame_greeter.rs"]
 mod frame_greeter;
-
-use std::process::Command;
+mod python_support;
 
 use herd::Server;
 
@@ -118,17 +117,7 @@ fn python_client_gets_replies_and_error_frames() {
     let script = CLIENT
         .replace("{port}", &server.local_addr().port().to_string())
         .replace("{max}", &frame_greeter::MAX_FRAME.to_string());
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3 runs");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_support::run_ok(&script);
     let stats = counted.stats();
     assert_eq!(
         (

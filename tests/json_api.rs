@@ -6,6 +6,7 @@
 #[allow(dead_code)] // the example's `main` is not called here
 #[path = "../examples/json_api.rs"]
 mod json_api;
+mod python_support;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -116,17 +117,7 @@ assert page == b"<h1>todos</h1>", page
 print("ok")
 "#
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3 runs");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_support::run_ok(&script);
 
     server.stop(std::time::Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);

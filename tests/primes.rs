@@ -6,6 +6,7 @@
 #[allow(dead_code)] // the example's `main` is not called here
 #[path = "../examples/primes.rs"]
 mod primes;
+mod python_support;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -115,17 +116,7 @@ print("ok")
 fn pipelined_answers_come_back_in_request_order_on_every_connection() {
     let server = start();
     let script = PIPELINE.replace("{port}", &server.local_addr().port().to_string());
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3 runs");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_support::run_ok(&script);
     let stats = server.stats();
     assert_eq!(stats.accepted, 4, "{stats:?}");
 }

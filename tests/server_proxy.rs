@@ -9,11 +9,12 @@
 //! `max_conns`, 50 concurrent clients cost no more backend connections than the cap and no
 //! failed request; a full queue is a 503 that does not mark the backend down.
 
+mod python_support;
 mod server_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use server_support::*;
@@ -73,20 +74,8 @@ struct Backend {
 
 impl Backend {
     fn start(name: &str) -> Backend {
-        let mut child = Command::new("python3")
-            .args(["-c", BACKEND, name])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Backend {
-            port: line.trim().parse().unwrap(),
-            child,
-        }
+        let (child, port) = python_support::spawn_backend(BACKEND, [name]);
+        Backend { child, port }
     }
 
     fn kill(&mut self) {
@@ -274,19 +263,7 @@ fn a_slow_backend_is_a_504_within_the_read_timeout() {
 fn an_https_upstream_is_verified_for_its_name() {
     let ca = herd_testkit::certs::TestCa::new("proxy-tls");
     let leaf = ca.server("backend", &["localhost"]);
-    let mut child = Command::new("python3")
-        .args(["-c", TLS_BACKEND])
-        .arg(&leaf.cert)
-        .arg(&leaf.key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().parse().unwrap();
+    let (child, port) = python_support::spawn_backend(TLS_BACKEND, [&leaf.cert, &leaf.key]);
     let mut backend = Backend { child, port };
     let tls = format!(
         "tls = {{ name = \"localhost\", ca = \"{}\" }}\n",
@@ -482,20 +459,8 @@ s.serve_forever()
 "#;
 
 fn stream_backend() -> Backend {
-    let mut child = Command::new("python3")
-        .args(["-c", STREAM_BACKEND])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    Backend {
-        port: line.trim().parse().unwrap(),
-        child,
-    }
+    let (child, port) = python_support::spawn_backend(STREAM_BACKEND, std::iter::empty::<&str>());
+    Backend { child, port }
 }
 
 /// herd in front of `backend` with a 128 MiB `max_body` on the location (and 1 TiB on the

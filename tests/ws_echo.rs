@@ -5,11 +5,10 @@
 //! handshake, and the closes RFC 6455 prescribes for an unmasked frame (1002), a text message
 //! that is not UTF-8 (1007) and a message over the limit (1009); a plain request gets 404.
 
+mod python_support;
 #[allow(dead_code)] // the example's `main` and `options` are not called here
 #[path = "../examples/ws_echo.rs"]
 mod ws_echo;
-
-use std::process::Command;
 
 use herd::ws::WsOptions;
 use herd::Server;
@@ -133,15 +132,5 @@ fn stdlib_python_client_round_trips_and_gets_the_right_close_codes() {
     let server = ws_echo::service(opts)
         .serve(Server::new().bind("127.0.0.1:0").unwrap().loops(2))
         .unwrap();
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(CLIENT.replace("{port}", &server.local_addr().port().to_string()))
-        .output()
-        .expect("python3 runs");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "ok",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_support::run_ok(&CLIENT.replace("{port}", &server.local_addr().port().to_string()));
 }
