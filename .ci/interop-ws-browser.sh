@@ -61,6 +61,12 @@ verdict.wait(40)
 threading.Event().wait(2)
 srv.shutdown()' "$HOLD" "$WORK/verdict.txt" &
 HOLD_PID=$!
+# Chromium must not load the page before the hold server listens: a refused /hold leaves
+# nothing pending, and the virtual clock then runs the 5 s budget out at once.
+for _ in $(seq 100); do
+    port_open "$HOLD" && break
+    sleep 0.1
+done
 status=0
 DOM=$(timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
