@@ -731,16 +731,8 @@ impl HttpClient {
                 // The server had closed the pooled connection (a keep-alive race): once more
                 // on a fresh one, in the same slot. Only once: a fresh connection that fails
                 // is the caller's answer.
-                self.count(|s| s.retries += 1);
                 drop(conn);
-                conn = match self.connect(up).await {
-                    Ok(s) => Conn::new(s),
-                    Err(e) => {
-                        self.count_error(&e);
-                        return Err(e);
-                    }
-                };
-                self.count(|s| s.connects += 1);
+                conn = self.reconnect(up).await?;
                 r = self.exchange(&mut conn, up, &req, is_head).await;
             }
         }
@@ -850,6 +842,22 @@ impl HttpClient {
         let stream = self.connect(up).await?;
         self.count(|s| s.connects += 1);
         Ok((Conn::new(stream), l, false))
+    }
+
+    /// The keep-alive retry's fresh connection, in the failed one's slot: counted as a retry
+    /// and a connect, or as the error that ends the request.
+    async fn reconnect(&self, up: &Upstream) -> Result<Conn, ClientError> {
+        self.count(|s| s.retries += 1);
+        match self.connect(up).await {
+            Ok(s) => {
+                self.count(|s| s.connects += 1);
+                Ok(Conn::new(s))
+            }
+            Err(e) => {
+                self.count_error(&e);
+                Err(e)
+            }
+        }
     }
 
     async fn connect(&self, up: &Upstream) -> Result<Stream, ClientError> {
@@ -1607,16 +1615,8 @@ impl HttpClient {
                 && e.kind != ErrorKind::Timeout
             {
                 // As in `request`: the pooled connection was closed under us; once more.
-                self.count(|s| s.retries += 1);
                 drop(conn);
-                conn = match self.connect(up).await {
-                    Ok(s) => Conn::new(s),
-                    Err(e) => {
-                        self.count_error(&e);
-                        return Err(e);
-                    }
-                };
-                self.count(|s| s.connects += 1);
+                conn = self.reconnect(up).await?;
                 r = self
                     .exchange_stream(&mut conn, up, &head, &mut body, is_head)
                     .await;
